@@ -1,0 +1,123 @@
+// One replica of an org's membership: the op DAG and the state it decides
+// (DESIGN.md section 3). No I/O: bytes and the clock are passed in.
+//
+// Thread-safety: none; one owner drives a Replica.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crdt/op.h"
+#include "netauth/address.h"
+#include "netauth/result.h"
+
+namespace fm::crdt {
+
+struct ReplicaLimits {
+  // Ops whose parents have not all arrived wait here; past either bound new
+  // ones are rejected (Reject::pending_full) and the buffer is left as it is.
+  size_t max_pending_ops = 4096;
+  size_t max_pending_bytes = 4 << 20;
+};
+
+enum class Ingest : uint8_t {
+  applied,    // stored in the DAG (valid or not: validity is part of the state)
+  duplicate,  // already stored or already pending; nothing changed
+  pending,    // some parents are missing; see IngestResult::missing
+  rejected,   // see IngestResult::reject; nothing changed
+};
+
+struct IngestResult {
+  Ingest outcome = Ingest::rejected;
+  Reject reject = Reject::none;
+  std::vector<OpId> missing;  // pending: the parents not yet known here
+  std::vector<OpId> applied;  // every op this call added to the DAG, parents
+                              // first: this op and pending ops it released
+};
+
+struct OrgInfo {
+  OpId id{};                  // the Genesis op id
+  std::string name;
+  netauth::Prefix prefix{};
+  PublicKey root{};
+};
+
+enum class Standing : uint8_t { active, expired, revoked };
+const char* to_string(Standing standing);
+
+// A key named by at least one valid Enroll.
+struct Member {
+  PublicKey key{};
+  std::string name;
+  Role role = Role::member;
+  Standing standing = Standing::active;
+  uint64_t expires_at = 0;            // latest expiry of its valid Enrolls; 0 = never
+  std::vector<std::string> endpoints; // lighthouses: from their most recent valid Enroll
+  netauth::Address address{};
+  bool address_conflict = false;      // lost an address collision: gets no peer
+};
+
+class Replica {
+ public:
+  // `org_id`: the org this replica belongs to when known (a joined node knows it
+  // from its bundle); otherwise the first valid Genesis decides.
+  explicit Replica(std::optional<OpId> org_id = std::nullopt, ReplicaLimits limits = {});
+  ~Replica();
+  Replica(Replica&&) noexcept;
+  Replica& operator=(Replica&&) noexcept;
+
+  // Verifies and applies one serialized SignedOp from anywhere (a peer, a file).
+  // Bad input is rejected and counted; it never changes the state.
+  IngestResult ingest(std::span<const uint8_t> signed_op);
+
+  // Restart path: ops read back from this node's own store, each verified before
+  // it was stored, parents before children. Signatures are not checked again;
+  // the state is evaluated once at the end. Fails on an op that does not parse
+  // or whose parents are missing (a damaged store), leaving the replica empty.
+  Status load_verified(std::span<const std::string> signed_ops);
+
+  bool has_org() const;
+  const OrgInfo& org() const;  // only when has_org()
+
+  size_t op_count() const;
+  bool contains(const OpId& id) const;
+  // The serialized SignedOp as received, or nullptr.
+  const std::string* op_bytes(const OpId& id) const;
+  // The DAG's current heads (ops no other op names as parent), sorted.
+  std::vector<OpId> heads() const;
+  // Every stored op, parents before children (the order they were applied).
+  std::vector<OpId> all_ops() const;
+  // Parents that pending ops are waiting for.
+  std::vector<OpId> missing_parents() const;
+  size_t pending_count() const;
+
+  // State at local time `now` (Unix seconds).
+  // True iff a valid Enroll names `key`, no valid Revoke does, and not every
+  // valid Enroll of it has expired.
+  bool is_active_member(const PublicKey& key, uint64_t now) const;
+  // The key's state, or nothing if no valid Enroll names it.
+  std::optional<Member> member(const PublicKey& key, uint64_t now) const;
+  // Every key named by a valid Enroll, sorted by key.
+  // Every key named by a valid Enroll, sorted by key.
+  std::vector<Member> members(uint64_t now) const;
+  // BLAKE2b-256 over the sorted active member keys and the sorted revoked keys:
+  // two replicas that agree show the same digest.
+  netauth::Bytes32 digest(uint64_t now) const;
+
+  // Rejections by reason since construction.
+  const std::array<uint64_t, static_cast<size_t>(Reject::kCount)>& reject_counts() const;
+  // How many whole or partial re-evaluations ingest has run (for tests of
+  // incrementality).
+  uint64_t reevaluations() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fm::crdt
