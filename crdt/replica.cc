@@ -1,0 +1,733 @@
+// Membership evaluation (DESIGN.md section 3).
+//
+// Validity is decided in seniority order, like Dijkstra's algorithm over admins:
+// the root first, then the most senior admin not yet processed, and so on. When
+// an admin is processed, every admin senior to it has been, so everything its
+// ops' validity depends on (its authority Enrolls, the Revokes aimed at it, the
+// seniority of the keys it revokes) is already decided, and its valid admin
+// Enrolls queue their subjects with rank + 1. Keys that never become admins are
+// handled last: the only op they can author validly is a self-Revoke.
+//
+// Ingest is incremental. A new op is a leaf, so only its own validity has to be
+// decided, against the state as it stands. Other ops change validity only when
+// the new op is a valid Revoke that cuts off ops its subject made beside it, or
+// an admin Enroll that makes a key with history more senior; then evaluation
+// restarts from that key's place in the seniority order, keeping everything
+// decided for the admins senior to it (which cannot depend on it).
+#include "crdt/replica.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <queue>
+#include <unordered_map>
+
+namespace fm::crdt {
+namespace {
+
+constexpr uint32_t kNone = UINT32_MAX;
+
+struct IdHash {
+  template <size_t N>
+  size_t operator()(const std::array<uint8_t, N>& id) const {
+    static_assert(N >= sizeof(size_t));
+    size_t h;
+    std::memcpy(&h, id.data(), sizeof(h));  // ids and keys are uniformly random
+    return h;
+  }
+};
+
+// Seniority: smaller is senior.
+struct Seniority {
+  uint32_t rank = 0;
+  OpId enroll{};
+  auto operator<=>(const Seniority&) const = default;
+};
+
+// Epoch-stamped marks over op indices, so a traversal never clears an array.
+class Marks {
+ public:
+  void begin(size_t n) {
+    if (stamp_.size() < n) stamp_.resize(n, 0);
+    ++epoch_;
+  }
+  bool test(uint32_t i) const { return stamp_[i] == epoch_; }
+  bool set(uint32_t i) {
+    if (stamp_[i] == epoch_) return false;
+    stamp_[i] = epoch_;
+    return true;
+  }
+
+ private:
+  std::vector<uint32_t> stamp_;
+  uint32_t epoch_ = 0;
+};
+
+}  // namespace
+
+const char* to_string(Standing standing) {
+  switch (standing) {
+    case Standing::active: return "active";
+    case Standing::expired: return "expired";
+    case Standing::revoked: return "revoked";
+  }
+  return "?";
+}
+
+struct Replica::Impl {
+  struct Node {
+    OpId id{};
+    std::string wire;               // the SignedOp as received
+    std::vector<uint32_t> parents;
+    std::vector<uint32_t> children;
+    uint32_t author = kNone;        // key index
+    uint32_t subject = kNone;       // key index (Enroll, Revoke)
+    uint32_t depth = 0;             // longest path from the Genesis
+    OpKind kind = OpKind::genesis;
+    Role role = Role::none;
+    bool valid = false;
+    uint64_t expires_at = 0;
+    std::string name;
+    std::vector<std::string> endpoints;
+  };
+
+  struct Key {
+    PublicKey key{};
+    std::vector<uint32_t> authored;  // ops by this key, index order
+    std::vector<uint32_t> enrolls;   // Enrolls naming it
+    std::vector<uint32_t> revokes;   // Revokes naming it
+    bool processed = false;          // decided as root or admin
+    Seniority seniority;             // when processed
+    bool ever_admin = false;         // some admin Enroll, valid or not, names it
+    mutable std::optional<netauth::Address> address;  // derived on first use
+  };
+
+  struct Candidate {
+    Seniority seniority;
+    uint32_t key;
+    uint32_t enroll;
+    bool operator>(const Candidate& o) const { return seniority > o.seniority; }
+  };
+
+  struct Pending {
+    Op op;
+    std::string wire;
+    size_t missing = 0;
+  };
+
+  std::optional<OpId> expected_org;
+  ReplicaLimits limits;
+  bool have_org = false;
+  OrgInfo org;
+  uint32_t root = kNone;
+
+  std::vector<Node> nodes;
+  std::unordered_map<OpId, uint32_t, IdHash> index;
+  std::vector<Key> keys;
+  std::unordered_map<PublicKey, uint32_t, IdHash> key_index;
+  std::vector<uint32_t> heads;  // node indices
+  std::vector<uint32_t> order;  // processed keys, in seniority order
+
+  std::unordered_map<OpId, Pending, IdHash> pending;
+  std::unordered_map<OpId, std::vector<OpId>, IdHash> waiting;  // parent -> pending children
+  size_t pending_bytes = 0;
+
+  std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
+  uint64_t reevaluations = 0;
+  Marks marks_a, marks_b;
+
+  // ---- DAG -------------------------------------------------------------
+
+  uint32_t key_of(const PublicKey& k) {
+    auto [it, inserted] = key_index.try_emplace(k, static_cast<uint32_t>(keys.size()));
+    if (inserted) {
+      keys.emplace_back();
+      keys.back().key = k;
+    }
+    return it->second;
+  }
+
+  // Adds a parsed op whose parents are all present. Returns its index.
+  uint32_t insert(Op& op, std::string wire) {
+    const auto i = static_cast<uint32_t>(nodes.size());
+    Node& n = nodes.emplace_back();
+    n.id = op.id;
+    n.wire = std::move(wire);
+    n.kind = op.kind;
+    n.role = op.role;
+    n.expires_at = op.expires_at;
+    n.name = std::move(op.name);
+    n.endpoints = std::move(op.endpoints);
+    n.author = key_of(op.author);
+    for (const auto& p : op.parents) {
+      uint32_t pi = index.at(p);
+      n.parents.push_back(pi);
+      nodes[pi].children.push_back(i);
+      n.depth = std::max(n.depth, nodes[pi].depth + 1);
+    }
+    index.emplace(op.id, i);
+    keys[n.author].authored.push_back(i);
+    if (op.kind == OpKind::enroll || op.kind == OpKind::revoke) {
+      n.subject = key_of(op.subject);
+      auto& list = op.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
+      list.push_back(i);
+      if (op.kind == OpKind::enroll && op.role == Role::admin) keys[n.subject].ever_admin = true;
+    }
+    // Heads: the parents stop being heads, the new op is one.
+    std::erase_if(heads, [&](uint32_t h) {
+      return std::find(n.parents.begin(), n.parents.end(), h) != n.parents.end();
+    });
+    heads.push_back(i);
+    if (op.kind == OpKind::genesis) {
+      have_org = true;
+      root = n.author;
+      org = OrgInfo{.id = op.id, .name = op.org_name, .prefix = op.prefix, .root = op.author};
+    }
+    return i;
+  }
+
+  // Marks every op that is `from` or an ancestor of it, down to index `floor`
+  // (ops are stored parents first, so nothing below `floor` can lead back up).
+  void mark_ancestors(Marks& m, std::span<const uint32_t> from, uint32_t floor) {
+    m.begin(nodes.size());
+    std::vector<uint32_t> stack;
+    for (uint32_t f : from) {
+      if (f >= floor && m.set(f)) stack.push_back(f);
+    }
+    while (!stack.empty()) {
+      uint32_t i = stack.back();
+      stack.pop_back();
+      for (uint32_t p : nodes[i].parents) {
+        if (p >= floor && m.set(p)) stack.push_back(p);
+      }
+    }
+  }
+
+  // Marks every op that is in `from` or a descendant of one, up to index `ceiling`.
+  void mark_descendants(Marks& m, std::span<const uint32_t> from, uint32_t ceiling) {
+    m.begin(nodes.size());
+    std::vector<uint32_t> stack;
+    for (uint32_t f : from) {
+      if (f <= ceiling && m.set(f)) stack.push_back(f);
+    }
+    while (!stack.empty()) {
+      uint32_t i = stack.back();
+      stack.pop_back();
+      for (uint32_t c : nodes[i].children) {
+        if (c <= ceiling && m.set(c)) stack.push_back(c);
+      }
+    }
+  }
+
+  // True when every op already stored is an ancestor of `n` (its parents are
+  // all the heads it had): the common case of an op made by an up-to-date node.
+  bool extends_all(uint32_t n) const {
+    const auto& ps = nodes[n].parents;
+    return std::all_of(heads.begin(), heads.end(), [&](uint32_t h) {
+      return h == n || std::find(ps.begin(), ps.end(), h) != ps.end();
+    });
+  }
+
+  bool is_self_revoke(const Node& n) const {
+    return n.kind == OpKind::revoke && n.subject == n.author;
+  }
+
+  // ---- Evaluation ------------------------------------------------------
+
+  // Is key `a` decided as root or admin and senior to processed key `b`?
+  bool senior(uint32_t a, uint32_t b) const {
+    return keys[a].processed && keys[a].seniority < keys[b].seniority;
+  }
+
+  // Valid admin Enrolls of processed key `k` by keys senior to it: its authority.
+  std::vector<uint32_t> authority_of(uint32_t k) const {
+    std::vector<uint32_t> out;
+    for (uint32_t e : keys[k].enrolls) {
+      const Node& n = nodes[e];
+      if (n.valid && n.role == Role::admin && senior(n.author, k)) out.push_back(e);
+    }
+    return out;
+  }
+
+  // Valid Revokes of `k` decided so far: by senior keys, and its own.
+  std::vector<uint32_t> valid_revokes_of(uint32_t k) const {
+    std::vector<uint32_t> out;
+    if (k == root) return out;  // the root cannot be revoked
+    for (uint32_t r : keys[k].revokes) {
+      if (nodes[r].valid || nodes[r].author == k) out.push_back(r);
+    }
+    return out;
+  }
+
+  // Is an op that `author` (processed, with authority and not cut off) made
+  // valid by its kind? Enrolling the root is meaningless; revoking the root or
+  // a key senior to the author is not allowed.
+  bool permitted(uint32_t author, const Node& n) const {
+    if (n.kind == OpKind::genesis) return author == root;
+    if (n.subject == root) return false;
+    if (n.kind == OpKind::revoke) return n.subject == author || !senior(n.subject, author);
+    return true;
+  }
+
+  // Decides every op of key `k`, processed now with seniority `sen`.
+  void process(uint32_t k, const Seniority& sen, std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>& queue) {
+    Key& key = keys[k];
+    key.processed = true;
+    key.seniority = sen;
+    order.push_back(k);
+    if (key.authored.empty()) return;
+    const uint32_t lo = key.authored.front(), hi = key.authored.back();
+
+    // Authority: a valid admin Enroll of k in the op's causal past.
+    const bool is_root = k == root;
+    if (!is_root) mark_descendants(marks_a, authority_of(k), hi);
+    // Cut-off: an op must be an ancestor of every valid Revoke of k.
+    std::vector<char> cut(key.authored.size(), 0);
+    for (uint32_t r : valid_revokes_of(k)) {
+      mark_ancestors(marks_b, std::span(&r, 1), lo);
+      for (size_t j = 0; j < key.authored.size(); ++j) {
+        if (!marks_b.test(key.authored[j])) cut[j] = 1;
+      }
+    }
+    for (size_t j = 0; j < key.authored.size(); ++j) {
+      Node& n = nodes[key.authored[j]];
+      if (is_self_revoke(n)) {
+        n.valid = !is_root;
+        continue;
+      }
+      n.valid = (is_root || (marks_a.test(key.authored[j]) && !cut[j])) && permitted(k, n);
+      if (n.valid && n.kind == OpKind::enroll && n.role == Role::admin &&
+          !keys[n.subject].processed) {
+        queue.push({{sen.rank + 1, n.id}, n.subject, key.authored[j]});
+      }
+    }
+  }
+
+  // An admin Enroll made after its author saw a Revoke of the subject grants
+  // no rank, so re-enrolling a revoked key never undoes the revocation by
+  // making the key senior to its revoker. Which Revokes count must not depend
+  // on validity (that would be circular): those by the subject itself, the
+  // root, or a key some admin Enroll names; a stranger's Revoke cannot block a
+  // promotion.
+  bool follows_revoke_of_subject(uint32_t enroll) {
+    std::vector<uint32_t> revokes;
+    for (uint32_t r : keys[nodes[enroll].subject].revokes) {
+      uint32_t a = nodes[r].author;
+      if (a == nodes[r].subject || a == root || keys[a].ever_admin) revokes.push_back(r);
+    }
+    if (revokes.empty()) return false;
+    mark_ancestors(marks_b, std::span(&enroll, 1), *std::min_element(revokes.begin(), revokes.end()));
+    return std::any_of(revokes.begin(), revokes.end(), [&](uint32_t r) { return marks_b.test(r); });
+  }
+
+  // Re-decides every key with seniority >= `from` (everything when `from` is
+  // the root's), keeping what was decided for the keys before it.
+  void evaluate_from(const Seniority& from) {
+    ++reevaluations;
+    size_t keep = 0;
+    while (keep < order.size() && keys[order[keep]].seniority < from) ++keep;
+    for (size_t i = keep; i < order.size(); ++i) keys[order[i]].processed = false;
+    order.resize(keep);
+    for (uint32_t k = 0; k < keys.size(); ++k) {
+      if (keys[k].processed) continue;
+      for (uint32_t i : keys[k].authored) nodes[i].valid = false;
+    }
+
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+    if (keep == 0) {
+      process(root, Seniority{0, org.id}, queue);
+    } else {
+      for (uint32_t k : order) {
+        for (uint32_t i : keys[k].authored) {
+          const Node& n = nodes[i];
+          if (n.valid && n.kind == OpKind::enroll && n.role == Role::admin &&
+              !keys[n.subject].processed) {
+            queue.push({{keys[k].seniority.rank + 1, n.id}, n.subject, i});
+          }
+        }
+      }
+    }
+    while (!queue.empty()) {
+      Candidate c = queue.top();
+      queue.pop();
+      if (keys[c.key].processed || follows_revoke_of_subject(c.enroll)) continue;
+      process(c.key, c.seniority, queue);
+    }
+    // Keys that are not admins: only their self-Revokes can be valid.
+    for (uint32_t k = 0; k < keys.size(); ++k) {
+      if (keys[k].processed) continue;
+      for (uint32_t i : keys[k].authored) nodes[i].valid = is_self_revoke(nodes[i]);
+    }
+  }
+
+  // Decides a newly inserted op `n` against the current state, then restarts
+  // evaluation if it changes anything beyond itself.
+  void apply_new(uint32_t i) {
+    Node& n = nodes[i];
+    const uint32_t k = n.author;
+    if (n.kind == OpKind::genesis) {
+      evaluate_from(Seniority{0, org.id});
+      return;
+    }
+    const bool leaf_of_all = extends_all(i);
+    if (is_self_revoke(n)) {
+      n.valid = k != root;
+    } else if (!keys[k].processed) {
+      n.valid = false;
+    } else if (k == root) {
+      n.valid = permitted(k, n);
+    } else {
+      // A new op is nobody's ancestor: any valid Revoke of its author cuts it off.
+      bool authority = false;
+      auto auth = authority_of(k);
+      if (!auth.empty()) {
+        if (leaf_of_all) {
+          authority = true;
+        } else {
+          mark_ancestors(marks_a, std::span(&i, 1), *std::min_element(auth.begin(), auth.end()));
+          authority = std::any_of(auth.begin(), auth.end(), [&](uint32_t e) { return marks_a.test(e); });
+        }
+      }
+      n.valid = authority && valid_revokes_of(k).empty() && permitted(k, n);
+    }
+    if (!n.valid) return;
+
+    if (n.kind == OpKind::revoke && keys[n.subject].processed && !keys[n.subject].authored.empty()) {
+      // Ops of the subject that this Revoke did not see are now cut off.
+      const Key& s = keys[n.subject];
+      bool cuts = false;
+      if (!leaf_of_all) {
+        mark_ancestors(marks_a, std::span(&i, 1), s.authored.front());
+        for (uint32_t j : s.authored) {
+          if (j != i && nodes[j].valid && !is_self_revoke(nodes[j]) && !marks_a.test(j)) {
+            cuts = true;
+            break;
+          }
+        }
+      }
+      if (cuts) evaluate_from(s.seniority);
+    } else if (n.kind == OpKind::enroll && n.role == Role::admin) {
+      Key& t = keys[n.subject];
+      Seniority offered{keys[k].seniority.rank + 1, n.id};
+      if (t.processed && !(offered < t.seniority)) return;
+      if (follows_revoke_of_subject(i)) return;
+      // A key with no ops and no Revokes aimed at it only needs its place in
+      // the order; otherwise everything from its new place is decided again.
+      if (t.authored.empty() && t.revokes.empty()) {
+        if (t.processed) std::erase(order, n.subject);
+        t.processed = true;
+        t.seniority = offered;
+        auto pos = std::upper_bound(order.begin(), order.end(), offered, [&](const Seniority& s, uint32_t o) {
+          return s < keys[o].seniority;
+        });
+        order.insert(pos, n.subject);
+      } else {
+        evaluate_from(offered);
+      }
+    }
+  }
+
+  // ---- Ingest ----------------------------------------------------------
+
+  Reject check_org(const Op& op) const {
+    if (op.kind == OpKind::genesis) {
+      if (have_org) return Reject::second_genesis;
+      if (expected_org && *expected_org != op.id) return Reject::wrong_org;
+      return Reject::none;
+    }
+    if (have_org) return op.org_id == org.id ? Reject::none : Reject::wrong_org;
+    if (expected_org) return op.org_id == *expected_org ? Reject::none : Reject::wrong_org;
+    return Reject::no_org;
+  }
+
+  IngestResult reject(Reject r) {
+    ++rejects[static_cast<size_t>(r)];
+    IngestResult res;
+    res.outcome = Ingest::rejected;
+    res.reject = r;
+    return res;
+  }
+
+  // Applies `op` and then every pending op it releases, parents first.
+  void apply_and_release(Op op, std::string wire, std::vector<OpId>* applied) {
+    std::vector<std::pair<Op, std::string>> ready;
+    ready.emplace_back(std::move(op), std::move(wire));
+    while (!ready.empty()) {
+      auto [o, w] = std::move(ready.back());
+      ready.pop_back();
+      const OpId id = o.id;
+      apply_new(insert(o, std::move(w)));
+      applied->push_back(id);
+      auto it = waiting.find(id);
+      if (it == waiting.end()) continue;
+      for (const OpId& child : it->second) {
+        auto p = pending.find(child);
+        if (p == pending.end() || --p->second.missing != 0) continue;
+        pending_bytes -= p->second.wire.size();
+        ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
+        pending.erase(p);
+      }
+      waiting.erase(it);
+    }
+  }
+
+  IngestResult ingest(std::span<const uint8_t> bytes) {
+    Op op;
+    if (Reject r = parse_op(bytes, &op); r != Reject::none) return reject(r);
+    if (index.contains(op.id) || pending.contains(op.id)) {
+      IngestResult res;
+      res.outcome = Ingest::duplicate;
+      return res;
+    }
+    if (Reject r = check_org(op); r != Reject::none) return reject(r);
+    if (!verify_op(op)) return reject(Reject::bad_signature);
+    op.body.clear();  // the wire bytes hold it; keep one copy
+
+    std::vector<OpId> missing;
+    for (const auto& p : op.parents) {
+      if (!index.contains(p)) missing.push_back(p);
+    }
+    std::string wire(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    IngestResult res;
+    if (!missing.empty()) {
+      if (pending.size() >= limits.max_pending_ops ||
+          pending_bytes + wire.size() > limits.max_pending_bytes) {
+        return reject(Reject::pending_full);
+      }
+      for (const auto& p : missing) waiting[p].push_back(op.id);
+      pending_bytes += wire.size();
+      const OpId id = op.id;
+      pending.emplace(id, Pending{std::move(op), std::move(wire), missing.size()});
+      res.outcome = Ingest::pending;
+      // A parent that is itself pending is not missing from the network's view.
+      std::erase_if(missing, [&](const OpId& p) { return pending.contains(p); });
+      res.missing = std::move(missing);
+      return res;
+    }
+    res.outcome = Ingest::applied;
+    apply_and_release(std::move(op), std::move(wire), &res.applied);
+    return res;
+  }
+
+  // ---- State -----------------------------------------------------------
+
+  const netauth::Address& address_of(uint32_t k) const {
+    const Key& key = keys[k];
+    if (!key.address) {
+      auto a = netauth::overlay_address_of(org.prefix, key.key);
+      key.address = a ? *a : netauth::Address{};  // Enrolled keys always convert.
+    }
+    return *key.address;
+  }
+
+  // The state of key `k`, or nothing when no valid Enroll names it. `first`
+  // receives the smallest id among its valid Enrolls (the Genesis id for the
+  // root), which decides address collisions.
+  std::optional<Member> member_of(uint32_t k, uint64_t now, OpId* first = nullptr) const {
+    const Key& key = keys[k];
+    Member m;
+    m.key = key.key;
+    OpId smallest{};
+    smallest.fill(0xff);
+    const Node* chosen = nullptr;  // the Enroll that gives role, label, endpoints
+    bool never_expires = false;
+    for (uint32_t e : key.enrolls) {
+      const Node& n = nodes[e];
+      if (!n.valid) continue;
+      smallest = std::min(smallest, n.id);
+      if (n.expires_at == 0) never_expires = true;
+      m.expires_at = std::max(m.expires_at, n.expires_at);
+      // The most privileged, then the most recent (deepest; smallest id among
+      // equals) valid Enroll.
+      if (chosen == nullptr || n.role > chosen->role ||
+          (n.role == chosen->role &&
+           (n.depth > chosen->depth || (n.depth == chosen->depth && n.id < chosen->id)))) {
+        chosen = &n;
+      }
+    }
+    if (k == root) {
+      m.role = Role::root;
+      m.name = chosen ? chosen->name : "root";
+      smallest = org.id;
+      never_expires = true;
+    } else if (chosen == nullptr) {
+      return std::nullopt;
+    } else {
+      m.role = chosen->role;
+      m.name = chosen->name;
+      m.endpoints = chosen->endpoints;
+    }
+    if (never_expires) m.expires_at = 0;
+    const bool revoked = k != root && std::any_of(key.revokes.begin(), key.revokes.end(),
+                                                  [&](uint32_t r) { return nodes[r].valid; });
+    m.standing = revoked                                       ? Standing::revoked
+                 : (m.expires_at != 0 && now >= m.expires_at) ? Standing::expired
+                                                              : Standing::active;
+    m.address = address_of(k);
+    if (first) *first = smallest;
+    return m;
+  }
+};
+
+Replica::Replica(std::optional<OpId> org_id, ReplicaLimits limits) : impl_(std::make_unique<Impl>()) {
+  impl_->expected_org = org_id;
+  impl_->limits = limits;
+}
+Replica::~Replica() = default;
+Replica::Replica(Replica&&) noexcept = default;
+Replica& Replica::operator=(Replica&&) noexcept = default;
+
+IngestResult Replica::ingest(std::span<const uint8_t> signed_op) { return impl_->ingest(signed_op); }
+
+Status Replica::load_verified(std::span<const std::string> signed_ops) {
+  Impl fresh;
+  fresh.expected_org = impl_->expected_org;
+  fresh.limits = impl_->limits;
+  size_t n = 0;
+  for (const auto& wire : signed_ops) {
+    ++n;
+    Op op;
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(wire.data()), wire.size());
+    if (Reject r = parse_op(bytes, &op); r != Reject::none) {
+      return Status::error("stored op " + std::to_string(n) + " is " + to_string(r));
+    }
+    if (fresh.index.contains(op.id)) continue;
+    if (Reject r = fresh.check_org(op); r != Reject::none) {
+      return Status::error("stored op " + std::to_string(n) + ": " + to_string(r));
+    }
+    for (const auto& p : op.parents) {
+      if (!fresh.index.contains(p)) {
+        return Status::error("stored op " + std::to_string(n) + " names a parent that is not stored");
+      }
+    }
+    op.body.clear();
+    fresh.insert(op, wire);
+  }
+  if (fresh.have_org) fresh.evaluate_from(Seniority{0, fresh.org.id});
+  *impl_ = std::move(fresh);
+  return Status::ok();
+}
+
+bool Replica::has_org() const { return impl_->have_org; }
+const OrgInfo& Replica::org() const { return impl_->org; }
+size_t Replica::op_count() const { return impl_->nodes.size(); }
+bool Replica::contains(const OpId& id) const { return impl_->index.contains(id); }
+
+const std::string* Replica::op_bytes(const OpId& id) const {
+  auto it = impl_->index.find(id);
+  return it == impl_->index.end() ? nullptr : &impl_->nodes[it->second].wire;
+}
+
+std::vector<OpId> Replica::heads() const {
+  std::vector<OpId> out;
+  for (uint32_t h : impl_->heads) out.push_back(impl_->nodes[h].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<OpId> Replica::all_ops() const {
+  std::vector<OpId> out;
+  out.reserve(impl_->nodes.size());
+  for (const auto& n : impl_->nodes) out.push_back(n.id);
+  return out;
+}
+
+std::vector<OpId> Replica::missing_parents() const {
+  std::vector<OpId> out;
+  for (const auto& [parent, children] : impl_->waiting) {
+    if (!impl_->pending.contains(parent)) out.push_back(parent);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+size_t Replica::pending_count() const { return impl_->pending.size(); }
+
+bool Replica::is_active_member(const PublicKey& key, uint64_t now) const {
+  if (!impl_->have_org) return false;
+  auto it = impl_->key_index.find(key);
+  if (it == impl_->key_index.end()) return false;
+  auto m = impl_->member_of(it->second, now);
+  return m && m->standing == Standing::active;
+}
+
+std::optional<Member> Replica::member(const PublicKey& key, uint64_t now) const {
+  if (!impl_->have_org) return std::nullopt;
+  auto it = impl_->key_index.find(key);
+  if (it == impl_->key_index.end()) return std::nullopt;
+  auto m = impl_->member_of(it->second, now);
+  if (m && m->standing == Standing::active) {
+    // Address collisions (80-bit) are decided over the whole set: a cold path.
+    for (auto& other : members(now)) {
+      if (other.key == key) return std::move(other);
+    }
+  }
+  return m;
+}
+
+std::vector<Member> Replica::members(uint64_t now) const {
+  std::vector<Member> out;
+  if (!impl_->have_org) return out;
+  std::vector<OpId> first;
+  for (uint32_t k = 0; k < impl_->keys.size(); ++k) {
+    OpId f{};
+    if (auto m = impl_->member_of(k, now, &f)) {
+      out.push_back(std::move(*m));
+      first.push_back(f);
+    }
+  }
+  detail::mark_address_conflicts(out, first);
+  std::vector<size_t> idx(out.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return out[a].key < out[b].key; });
+  std::vector<Member> sorted;
+  sorted.reserve(out.size());
+  for (size_t i : idx) sorted.push_back(std::move(out[i]));
+  return sorted;
+}
+
+netauth::Bytes32 Replica::digest(uint64_t now) const {
+  std::vector<PublicKey> active, revoked;
+  for (const auto& m : members(now)) {
+    if (m.standing == Standing::active) active.push_back(m.key);
+    if (m.standing == Standing::revoked) revoked.push_back(m.key);
+  }
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, 32);
+  const std::string_view domain = "fortmesh/digest/v1";
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(domain.data()), domain.size());
+  for (const auto* list : {&active, &revoked}) {
+    uint8_t count[8];
+    for (int i = 0; i < 8; ++i) count[i] = static_cast<uint8_t>(list->size() >> (8 * i));
+    crypto_generichash_update(&st, count, sizeof(count));
+    for (const auto& k : *list) crypto_generichash_update(&st, k.data(), k.size());
+  }
+  netauth::Bytes32 out;
+  crypto_generichash_final(&st, out.data(), out.size());
+  return out;
+}
+
+const std::array<uint64_t, static_cast<size_t>(Reject::kCount)>& Replica::reject_counts() const {
+  return impl_->rejects;
+}
+
+uint64_t Replica::reevaluations() const { return impl_->reevaluations; }
+
+namespace detail {
+
+void mark_address_conflicts(std::vector<Member>& members, const std::vector<OpId>& first_enroll) {
+  std::unordered_map<netauth::Address, size_t, IdHash> owner;  // address -> winner index
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (members[i].standing != Standing::active) continue;
+    auto [it, inserted] = owner.try_emplace(members[i].address, i);
+    if (inserted) continue;
+    size_t& w = it->second;
+    size_t loser = i;
+    if (first_enroll[i] < first_enroll[w]) std::swap(w, loser);
+    members[loser].address_conflict = true;
+  }
+}
+
+}  // namespace detail
+}  // namespace fm::crdt

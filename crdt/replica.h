@@ -120,4 +120,11 @@ class Replica {
   std::unique_ptr<Impl> impl_;
 };
 
+namespace detail {
+// Among active members sharing an address, the one whose smallest valid Enroll
+// id (`first_enroll[i]`, parallel to `members`) is smaller keeps it; the others
+// get address_conflict. Exposed for tests: real collisions need 80-bit luck.
+void mark_address_conflicts(std::vector<Member>& members, const std::vector<OpId>& first_enroll);
+}  // namespace detail
+
 }  // namespace fm::crdt
