@@ -1,0 +1,491 @@
+// One test per validity and state rule of DESIGN.md section 3.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "crdt/replica.h"
+#include "proto/org.pb.h"
+#include "tests/util/testutil.h"
+
+namespace fm::crdt {
+namespace {
+
+using netauth::KeyPair;
+using test::bytes_of;
+using test::test_key;
+
+constexpr uint64_t kNow = 1'000'000;
+
+// Authors ops for one org and feeds them to `replica` as it goes.
+class OrgFixture : public ::testing::Test {
+ protected:
+  OrgFixture() : root_(test_key(1)) {
+    genesis_ = add(make_genesis(root_, "acme", prefix_, kNow));
+  }
+
+  OpId add(const std::string& op) {
+    ops_.push_back(op);
+    auto res = replica_.ingest(bytes_of(op));
+    EXPECT_EQ(res.outcome, Ingest::applied) << to_string(res.reject);
+    Op parsed;
+    EXPECT_EQ(parse_op(bytes_of(op), &parsed), Reject::none);
+    return parsed.id;
+  }
+  // Builds without ingesting, for tests that control delivery.
+  std::string enroll_op(const KeyPair& by, const KeyPair& who, Role role, std::vector<OpId> parents,
+                        uint64_t expires_at = 0, std::string name = "n") {
+    EnrollSpec spec{who.public_key, std::move(name), role, {}, expires_at};
+    if (role == Role::lighthouse) spec.endpoints = {"203.0.113.7:51820"};
+    return make_enroll(by, org(), parents, spec, kNow);
+  }
+  std::string revoke_op(const KeyPair& by, const KeyPair& who, std::vector<OpId> parents) {
+    return make_revoke(by, org(), parents, who.public_key, "test", kNow);
+  }
+  OpId enroll(const KeyPair& by, const KeyPair& who, Role role = Role::member,
+              std::optional<std::vector<OpId>> parents = std::nullopt, uint64_t expires_at = 0) {
+    return add(enroll_op(by, who, role, parents.value_or(replica_.heads()), expires_at));
+  }
+  OpId revoke(const KeyPair& by, const KeyPair& who,
+              std::optional<std::vector<OpId>> parents = std::nullopt) {
+    return add(revoke_op(by, who, parents.value_or(replica_.heads())));
+  }
+
+  const OpId& org() const { return genesis_; }
+  bool active(const KeyPair& k, uint64_t now = kNow) const {
+    return replica_.is_active_member(k.public_key, now);
+  }
+  Standing standing(const KeyPair& k) const { return replica_.member(k.public_key, kNow)->standing; }
+
+  // The state every replica must reach, whatever the delivery order.
+  void expect_order_independent(unsigned seed = 1) {
+    auto want = replica_.digest(kNow);
+    Replica full;
+    ASSERT_TRUE(full.load_verified(ops_).is_ok());
+    EXPECT_EQ(full.digest(kNow), want) << "full evaluation differs from incremental";
+    std::mt19937 rng(seed);
+    for (int round = 0; round < 5; ++round) {
+      auto shuffled = ops_;
+      std::shuffle(shuffled.begin(), shuffled.end(), rng);
+      Replica r(org());
+      for (const auto& op : shuffled) r.ingest(bytes_of(op));
+      EXPECT_EQ(r.pending_count(), 0u);
+      EXPECT_EQ(r.digest(kNow), want) << "delivery order changed the state (round " << round << ")";
+      EXPECT_EQ(r.heads(), replica_.heads());
+    }
+  }
+
+  KeyPair root_;
+  netauth::Prefix prefix_ = netauth::ula_prefix({1, 2, 3, 4, 5});
+  Replica replica_;
+  std::vector<std::string> ops_;
+  OpId genesis_;
+  KeyPair admin_a_ = test_key(10), admin_b_ = test_key(11), admin_c_ = test_key(12);
+  KeyPair alice_ = test_key(20), bob_ = test_key(21), carol_ = test_key(22);
+  KeyPair stranger_ = test_key(99);
+};
+
+TEST_F(OrgFixture, GenesisMakesItsAuthorTheRootAndTheOrgIdItsId) {
+  ASSERT_TRUE(replica_.has_org());
+  EXPECT_EQ(replica_.org().id, genesis_);
+  EXPECT_EQ(replica_.org().name, "acme");
+  EXPECT_EQ(replica_.org().prefix, prefix_);
+  auto m = replica_.member(root_.public_key, kNow);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->role, Role::root);
+  EXPECT_EQ(m->standing, Standing::active);
+  EXPECT_EQ(m->address, *netauth::overlay_address_of(prefix_, root_.public_key));
+}
+
+TEST_F(OrgFixture, RootAndAdminsEnrollMembersOthersCannot) {
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, alice_);
+  enroll(alice_, bob_);       // a plain member may not enroll
+  enroll(stranger_, carol_);  // nor may a key nobody enrolled
+  EXPECT_TRUE(active(admin_a_));
+  EXPECT_TRUE(active(alice_));
+  EXPECT_FALSE(active(bob_));
+  EXPECT_FALSE(replica_.member(bob_.public_key, kNow));
+  EXPECT_FALSE(active(carol_));
+  EXPECT_EQ(replica_.member(admin_a_.public_key, kNow)->role, Role::admin);
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, AdminAuthorityMustBeInTheOpsCausalPast) {
+  OpId g = genesis_;
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  // admin_a's Enroll that does not have its own admin Enroll as an ancestor.
+  enroll(admin_a_, alice_, Role::member, std::vector<OpId>{g});
+  EXPECT_FALSE(active(alice_));
+  enroll(admin_a_, bob_, Role::member, std::vector<OpId>{a});
+  EXPECT_TRUE(active(bob_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, AdminRevokedWhileConcurrentlyEnrollingLosesThatEnrollment) {
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  auto enroll_alice = enroll_op(admin_a_, alice_, Role::member, {a});
+  auto revoke_a = revoke_op(root_, admin_a_, {a});
+  // The admin's Enroll arrives first and takes effect ...
+  add(enroll_alice);
+  EXPECT_TRUE(active(alice_));
+  uint64_t before = replica_.reevaluations();
+  // ... until the concurrent Revoke, which had not seen it, arrives.
+  add(revoke_a);
+  EXPECT_FALSE(active(alice_));
+  EXPECT_EQ(standing(admin_a_), Standing::revoked);
+  EXPECT_EQ(replica_.reevaluations(), before + 1);
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, BackdatedOpOfARevokedAdminHasNoEffect) {
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, alice_);
+  OpId before_revoke = replica_.heads().front();
+  revoke(root_, admin_a_);
+  // Parents chosen to look older than the revocation.
+  enroll(admin_a_, bob_, Role::member, std::vector<OpId>{a});
+  enroll(admin_a_, carol_, Role::member, std::vector<OpId>{before_revoke});
+  revoke(admin_a_, alice_, std::vector<OpId>{a});
+  EXPECT_FALSE(active(bob_));
+  EXPECT_FALSE(active(carol_));
+  EXPECT_TRUE(active(alice_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, MembersEnrolledBeforeTheirAdminsRevocationStay) {
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, alice_);
+  enroll(admin_a_, bob_);
+  revoke(root_, admin_a_);  // saw both Enrolls
+  EXPECT_TRUE(active(alice_));
+  EXPECT_TRUE(active(bob_));
+  EXPECT_FALSE(active(admin_a_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, RevocationWinsOverAConcurrentRevokeByTheRevokedAdmin) {
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  OpId m = enroll(root_, alice_);
+  auto a_revokes_alice = revoke_op(admin_a_, alice_, {a, m});
+  revoke(root_, admin_a_);
+  add(a_revokes_alice);
+  EXPECT_TRUE(active(alice_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, CutOffCascadesThroughAdminsTheRevokedAdminMade) {
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  auto a_makes_b = enroll_op(admin_a_, admin_b_, Role::admin, {a});
+  auto root_revokes_a = revoke_op(root_, admin_a_, {a});
+  OpId b = add(a_makes_b);
+  enroll(admin_b_, alice_, Role::member, std::vector<OpId>{b});
+  EXPECT_TRUE(active(admin_b_));
+  EXPECT_TRUE(active(alice_));
+  add(root_revokes_a);
+  EXPECT_FALSE(active(admin_b_));
+  EXPECT_FALSE(active(alice_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, JuniorAdminCannotRevokeASenior) {
+  enroll(root_, admin_a_, Role::admin);   // rank 1
+  enroll(admin_a_, admin_b_, Role::admin);  // rank 2
+  revoke(admin_b_, admin_a_);
+  EXPECT_TRUE(active(admin_a_));
+  enroll(admin_a_, alice_);  // admin_a still acts
+  EXPECT_TRUE(active(alice_));
+  revoke(admin_a_, admin_b_);  // the senior can revoke the junior
+  EXPECT_FALSE(active(admin_b_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, EqualRankAdminsRevokingEachOtherOnlyTheSeniorCounts) {
+  OpId ea = enroll(root_, admin_a_, Role::admin);
+  OpId eb = enroll(root_, admin_b_, Role::admin);
+  auto heads = replica_.heads();
+  auto a_revokes_b = revoke_op(admin_a_, admin_b_, heads);
+  auto b_revokes_a = revoke_op(admin_b_, admin_a_, heads);
+  add(b_revokes_a);
+  add(a_revokes_b);
+  // Same rank (1): the smaller Enroll id is senior.
+  const KeyPair& senior = ea < eb ? admin_a_ : admin_b_;
+  const KeyPair& junior = ea < eb ? admin_b_ : admin_a_;
+  EXPECT_TRUE(active(senior));
+  EXPECT_FALSE(active(junior));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, NobodyRevokesTheRoot) {
+  enroll(root_, admin_a_, Role::admin);
+  revoke(admin_a_, root_);
+  revoke(root_, root_);
+  EXPECT_TRUE(active(root_));
+  enroll(root_, alice_);
+  EXPECT_TRUE(active(alice_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, RevocationIsPermanentReEnrollingHasNoEffect) {
+  enroll(root_, alice_);
+  revoke(root_, alice_);
+  enroll(root_, alice_);
+  EXPECT_EQ(standing(alice_), Standing::revoked);
+  // Not even as an admin senior to the junior admin who revoked the key.
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, admin_b_, Role::admin);
+  enroll(admin_b_, bob_);
+  revoke(admin_b_, bob_);
+  enroll(root_, bob_, Role::admin);
+  EXPECT_EQ(standing(bob_), Standing::revoked);
+  enroll(bob_, carol_);  // and it cannot act as one
+  EXPECT_FALSE(active(carol_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, AnyMemberMayRevokeItselfButNotOthers) {
+  enroll(root_, alice_);
+  enroll(root_, bob_);
+  revoke(alice_, bob_);
+  EXPECT_TRUE(active(bob_));
+  revoke(alice_, alice_);
+  EXPECT_EQ(standing(alice_), Standing::revoked);
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, AdminSelfRevocationCutsOffItsConcurrentOps) {
+  OpId a = enroll(root_, admin_a_, Role::admin);
+  auto concurrent = enroll_op(admin_a_, alice_, Role::member, {a});
+  revoke(admin_a_, admin_a_, std::vector<OpId>{a});
+  add(concurrent);
+  EXPECT_FALSE(active(alice_));
+  EXPECT_FALSE(active(admin_a_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, ExpiryMakesAMemberInactiveAndReEnrollingRenews) {
+  enroll(root_, alice_, Role::member, std::nullopt, kNow + 100);
+  EXPECT_TRUE(active(alice_, kNow + 99));
+  EXPECT_FALSE(active(alice_, kNow + 100));
+  EXPECT_EQ(replica_.member(alice_.public_key, kNow + 100)->standing, Standing::expired);
+  enroll(root_, alice_, Role::member, std::nullopt, kNow + 500);
+  EXPECT_TRUE(active(alice_, kNow + 499));
+  EXPECT_EQ(replica_.member(alice_.public_key, kNow)->expires_at, kNow + 500);
+  enroll(root_, bob_, Role::member, std::nullopt, kNow + 10);
+  enroll(root_, bob_, Role::member, std::nullopt, 0);  // one Enroll without expiry
+  EXPECT_TRUE(active(bob_, kNow + 1'000'000));
+  EXPECT_NE(replica_.digest(kNow), replica_.digest(kNow + 500));  // alice expired
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, LighthouseEndpointsComeFromItsMostRecentEnroll) {
+  auto lh = test_key(30);
+  add(make_enroll(root_, org(), replica_.heads(),
+                  EnrollSpec{lh.public_key, "lh1", Role::lighthouse, {"198.51.100.1:51820"}, 0}, kNow));
+  add(make_enroll(root_, org(), replica_.heads(),
+                  EnrollSpec{lh.public_key, "lh1", Role::lighthouse, {"lh.example.net:51820", "[2001:db8::1]:51820"}, 0},
+                  kNow));
+  auto m = replica_.member(lh.public_key, kNow);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->role, Role::lighthouse);
+  EXPECT_EQ(m->endpoints, (std::vector<std::string>{"lh.example.net:51820", "[2001:db8::1]:51820"}));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, AddressCollisionGoesToTheSmallerEnrollId) {
+  std::vector<Member> ms(3);
+  ms[0].key = alice_.public_key;
+  ms[1].key = bob_.public_key;
+  ms[2].key = carol_.public_key;
+  ms[0].address = ms[1].address = ms[2].address = netauth::Address{0xfd, 1};
+  ms[2].standing = Standing::revoked;  // not a contender
+  OpId small{}, big{};
+  small[0] = 1;
+  big[0] = 2;
+  detail::mark_address_conflicts(ms, {big, small, OpId{}});
+  EXPECT_TRUE(ms[0].address_conflict);
+  EXPECT_FALSE(ms[1].address_conflict);
+  EXPECT_FALSE(ms[2].address_conflict);
+}
+
+TEST_F(OrgFixture, ForgedSignatureIsRejectedAndCounted) {
+  auto op = enroll_op(root_, alice_, Role::member, replica_.heads());
+  fortmesh::wire::SignedOp signed_op;
+  ASSERT_TRUE(signed_op.ParseFromString(op));
+  std::string sig = signed_op.signature();
+  sig[5] ^= 1;
+  signed_op.set_signature(sig);
+  auto digest = replica_.digest(kNow);
+  auto res = replica_.ingest(bytes_of(signed_op.SerializeAsString()));
+  EXPECT_EQ(res.outcome, Ingest::rejected);
+  EXPECT_EQ(res.reject, Reject::bad_signature);
+  EXPECT_EQ(replica_.reject_counts()[static_cast<size_t>(Reject::bad_signature)], 1u);
+  EXPECT_FALSE(active(alice_));
+  EXPECT_EQ(replica_.digest(kNow), digest);
+  // Signed by someone other than the author it names.
+  fortmesh::wire::SignedOp other;
+  other.ParseFromString(enroll_op(stranger_, alice_, Role::member, replica_.heads()));
+  signed_op.set_signature(other.signature());
+  EXPECT_EQ(replica_.ingest(bytes_of(signed_op.SerializeAsString())).reject, Reject::bad_signature);
+}
+
+TEST_F(OrgFixture, OpOfAnotherOrgIsRejected) {
+  OpId other_org{};
+  other_org[0] = 7;
+  auto op = make_enroll(root_, other_org, replica_.heads(),
+                        EnrollSpec{alice_.public_key, "a", Role::member, {}, 0}, kNow);
+  EXPECT_EQ(replica_.ingest(bytes_of(op)).reject, Reject::wrong_org);
+  EXPECT_FALSE(active(alice_));
+  // A replica bound to an org refuses another org's Genesis too.
+  Replica bound(genesis_);
+  auto foreign = make_genesis(test_key(2), "other", prefix_, kNow);
+  EXPECT_EQ(bound.ingest(bytes_of(foreign)).reject, Reject::wrong_org);
+  EXPECT_FALSE(bound.has_org());
+}
+
+TEST_F(OrgFixture, SecondGenesisIsRejected) {
+  auto again = make_genesis(stranger_, "acme", prefix_, kNow);
+  auto res = replica_.ingest(bytes_of(again));
+  EXPECT_EQ(res.reject, Reject::second_genesis);
+  EXPECT_EQ(replica_.org().root, root_.public_key);
+  EXPECT_EQ(replica_.ingest(bytes_of(ops_.front())).outcome, Ingest::duplicate);
+}
+
+TEST_F(OrgFixture, OversizedOpsAreRejected) {
+  auto heads = replica_.heads();
+  EnrollSpec long_name{alice_.public_key, std::string(65, 'x'), Role::member, {}, 0};
+  EXPECT_EQ(replica_.ingest(bytes_of(make_enroll(root_, org(), heads, long_name, kNow))).reject,
+            Reject::oversized);
+  std::vector<OpId> parents(17);
+  for (size_t i = 0; i < parents.size(); ++i) parents[i][0] = static_cast<uint8_t>(i + 1);
+  EXPECT_EQ(replica_.ingest(bytes_of(enroll_op(root_, alice_, Role::member, parents))).reject,
+            Reject::oversized);
+  EnrollSpec big{alice_.public_key, "a", Role::lighthouse, {}, 0};
+  for (int i = 0; i < 5; ++i) big.endpoints.push_back(std::string(240, 'a') + ".example:1");
+  EXPECT_EQ(replica_.ingest(bytes_of(make_enroll(root_, org(), heads, big, kNow))).reject,
+            Reject::oversized);
+  std::string huge(100'000, 'x');
+  EXPECT_EQ(replica_.ingest(bytes_of(huge)).reject, Reject::oversized);
+  EXPECT_FALSE(active(alice_));
+  EXPECT_EQ(replica_.op_count(), 1u);
+}
+
+TEST_F(OrgFixture, MalformedBytesAreRejected) {
+  for (std::string junk : {std::string(), std::string("\xff\xff\xff"), std::string(300, '\x0a')}) {
+    auto res = replica_.ingest(bytes_of(junk));
+    EXPECT_EQ(res.outcome, Ingest::rejected);
+  }
+  // A subject that is not a valid Ed25519 point can never be a peer.
+  netauth::KeyPair bad = alice_;
+  bad.public_key.fill(0);
+  bad.public_key[0] = 2;
+  EXPECT_EQ(replica_.ingest(bytes_of(enroll_op(root_, bad, Role::member, replica_.heads()))).reject,
+            Reject::malformed);
+  // Endpoints only on lighthouses, and well formed.
+  auto with_ep = make_enroll(root_, org(), replica_.heads(),
+                             EnrollSpec{alice_.public_key, "a", Role::member, {"1.2.3.4:5"}, 0}, kNow);
+  EXPECT_EQ(replica_.ingest(bytes_of(with_ep)).reject, Reject::malformed);
+  auto bad_ep = make_enroll(root_, org(), replica_.heads(),
+                            EnrollSpec{alice_.public_key, "a", Role::lighthouse, {"1.2.3.4:0"}, 0}, kNow);
+  EXPECT_EQ(replica_.ingest(bytes_of(bad_ep)).reject, Reject::malformed);
+  auto ctrl = make_enroll(root_, org(), replica_.heads(),
+                          EnrollSpec{alice_.public_key, "a\x1b[2J", Role::member, {}, 0}, kNow);
+  EXPECT_EQ(replica_.ingest(bytes_of(ctrl)).reject, Reject::malformed);
+  EXPECT_EQ(replica_.op_count(), 1u);
+}
+
+TEST_F(OrgFixture, OpWhoseParentsArriveLaterWaitsThenApplies) {
+  auto e1 = enroll_op(root_, admin_a_, Role::admin, replica_.heads());
+  Op p1;
+  parse_op(bytes_of(e1), &p1);
+  auto e2 = enroll_op(admin_a_, alice_, Role::member, {p1.id});
+  Op p2;
+  parse_op(bytes_of(e2), &p2);
+  auto e3 = enroll_op(admin_a_, bob_, Role::member, {p2.id});
+
+  auto r3 = replica_.ingest(bytes_of(e3));
+  EXPECT_EQ(r3.outcome, Ingest::pending);
+  EXPECT_EQ(r3.missing, std::vector<OpId>{p2.id});
+  auto r2 = replica_.ingest(bytes_of(e2));
+  EXPECT_EQ(r2.outcome, Ingest::pending);
+  EXPECT_EQ(r2.missing, std::vector<OpId>{p1.id});
+  EXPECT_EQ(replica_.missing_parents(), std::vector<OpId>{p1.id});
+  EXPECT_EQ(replica_.ingest(bytes_of(e3)).outcome, Ingest::duplicate);
+  EXPECT_FALSE(active(alice_));
+
+  auto r1 = replica_.ingest(bytes_of(e1));
+  EXPECT_EQ(r1.outcome, Ingest::applied);
+  EXPECT_EQ(r1.applied.size(), 3u);
+  EXPECT_EQ(r1.applied.front(), p1.id);
+  EXPECT_TRUE(active(alice_));
+  EXPECT_TRUE(active(bob_));
+  EXPECT_EQ(replica_.pending_count(), 0u);
+  EXPECT_TRUE(replica_.missing_parents().empty());
+}
+
+TEST_F(OrgFixture, PendingBufferIsBounded) {
+  Replica small(genesis_, ReplicaLimits{.max_pending_ops = 2, .max_pending_bytes = 1 << 20});
+  std::vector<std::string> orphans;
+  for (int i = 0; i < 3; ++i) {
+    OpId unknown{};
+    unknown[0] = static_cast<uint8_t>(i + 1);
+    orphans.push_back(enroll_op(root_, test_key(static_cast<uint8_t>(40 + i)), Role::member, {unknown}));
+  }
+  EXPECT_EQ(small.ingest(bytes_of(orphans[0])).outcome, Ingest::pending);
+  EXPECT_EQ(small.ingest(bytes_of(orphans[1])).outcome, Ingest::pending);
+  EXPECT_EQ(small.ingest(bytes_of(orphans[2])).reject, Reject::pending_full);
+  EXPECT_EQ(small.pending_count(), 2u);
+  // Unsigned junk never takes a place in the buffer.
+  auto forged = orphans[2];
+  forged[forged.size() - 3] ^= 1;  // a signature byte
+  EXPECT_EQ(small.ingest(bytes_of(forged)).reject, Reject::bad_signature);
+  EXPECT_EQ(small.pending_count(), 2u);
+}
+
+TEST_F(OrgFixture, UnjoinedReplicaWithoutOrgRefusesOps) {
+  Replica blank;
+  auto op = enroll_op(root_, alice_, Role::member, replica_.heads());
+  EXPECT_EQ(blank.ingest(bytes_of(op)).reject, Reject::no_org);
+  EXPECT_EQ(blank.ingest(bytes_of(ops_.front())).outcome, Ingest::applied);
+  EXPECT_EQ(blank.ingest(bytes_of(op)).outcome, Ingest::applied);
+}
+
+TEST_F(OrgFixture, OpsExtendingTheHeadsAreAppliedWithoutReevaluation) {
+  enroll(root_, admin_a_, Role::admin);
+  const uint64_t base = replica_.reevaluations();
+  for (int i = 0; i < 200; ++i) enroll(admin_a_, test_key(static_cast<uint8_t>(50 + i % 40)));
+  revoke(root_, test_key(50));
+  revoke(admin_a_, test_key(51));
+  enroll(root_, admin_b_, Role::admin);
+  enroll(admin_b_, alice_);
+  EXPECT_EQ(replica_.reevaluations(), base);
+  // Beside history, but touching nothing the new op can affect.
+  auto h = replica_.heads();
+  auto side1 = enroll_op(admin_a_, bob_, Role::member, h);
+  auto side2 = enroll_op(root_, carol_, Role::member, h);
+  add(side1);
+  add(side2);
+  EXPECT_EQ(replica_.reevaluations(), base);
+  EXPECT_TRUE(active(bob_));
+  EXPECT_TRUE(active(carol_));
+  expect_order_independent();
+}
+
+TEST_F(OrgFixture, LoadVerifiedRebuildsTheSameStateAndRefusesADamagedStore) {
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, alice_);
+  revoke(root_, admin_a_);
+  Replica reloaded;
+  ASSERT_TRUE(reloaded.load_verified(ops_).is_ok());
+  EXPECT_EQ(reloaded.digest(kNow), replica_.digest(kNow));
+  EXPECT_EQ(reloaded.heads(), replica_.heads());
+  EXPECT_EQ(reloaded.members(kNow).size(), replica_.members(kNow).size());
+  std::vector<std::string> missing_parent(ops_.begin() + 2, ops_.end());
+  missing_parent.insert(missing_parent.begin(), ops_.front());
+  Replica damaged;
+  EXPECT_FALSE(damaged.load_verified(missing_parent).is_ok());
+  EXPECT_FALSE(damaged.has_org());
+}
+
+}  // namespace
+}  // namespace fm::crdt
