@@ -114,6 +114,7 @@ struct Replica::Impl {
     Op op;
     std::string wire;
     size_t missing = 0;
+    uint32_t source = 0;
   };
 
   std::optional<OpId> expected_org;
@@ -132,10 +133,11 @@ struct Replica::Impl {
   std::unordered_map<OpId, Pending, IdHash> pending;
   std::unordered_map<OpId, std::vector<OpId>, IdHash> waiting;  // parent -> pending children
   size_t pending_bytes = 0;
+  std::unordered_map<uint32_t, size_t> pending_by_source;
 
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
   uint64_t reevaluations = 0;
-  Marks marks_a, marks_b;
+  mutable Marks marks_a, marks_b;  // scratch for traversals
 
   // ---- DAG -------------------------------------------------------------
 
@@ -189,7 +191,7 @@ struct Replica::Impl {
 
   // Marks every op that is `from` or an ancestor of it, down to index `floor`
   // (ops are stored parents first, so nothing below `floor` can lead back up).
-  void mark_ancestors(Marks& m, std::span<const uint32_t> from, uint32_t floor) {
+  void mark_ancestors(Marks& m, std::span<const uint32_t> from, uint32_t floor) const {
     m.begin(nodes.size());
     std::vector<uint32_t> stack;
     for (uint32_t f : from) {
@@ -205,7 +207,7 @@ struct Replica::Impl {
   }
 
   // Marks every op that is in `from` or a descendant of one, up to index `ceiling`.
-  void mark_descendants(Marks& m, std::span<const uint32_t> from, uint32_t ceiling) {
+  void mark_descendants(Marks& m, std::span<const uint32_t> from, uint32_t ceiling) const {
     m.begin(nodes.size());
     std::vector<uint32_t> stack;
     for (uint32_t f : from) {
@@ -464,7 +466,7 @@ struct Replica::Impl {
       for (const OpId& child : it->second) {
         auto p = pending.find(child);
         if (p == pending.end() || --p->second.missing != 0) continue;
-        pending_bytes -= p->second.wire.size();
+        forget_pending_accounting(p->second);
         ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
         pending.erase(p);
       }
@@ -472,7 +474,37 @@ struct Replica::Impl {
     }
   }
 
-  IngestResult ingest(std::span<const uint8_t> bytes) {
+  size_t pending_from(uint32_t source) const {
+    auto it = pending_by_source.find(source);
+    return it == pending_by_source.end() ? 0 : it->second;
+  }
+
+  void forget_pending_accounting(const Pending& p) {
+    pending_bytes -= p.wire.size();
+    auto it = pending_by_source.find(p.source);
+    if (it != pending_by_source.end() && --it->second == 0) pending_by_source.erase(it);
+  }
+
+  size_t drop_pending_from(uint32_t source) {
+    size_t dropped = 0;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.source != source) {
+        ++it;
+        continue;
+      }
+      forget_pending_accounting(it->second);
+      it = pending.erase(it);
+      ++dropped;
+    }
+    // Waiting lists may now name ops that are gone; they are skipped on release.
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      std::erase_if(it->second, [&](const OpId& c) { return !pending.contains(c); });
+      it = it->second.empty() ? waiting.erase(it) : std::next(it);
+    }
+    return dropped;
+  }
+
+  IngestResult ingest(std::span<const uint8_t> bytes, uint32_t source) {
     Op op;
     if (Reject r = parse_op(bytes, &op); r != Reject::none) return reject(r);
     if (index.contains(op.id) || pending.contains(op.id)) {
@@ -492,13 +524,15 @@ struct Replica::Impl {
     IngestResult res;
     if (!missing.empty()) {
       if (pending.size() >= limits.max_pending_ops ||
-          pending_bytes + wire.size() > limits.max_pending_bytes) {
+          pending_bytes + wire.size() > limits.max_pending_bytes ||
+          pending_from(source) >= limits.max_pending_per_source) {
         return reject(Reject::pending_full);
       }
       for (const auto& p : missing) waiting[p].push_back(op.id);
       pending_bytes += wire.size();
+      ++pending_by_source[source];
       const OpId id = op.id;
-      pending.emplace(id, Pending{std::move(op), std::move(wire), missing.size()});
+      pending.emplace(id, Pending{std::move(op), std::move(wire), missing.size(), source});
       res.outcome = Ingest::pending;
       // A parent that is itself pending is not missing from the network's view.
       std::erase_if(missing, [&](const OpId& p) { return pending.contains(p); });
@@ -578,7 +612,32 @@ Replica::~Replica() = default;
 Replica::Replica(Replica&&) noexcept = default;
 Replica& Replica::operator=(Replica&&) noexcept = default;
 
-IngestResult Replica::ingest(std::span<const uint8_t> signed_op) { return impl_->ingest(signed_op); }
+IngestResult Replica::ingest(std::span<const uint8_t> signed_op, uint32_t source) {
+  return impl_->ingest(signed_op, source);
+}
+
+size_t Replica::drop_pending_from(uint32_t source) { return impl_->drop_pending_from(source); }
+
+std::vector<OpId> Replica::ops_not_below(std::span<const OpId> heads) const {
+  auto& impl = *impl_;
+  std::vector<uint32_t> from;
+  for (const auto& h : heads) {
+    if (auto it = impl.index.find(h); it != impl.index.end()) from.push_back(it->second);
+  }
+  impl.mark_ancestors(impl.marks_b, from, 0);
+  std::vector<OpId> out;
+  for (uint32_t i = 0; i < impl.nodes.size(); ++i) {
+    if (!impl.marks_b.test(i)) out.push_back(impl.nodes[i].id);
+  }
+  return out;
+}
+
+std::vector<SyncItem> Replica::sync_items() const {
+  std::vector<SyncItem> out;
+  out.reserve(impl_->nodes.size());
+  for (const auto& n : impl_->nodes) out.push_back(SyncItem{n.depth, n.id});
+  return out;
+}
 
 Status Replica::load_verified(std::span<const std::string> signed_ops) {
   Impl fresh;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crdt/op.h"
+#include "crdt/reconcile.h"
 #include "netauth/address.h"
 #include "netauth/result.h"
 
@@ -23,6 +24,9 @@ struct ReplicaLimits {
   // ones are rejected (Reject::pending_full) and the buffer is left as it is.
   size_t max_pending_ops = 4096;
   size_t max_pending_bytes = 4 << 20;
+  // No one source (a gossip peer) may hold more than this many of them, so a
+  // peer sending ops whose parents never come cannot crowd out the others.
+  size_t max_pending_per_source = 1024;
 };
 
 enum class Ingest : uint8_t {
@@ -72,8 +76,12 @@ class Replica {
   Replica& operator=(Replica&&) noexcept;
 
   // Verifies and applies one serialized SignedOp from anywhere (a peer, a file).
-  // Bad input is rejected and counted; it never changes the state.
-  IngestResult ingest(std::span<const uint8_t> signed_op);
+  // Bad input is rejected and counted; it never changes the state. `source`
+  // names who sent it (0 = this node) for the per-source pending bound.
+  IngestResult ingest(std::span<const uint8_t> signed_op, uint32_t source = 0);
+  // Forgets the pending ops that `source` sent (a peer that never delivered
+  // their parents). Returns how many were dropped.
+  size_t drop_pending_from(uint32_t source);
 
   // Restart path: ops read back from this node's own store, each verified before
   // it was stored, parents before children. Signatures are not checked again;
@@ -92,6 +100,12 @@ class Replica {
   std::vector<OpId> heads() const;
   // Every stored op, parents before children (the order they were applied).
   std::vector<OpId> all_ops() const;
+  // The stored ops that are neither `heads` nor their ancestors, parents first:
+  // what a replica whose heads these are lacks. Ids not stored here are
+  // ignored, so the answer is exact only when all of them are stored.
+  std::vector<OpId> ops_not_below(std::span<const OpId> heads) const;
+  // (DAG depth, id) of every stored op, for range reconciliation.
+  std::vector<SyncItem> sync_items() const;
   // Parents that pending ops are waiting for.
   std::vector<OpId> missing_parents() const;
   size_t pending_count() const;

@@ -1,0 +1,61 @@
+// Endpoint records (DESIGN.md section 4): each member signs where it can be
+// reached. Soft state, never part of the op DAG: last writer wins per member,
+// and only current members' records are kept. No I/O.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "crdt/op.h"
+#include "crdt/reconcile.h"
+
+namespace fm::crdt {
+
+inline constexpr std::string_view kEndpointSignDomain = "fortmesh/endpoint/v1";
+inline constexpr size_t kMaxRecordBytes = 800;
+
+struct EndpointRecord {
+  PublicKey key{};
+  uint64_t time_ms = 0;                // Unix milliseconds; larger wins
+  std::vector<std::string> endpoints;  // "ip:port"
+  uint32_t listen_port = 0;
+  ItemId id{};                         // BLAKE2b-256 of `wire`
+  std::string wire;                    // the serialized EndpointRecord
+};
+
+// A serialized, signed record for `self`. Endpoints must satisfy valid_endpoint.
+std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_id, uint64_t time_ms,
+                                 const std::vector<std::string>& endpoints, uint32_t listen_port);
+// Parses and verifies; false for anything malformed, oversized, wrongly signed
+// or of another org.
+bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out);
+
+class EndpointBook {
+ public:
+  // Keeps `record` if it is newer than the one held for its key (ties: the
+  // larger id). The caller has checked the key is a current member. Returns
+  // true when it was kept.
+  bool offer(EndpointRecord record);
+  // Drops the record of a key that stopped being a member.
+  void erase(const PublicKey& key);
+  const EndpointRecord* find(const PublicKey& key) const;
+  const EndpointRecord* find_by_id(const ItemId& id) const;
+  size_t size() const { return by_key_.size(); }
+  std::vector<const EndpointRecord*> all() const;
+
+  // XOR of the first 16 bytes of every record id: equal books hash equal.
+  std::array<uint8_t, 16> hash() const { return hash_; }
+  std::vector<SyncItem> sync_items() const;  // (time, id)
+
+ private:
+  void toggle(const ItemId& id);
+  std::map<PublicKey, EndpointRecord> by_key_;
+  std::unordered_map<std::string, PublicKey> key_by_id_;  // id bytes -> key
+  std::array<uint8_t, 16> hash_{};
+};
+
+}  // namespace fm::crdt

@@ -1,0 +1,165 @@
+// The gossip engine (DESIGN.md section 4): replicates the op DAG and endpoint
+// records between nodes. No I/O: the shell hands it datagrams and the time,
+// and sends what it returns. Randomness comes from a seed.
+//
+//  - Eager push: every op newly applied here goes to `fanout` random peers
+//    (never back to its sender); duplicates stop there. A Revoke goes to
+//    `revoke_fanout` peers and starts an immediate anti-entropy round with
+//    `revoke_sync_peers` more, because its latency is the security promise.
+//  - Anti-entropy: every `anti_entropy_interval` (jittered) a Summary to one
+//    random peer. Replicas that agree exchange one Summary each way. A replica
+//    whose heads are all known to the other is sent exactly what it lacks in
+//    one round trip; replicas that both hold something new reconcile by ranges
+//    (reconcile.h). Missing parents of pending ops are asked for by id.
+//  - Per-peer bounds: bytes accepted and items served per second (token
+//    buckets), pending ops per peer (dropped if their parents do not come).
+//
+// Thread-safety: none; one owner drives an engine.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crdt/endpoints.h"
+#include "crdt/reconcile.h"
+#include "crdt/replica.h"
+
+namespace fortmesh::wire {
+class Summary;
+}
+
+namespace fm::crdt {
+
+using Millis = uint64_t;  // Unix time in milliseconds
+
+inline constexpr uint16_t kGossipPort = 51821;
+
+struct GossipConfig {
+  size_t fanout = 4;
+  size_t revoke_fanout = 12;
+  size_t revoke_sync_peers = 3;
+  Millis anti_entropy_interval = 1000;
+  size_t max_datagram = 1200;
+  size_t peer_bytes_per_second = 256 * 1024;  // accepted from one peer; burst = 1 s
+  size_t peer_items_per_second = 4096;        // ops and records served to one peer
+  Millis pending_timeout = 10'000;            // a peer's orphans are dropped after this
+  size_t max_peers_tracked = 1 << 16;
+};
+
+struct Datagram {
+  PublicKey to{};
+  std::string bytes;
+};
+
+// Who the engine may gossip with: current members and lighthouses, not self.
+class PeerDirectory {
+ public:
+  virtual ~PeerDirectory() = default;
+  virtual const std::vector<PublicKey>& peers(Millis now) = 0;
+};
+
+// The production directory: the replica's active members.
+class ReplicaPeers final : public PeerDirectory {
+ public:
+  ReplicaPeers(const Replica* replica, PublicKey self) : replica_(replica), self_(self) {}
+  const std::vector<PublicKey>& peers(Millis now) override;
+
+ private:
+  const Replica* replica_;
+  PublicKey self_;
+  std::vector<PublicKey> peers_;
+  size_t seen_ops_ = SIZE_MAX;
+  uint64_t seen_reevaluations_ = 0;
+  Millis refreshed_at_ = 0;
+};
+
+struct GossipStats {
+  uint64_t datagrams_in = 0, bytes_in = 0, datagrams_out = 0, bytes_out = 0;
+  uint64_t junk = 0;        // datagrams that did not parse or break the rules
+  uint64_t throttled = 0;   // datagrams or items refused by a per-peer bound
+  uint64_t ops_applied = 0, records_applied = 0;
+  uint64_t summaries = 0, range_rounds = 0;
+};
+
+class GossipEngine {
+ public:
+  // `replica` and `peers` must outlive the engine.
+  GossipEngine(const netauth::KeyPair& self, Replica* replica, PeerDirectory* peers,
+               GossipConfig config, uint64_t seed);
+
+  // A datagram from the member with key `from` (the transport authenticates it:
+  // WireGuard over the overlay).
+  void on_datagram(const PublicKey& from, std::span<const uint8_t> bytes, Millis now);
+  // Ops this node created and already applied and stored: push them now.
+  void publish(std::span<const OpId> ops, Millis now);
+  // This node's own endpoints changed (or first announced): sign and push.
+  void set_endpoints(const std::vector<std::string>& endpoints, uint32_t listen_port, Millis now);
+  // A record kept from before a restart (verified again, kept if still a member).
+  void restore_record(std::span<const uint8_t> wire, Millis now);
+
+  void on_tick(Millis now);
+  Millis next_deadline() const { return next_deadline_; }
+
+  std::vector<Datagram> take_datagrams();
+  // Ops applied here by gossip since the last call, parents first: the shell
+  // stores them and reconciles WireGuard.
+  std::vector<OpId> take_applied_ops();
+  // Records accepted since the last call (serialized): the shell stores them.
+  std::vector<std::string> take_changed_records();
+
+  const EndpointBook& endpoints() const { return book_; }
+  const GossipStats& stats() const { return stats_; }
+
+ private:
+  struct Peer {
+    uint32_t source = 0;  // the replica's pending-quota id
+    double byte_tokens = 0, item_tokens = 0;
+    Millis refilled_at = 0, last_seen = 0, orphans_since = 0;
+    // What we last sent it to catch up, so that two syncs crossing in flight
+    // do not send the same ops twice.
+    Millis fed_until = 0;
+    size_t fed_op_count = 0;
+  };
+
+  Peer& peer(const PublicKey& key, Millis now);
+  bool take_items(Peer& p, size_t n);
+  std::vector<PublicKey> sample(size_t k, const PublicKey* exclude, Millis now);
+  void send(const PublicKey& to, const std::string& msg);
+  void send_ops(const PublicKey& to, std::span<const OpId> ids);
+  void send_records(const PublicKey& to, std::span<const std::string> wires);
+  std::string summary(bool reply) const;
+
+  void ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops, Millis now);
+  void on_summary(const PublicKey& from, Peer& p, const fortmesh::wire::Summary& s, Millis now);
+  void push_new(std::span<const OpId> ops, const PublicKey* from, Millis now);
+  void schedule_anti_entropy(Millis now);
+  bool offer_record(EndpointRecord rec, Millis now);
+  const SyncSet& ops_set();
+  const SyncSet& records_set();
+
+  netauth::KeyPair self_;
+  Replica* replica_;
+  PeerDirectory* peers_;
+  GossipConfig config_;
+  std::mt19937_64 rng_;
+  Reconciler reconciler_;
+  EndpointBook book_;
+  std::map<PublicKey, Peer> peer_state_;
+  uint32_t next_source_ = 1;
+  std::vector<Datagram> out_;
+  std::vector<OpId> applied_;
+  std::vector<std::string> changed_records_;
+  Millis next_anti_entropy_ = 0, next_deadline_ = 0, next_housekeeping_ = 0;
+  uint64_t own_record_time_ = 0;
+  SyncSet ops_set_, records_set_;
+  size_t ops_set_count_ = SIZE_MAX;
+  std::array<uint8_t, 16> records_set_hash_{};
+  bool records_set_valid_ = false;
+  GossipStats stats_;
+};
+
+}  // namespace fm::crdt

@@ -1,0 +1,194 @@
+// Small, exact checks of the gossip engine's protocol on the simulator.
+#include <gtest/gtest.h>
+
+#include "crdt/op.h"
+#include "proto/gossip.pb.h"
+#include "tests/sim/sim.h"
+#include "tests/util/testutil.h"
+
+namespace fm::sim {
+namespace {
+
+using crdt::OpId;
+using test::bytes_of;
+
+constexpr uint64_t kUnix = 1'700'000'000;
+
+// An org of `n` members (the root is node 0), every node holding all ops.
+struct Org {
+  // `n` members, then `renewals` re-enrollments of member 1 (ops that add no
+  // peers, so a small simulation can hold a long history).
+  explicit Org(size_t n, size_t renewals = 0) {
+    for (size_t i = 0; i < n; ++i) keys.push_back(test::test_key(static_cast<uint8_t>(i + 1)));
+    ops.push_back(crdt::make_genesis(keys[0], "sim", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
+    crdt::Op g;
+    crdt::parse_op(bytes_of(ops[0]), &g);
+    org = g.id;
+    OpId head = g.id;
+    for (size_t i = 1; i < n; ++i) {
+      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
+                                      crdt::EnrollSpec{keys[i].public_key, "n", crdt::Role::member, {}, 0},
+                                      kUnix));
+      crdt::Op e;
+      crdt::parse_op(bytes_of(ops.back()), &e);
+      head = e.id;
+    }
+    for (size_t i = 0; i < renewals; ++i) {
+      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
+                                      crdt::EnrollSpec{keys[1].public_key, "r" + std::to_string(i),
+                                                       crdt::Role::member, {}, 0},
+                                      kUnix));
+      crdt::Op e;
+      crdt::parse_op(bytes_of(ops.back()), &e);
+      head = e.id;
+    }
+  }
+  std::unique_ptr<crdt::Replica> replica(size_t upto = SIZE_MAX) const {
+    auto r = std::make_unique<crdt::Replica>();
+    std::vector<std::string> some(ops.begin(), ops.begin() + static_cast<ptrdiff_t>(std::min(upto, ops.size())));
+    EXPECT_TRUE(r->load_verified(some).is_ok());
+    return r;
+  }
+  std::vector<netauth::KeyPair> keys;
+  std::vector<std::string> ops;
+  OpId org;
+};
+
+bool all_have(Simulation& sim, const OpId& id, size_t except = SIZE_MAX) {
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (i != except && sim.node(i).online && !sim.node(i).replica->contains(id)) return false;
+  }
+  return true;
+}
+
+TEST(GossipEngineTest, AgreeingReplicasExchangeOneSmallSummaryEachWay) {
+  Org org(2);
+  Simulation sim(1, NetConfig{});
+  crdt::GossipConfig cfg;
+  sim.add_node(org.keys[0], org.replica(), cfg);
+  sim.add_node(org.keys[1], org.replica(), cfg);
+  sim.run_until(sim.now() + 10'000);
+  auto& a = sim.node(0);
+  auto& b = sim.node(1);
+  // Only Summaries flowed: one per anti-entropy round and one reply.
+  const auto sent = a.datagrams_sent + b.datagrams_sent;
+  EXPECT_GT(sent, 0u);
+  EXPECT_EQ(a.engine->stats().summaries + b.engine->stats().summaries, sent);
+  EXPECT_LT((a.bytes_sent + b.bytes_sent) / sent, 200u);
+  EXPECT_EQ(a.engine->stats().range_rounds + b.engine->stats().range_rounds, 0u);
+}
+
+TEST(GossipEngineTest, ABehindReplicaGetsExactlyWhatItLacksInOneRoundTrip) {
+  Org org(2, 60);
+  Simulation sim(2, NetConfig{});
+  crdt::GossipConfig cfg;
+  sim.add_node(org.keys[0], org.replica(), cfg);
+  sim.add_node(org.keys[1], org.replica(20), cfg);  // lacks 40 ops
+  uint64_t op_bytes = 0;
+  for (size_t i = 20; i < org.ops.size(); ++i) op_bytes += org.ops[i].size();
+  crdt::Op last;
+  crdt::parse_op(bytes_of(org.ops.back()), &last);
+  const bool ok = sim.run_until(sim.now() + 5'000, [&] { return all_have(sim, last.id); });
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(sim.node(1).replica->heads(), sim.node(0).replica->heads());
+  const uint64_t total = sim.node(0).bytes_sent + sim.node(1).bytes_sent;
+  EXPECT_LE(total, op_bytes * 12 / 10) << "op bytes " << op_bytes;
+}
+
+TEST(GossipEngineTest, DivergedReplicasReconcileByRanges) {
+  Org org(3);
+  Simulation sim(3, NetConfig{});
+  crdt::GossipConfig cfg;
+  cfg.anti_entropy_interval = 500;
+  sim.add_node(org.keys[0], org.replica(), cfg);
+  sim.add_node(org.keys[1], org.replica(), cfg);
+  sim.add_node(org.keys[2], org.replica(), cfg);
+  // Node 1 offline while node 0 makes 300 ops; node 1's neighbour makes one too.
+  sim.set_online(1, false);
+  auto head = sim.node(0).replica->heads();
+  std::vector<OpId> made;
+  for (int i = 0; i < 300; ++i) {
+    const auto& k = org.keys[1 + i % 2];  // renewals: no new peers
+    auto op = crdt::make_enroll(org.keys[0], org.org, head,
+                                crdt::EnrollSpec{k.public_key, "x" + std::to_string(i), crdt::Role::member, {}, 0},
+                                kUnix);
+    sim.create_op(0, op);
+    head = sim.node(0).replica->heads();
+  }
+  sim.run_until(sim.now() + 3'000);
+  sim.set_online(1, true);
+  auto lone = crdt::make_enroll(org.keys[0], org.org, sim.node(1).replica->heads(),
+                                crdt::EnrollSpec{org.keys[2].public_key, "lone", crdt::Role::member, {}, 0}, kUnix);
+  // A concurrent op that only node 1 has: both sides now hold something new.
+  sim.node(1).replica->ingest(bytes_of(lone));
+  const bool ok = sim.run_until(sim.now() + 20'000, [&] {
+    return sim.node(0).replica->heads() == sim.node(1).replica->heads() &&
+           sim.node(2).replica->heads() == sim.node(0).replica->heads();
+  });
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(sim.node(1).replica->op_count(), org.ops.size() + 301);
+}
+
+TEST(GossipEngineTest, RevocationReachesEveryNode) {
+  Org org(50);
+  Simulation sim(4, NetConfig{.min_latency = 5, .max_latency = 40, .loss = 0.3, .duplicate = 0.05});
+  for (size_t i = 0; i < 50; ++i) sim.add_node(org.keys[i], org.replica(), crdt::GossipConfig{});
+  sim.run_until(sim.now() + 2'000);
+  auto revoke = crdt::make_revoke(org.keys[0], org.org, sim.node(0).replica->heads(), org.keys[7].public_key,
+                                  "gone", kUnix);
+  crdt::Op r;
+  crdt::parse_op(bytes_of(revoke), &r);
+  const auto start = sim.now();
+  sim.create_op(0, revoke);
+  // The revoked node need not hear of it: nobody gossips with it any more.
+  const bool ok = sim.run_until(start + 5'000, [&] { return all_have(sim, r.id, 7); });
+  ASSERT_TRUE(ok);
+  EXPECT_LT(sim.now() - start, 3'000u);
+  for (size_t i = 0; i < sim.size(); ++i) {
+    if (i == 7) continue;
+    EXPECT_FALSE(sim.node(i).replica->is_active_member(org.keys[7].public_key, kUnix));
+  }
+}
+
+TEST(GossipEngineTest, EndpointRecordsSpreadLastWriterWinsMembersOnly) {
+  Org org(5);
+  Simulation sim(5, NetConfig{});
+  for (size_t i = 0; i < 5; ++i) sim.add_node(org.keys[i], org.replica(), crdt::GossipConfig{});
+  sim.node(3).engine->set_endpoints({"192.0.2.3:51820"}, 51820, sim.now());
+  sim.run_until(sim.now() + 100);
+  sim.node(3).engine->set_endpoints({"192.0.2.4:51820"}, 51820, sim.now());
+  ASSERT_TRUE(sim.run_until(sim.now() + 10'000, [&] {
+    for (size_t i = 0; i < 5; ++i) {
+      auto* r = sim.node(i).engine->endpoints().find(org.keys[3].public_key);
+      if (!r || r->endpoints != std::vector<std::string>{"192.0.2.4:51820"}) return false;
+    }
+    return true;
+  }));
+  // A stranger's record is not kept by anyone.
+  auto stranger = test::test_key(200);
+  auto rec = crdt::make_endpoint_record(stranger, org.org, sim.now(), {"192.0.2.9:1"}, 1);
+  fortmesh::wire::Gossip g;
+  g.mutable_records()->add_records(rec);
+  auto bytes = g.SerializeAsString();
+  sim.node(1).engine->on_datagram(org.keys[2].public_key, bytes_of(bytes), sim.now());
+  EXPECT_EQ(sim.node(1).engine->endpoints().find(stranger.public_key), nullptr);
+}
+
+TEST(GossipEngineTest, JunkIsCountedAndChangesNothing) {
+  Org org(3);
+  Simulation sim(6, NetConfig{});
+  for (size_t i = 0; i < 3; ++i) sim.add_node(org.keys[i], org.replica(), crdt::GossipConfig{});
+  auto& n = sim.node(0);
+  auto before = n.replica->heads();
+  std::string junk[] = {std::string("\xff\xff\xff\xff"), std::string(5000, 'a'), std::string()};
+  for (const auto& j : junk) n.engine->on_datagram(org.keys[1].public_key, bytes_of(j), sim.now());
+  fortmesh::wire::Gossip want;
+  for (int i = 0; i < 100; ++i) want.mutable_want()->add_ids(std::string(32, 'z'));
+  auto w = want.SerializeAsString();
+  n.engine->on_datagram(org.keys[1].public_key, bytes_of(w), sim.now());
+  EXPECT_GE(n.engine->stats().junk, 2u);
+  EXPECT_EQ(n.replica->heads(), before);
+}
+
+}  // namespace
+}  // namespace fm::sim
