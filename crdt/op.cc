@@ -84,9 +84,10 @@ Reject parse_enroll(const wire::Enroll& e, Op* out) {
   if (e.name().size() > kMaxNameBytes || e.endpoints_size() > static_cast<int>(kMaxEndpoints)) {
     return Reject::oversized;
   }
-  if (!copy32(e.subject(), &out->subject) || !netauth::wg_public_key(out->subject).is_ok()) {
-    return Reject::malformed;  // not a key that could ever be a WireGuard peer
-  }
+  // Whether the subject is a valid Ed25519 point is not checked here: that
+  // costs nearly as much as the signature check. Such a member is flagged
+  // (Member::no_wireguard_key) and never becomes a peer.
+  if (!copy32(e.subject(), &out->subject)) return Reject::malformed;
   out->role = role_from_wire(e.role());
   if (out->role == Role::none || !printable(e.name())) return Reject::malformed;
   // Only lighthouses publish endpoints in their Enroll; everyone else announces

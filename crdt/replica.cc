@@ -100,7 +100,8 @@ struct Replica::Impl {
     bool processed = false;          // decided as root or admin
     Seniority seniority;             // when processed
     bool ever_admin = false;         // some admin Enroll, valid or not, names it
-    mutable std::optional<netauth::Address> address;  // derived on first use
+    mutable std::optional<netauth::Address> address;  // derived on first use;
+                                                      // all zero: no X25519 key
   };
 
   struct Candidate {
@@ -550,7 +551,7 @@ struct Replica::Impl {
     const Key& key = keys[k];
     if (!key.address) {
       auto a = netauth::overlay_address_of(org.prefix, key.key);
-      key.address = a ? *a : netauth::Address{};  // Enrolled keys always convert.
+      key.address = a ? *a : netauth::Address{};
     }
     return *key.address;
   }
@@ -599,6 +600,7 @@ struct Replica::Impl {
                  : (m.expires_at != 0 && now >= m.expires_at) ? Standing::expired
                                                               : Standing::active;
     m.address = address_of(k);
+    m.no_wireguard_key = m.address == netauth::Address{};
     if (first) *first = smallest;
     return m;
   }
@@ -778,7 +780,7 @@ namespace detail {
 void mark_address_conflicts(std::vector<Member>& members, const std::vector<OpId>& first_enroll) {
   std::unordered_map<netauth::Address, size_t, IdHash> owner;  // address -> winner index
   for (size_t i = 0; i < members.size(); ++i) {
-    if (members[i].standing != Standing::active) continue;
+    if (members[i].standing != Standing::active || members[i].no_wireguard_key) continue;
     auto [it, inserted] = owner.try_emplace(members[i].address, i);
     if (inserted) continue;
     size_t& w = it->second;

@@ -64,6 +64,8 @@ struct Member {
   std::vector<std::string> endpoints; // lighthouses: from their most recent valid Enroll
   netauth::Address address{};
   bool address_conflict = false;      // lost an address collision: gets no peer
+  bool no_wireguard_key = false;      // the key is not a valid Ed25519 point, so it
+                                      // has no X25519 key or address: gets no peer
 };
 
 class Replica {
