@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -375,8 +376,18 @@ Status members(const std::string& dir, bool json) {
   std::printf("org %s  prefix %s  digest %s\n", reply.org_name().c_str(), reply.prefix().c_str(),
               reply.digest().substr(0, 16).c_str());
   std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", "NAME", "ROLE", "STATUS", "ADDRESS", "KEY", "EXPIRES");
-  for (const auto& m : reply.members()) {
-    std::string expires = m.expires_at() == 0 ? "never" : std::to_string(m.expires_at());
+  std::vector<const wire::MemberInfo*> rows;
+  for (const auto& m : reply.members()) rows.push_back(&m);
+  std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
+  for (const auto* mp : rows) {
+    const auto& m = *mp;
+    std::string expires = "never";
+    if (m.expires_at() != 0) {
+      const time_t t = static_cast<time_t>(m.expires_at());
+      char buf[32];
+      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%MZ", std::gmtime(&t));
+      expires = buf;
+    }
     std::string address = m.address().empty() ? "(no WireGuard key)" : m.address();
     if (m.address_conflict()) address += " (conflict)";
     std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", m.name().c_str(), m.role().c_str(), m.status().c_str(),
