@@ -1,6 +1,7 @@
 #include "maintainer/cli.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <sstream>
 
 #include "crdt/op.h"
+#include "maintainer/daemon.h"
 #include "maintainer/durations.h"
 #include "maintainer/node_state.h"
 #include "netauth/address.h"
@@ -400,7 +402,7 @@ Status members(const std::string& dir, bool json) {
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"fortmesh: node daemon and admin tool for a self-governing WireGuard mesh.\n"
-               "Admin commands open the node's store directly (no daemon yet)."};
+               "Admin commands open the store directly: stop `fortmesh run` first (a control socket comes later)."};
   app.require_subcommand(1);
   std::string dir = kDefaultStateDir;
   auto state_dir = [&](CLI::App* cmd) {
@@ -446,6 +448,18 @@ int run_cli(int argc, char** argv) {
   members_cmd->add_flag("--json", json, "print the control API message as JSON");
   state_dir(members_cmd);
 
+  DaemonOptions daemon;
+  std::string log_level = "info";
+  auto* run_cmd = app.add_subcommand(
+      "run", "run the node daemon: replicate the org over gossip and keep the store current.\n"
+             "WireGuard management is not implemented yet: this daemon only gossips.");
+  run_cmd->add_option("--gossip-listen", daemon.gossip_listen,
+                      "ADDR:PORT for gossip (default: [overlay address]:51821)");
+  run_cmd->add_option("--gossip-peers", daemon.gossip_peers_file,
+                      "file of \"KEY HOST:PORT\" lines: where peers receive gossip (default: their overlay addresses)");
+  run_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_str("info");
+  state_dir(run_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -477,6 +491,16 @@ int run_cli(int argc, char** argv) {
   } else if (revoke_cmd->parsed()) {
     name = "revoke";
     st = revoke(dir, target, reason);
+  } else if (run_cmd->parsed()) {
+    name = "run";
+    auto level = spdlog::level::from_str(log_level);
+    if (level == spdlog::level::off && log_level != "off") {
+      std::fprintf(stderr, "fortmesh: run: --log-level must be trace, debug, info, warn or error\n");
+      return 2;
+    }
+    spdlog::set_level(level);
+    daemon.state_dir = dir;
+    st = run_daemon(daemon);
   } else if (members_cmd->parsed()) {
     name = "members";
     st = members(dir, json);

@@ -1,0 +1,127 @@
+#include "maintainer/daemon.h"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "crdt/gossip.h"
+#include "maintainer/gossip_transport.h"
+#include "maintainer/node_state.h"
+
+namespace fm::maintainer {
+namespace {
+
+constexpr std::string_view kRecordPrefix = "ep/";
+
+Result<udp::endpoint> parse_listen(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return Status::error("--gossip-listen wants ADDR:PORT, got " + text);
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(host, ec);
+  if (ec) return Status::error("--gossip-listen: not an IP address: " + host);
+  unsigned long port = 0;
+  try {
+    port = std::stoul(text.substr(colon + 1));
+  } catch (...) {
+  }
+  if (port > 65535 || text.substr(colon + 1).empty()) return Status::error("--gossip-listen: bad port in " + text);
+  return udp::endpoint(addr, static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+Status run_daemon(const DaemonOptions& options) {
+  auto opened = NodeState::open(options.state_dir);
+  if (!opened) return opened.status();
+  NodeState& node = **opened;
+  crdt::Replica& replica = node.replica();
+  if (!replica.has_org()) {
+    return Status::error("this node is not in an org yet (run `fortmesh org init` or `fortmesh join`)");
+  }
+
+  std::unique_ptr<PeerAddresses> addresses;
+  if (!options.gossip_peers_file.empty()) {
+    std::ifstream in(options.gossip_peers_file);
+    if (!in) return Status::error("cannot read " + options.gossip_peers_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = StaticAddresses::parse(text.str());
+    if (!parsed) return Status::error(options.gossip_peers_file + ": " + parsed.message());
+    addresses = std::make_unique<StaticAddresses>(std::move(*parsed));
+  } else {
+    addresses = std::make_unique<OverlayAddresses>(&replica, crdt::kGossipPort);
+  }
+  udp::endpoint listen;
+  if (options.gossip_listen.empty()) {
+    auto own = netauth::overlay_address_of(replica.org().prefix, node.key().public_key);
+    boost::asio::ip::address_v6::bytes_type b;
+    std::copy(own->begin(), own->end(), b.begin());
+    listen = udp::endpoint(boost::asio::ip::address_v6(b), crdt::kGossipPort);
+  } else {
+    auto l = parse_listen(options.gossip_listen);
+    if (!l) return l.status();
+    listen = *l;
+  }
+
+  crdt::ReplicaPeers peers(&replica, node.key().public_key);
+  uint64_t seed = options.seed;
+  if (seed == 0) randombytes_buf(&seed, sizeof(seed));
+  crdt::GossipEngine engine(node.key(), &replica, &peers, crdt::GossipConfig{}, seed);
+
+  // Endpoint records kept from before a restart.
+  const crdt::Millis now = unix_millis();
+  if (auto records = node.store().scan_meta(kRecordPrefix)) {
+    for (const auto& [key, wire] : *records) {
+      engine.restore_record({reinterpret_cast<const uint8_t*>(wire.data()), wire.size()}, now);
+    }
+  }
+
+  // After every engine step: persist what gossip brought. Ops from peers exist
+  // elsewhere too, so they are written without sync.
+  auto persist = [&] {
+    std::vector<std::string> ops;
+    for (const auto& id : engine.take_applied_ops()) ops.push_back(*replica.op_bytes(id));
+    if (!ops.empty()) {
+      if (Status st = node.store().append(ops, /*sync=*/false); !st) spdlog::error("{}", st.message());
+      spdlog::info("applied {} op(s) from gossip; {} ops, digest {}", ops.size(), replica.op_count(),
+                   netauth::to_base64(replica.digest(unix_millis() / 1000)).substr(0, 12));
+    }
+    for (const auto& wire : engine.take_changed_records()) {
+      crdt::EndpointRecord rec;
+      if (!crdt::parse_endpoint_record({reinterpret_cast<const uint8_t*>(wire.data()), wire.size()},
+                                       replica.org().id, &rec)) {
+        continue;
+      }
+      std::string key = std::string(kRecordPrefix) + netauth::to_base64(rec.key);
+      if (Status st = node.store().put_meta(key, wire, false); !st) spdlog::error("{}", st.message());
+    }
+  };
+
+  boost::asio::io_context io;
+  GossipTransport transport(io, &engine, addresses.get(), persist);
+  if (Status st = transport.start(listen); !st) return st;
+  spdlog::info("fortmesh {} in org {} ({} ops); gossip on {}", netauth::to_base64(node.key().public_key),
+               replica.org().name, replica.op_count(), listen.address().to_string() + ":" + std::to_string(listen.port()));
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", sig);
+    transport.stop();
+    io.stop();
+  });
+  io.run();
+  persist();
+  const auto& st = engine.stats();
+  spdlog::info("stopped: {} datagrams in, {} out, {} junk, {} throttled", st.datagrams_in, st.datagrams_out,
+               st.junk, st.throttled);
+  return Status::ok();
+}
+
+}  // namespace fm::maintainer

@@ -1,0 +1,27 @@
+// `fortmesh run`: the node daemon. For now it replicates the org over gossip
+// (engine + UDP transport) and persists what arrives; WireGuard management
+// arrives with its own issue.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "netauth/result.h"
+
+namespace fm::maintainer {
+
+struct DaemonOptions {
+  std::string state_dir;
+  // Where gossip listens: "ADDR:PORT". Empty: [overlay address]:51821.
+  std::string gossip_listen;
+  // A file of "KEY HOST:PORT" lines naming where each peer's gossip is
+  // received (loopback tests). Empty: peers are reached at their overlay
+  // addresses.
+  std::string gossip_peers_file;
+  uint64_t seed = 0;  // 0: random
+};
+
+// Runs until SIGTERM or SIGINT; returns how it ended.
+Status run_daemon(const DaemonOptions& options);
+
+}  // namespace fm::maintainer
