@@ -457,6 +457,9 @@ int run_cli(int argc, char** argv) {
                       "ADDR:PORT for gossip (default: [overlay address]:51821)");
   run_cmd->add_option("--gossip-peers", daemon.gossip_peers_file,
                       "file of \"KEY HOST:PORT\" lines: where peers receive gossip (default: their overlay addresses)");
+  run_cmd->add_option("--listen-port", daemon.listen_port, "WireGuard listen port, announced to peers")
+      ->default_str("51820")
+      ->check(CLI::Range(1, 65535));
   run_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_str("info");
   state_dir(run_cmd);
 

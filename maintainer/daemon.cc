@@ -1,5 +1,9 @@
 #include "maintainer/daemon.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
@@ -35,6 +39,30 @@ Result<udp::endpoint> parse_listen(const std::string& text) {
 }
 
 }  // namespace
+
+std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port) {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i != nullptr && out.size() < crdt::kMaxEndpoints; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char text[INET6_ADDRSTRLEN];
+    if (i->ifa_addr->sa_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
+      if ((ntohl(a->sin_addr.s_addr) >> 16) == 0xa9fe) continue;  // 169.254/16
+      inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
+      out.push_back(std::string(text) + ":" + std::to_string(port));
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
+      const uint8_t* b = a->sin6_addr.s6_addr;
+      if (IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) || std::equal(org_prefix.begin(), org_prefix.end(), b)) continue;
+      inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
+      out.push_back("[" + std::string(text) + "]:" + std::to_string(port));
+    }
+  }
+  ::freeifaddrs(list);
+  return out;
+}
 
 Status run_daemon(const DaemonOptions& options) {
   auto opened = NodeState::open(options.state_dir);
@@ -108,6 +136,12 @@ Status run_daemon(const DaemonOptions& options) {
   if (Status st = transport.start(listen); !st) return st;
   spdlog::info("fortmesh {} in org {} ({} ops); gossip on {}", netauth::to_base64(node.key().public_key),
                replica.org().name, replica.op_count(), listen.address().to_string() + ":" + std::to_string(listen.port()));
+
+  // Announce where this node's WireGuard can be reached.
+  auto endpoints = local_endpoints(replica.org().prefix, options.listen_port);
+  engine.set_endpoints(endpoints, options.listen_port, unix_millis());
+  transport.pump();
+  spdlog::info("announced {} endpoint(s) for WireGuard port {}", endpoints.size(), options.listen_port);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {

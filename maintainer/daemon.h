@@ -5,7 +5,9 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "netauth/address.h"
 #include "netauth/result.h"
 
 namespace fm::maintainer {
@@ -18,8 +20,14 @@ struct DaemonOptions {
   // received (loopback tests). Empty: peers are reached at their overlay
   // addresses.
   std::string gossip_peers_file;
+  // The WireGuard listen port this node announces in its endpoint record.
+  uint16_t listen_port = 51820;
   uint64_t seed = 0;  // 0: random
 };
+
+// This host's addresses worth announcing as "ip:port": up, not loopback, not
+// link-local, not inside the org prefix (the overlay itself).
+std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port);
 
 // Runs until SIGTERM or SIGINT; returns how it ended.
 Status run_daemon(const DaemonOptions& options);

@@ -174,6 +174,25 @@ TEST(GossipEngineTest, EndpointRecordsSpreadLastWriterWinsMembersOnly) {
   EXPECT_EQ(sim.node(1).engine->endpoints().find(stranger.public_key), nullptr);
 }
 
+TEST(GossipEngineTest, RecordsKeptAcrossARestartAreRestoredForMembersOnly) {
+  Org org(3);
+  Simulation sim(7, NetConfig{});
+  for (size_t i = 0; i < 3; ++i) sim.add_node(org.keys[i], org.replica(), crdt::GossipConfig{});
+  const auto now = sim.now();
+  auto member_rec = crdt::make_endpoint_record(org.keys[2], org.org, now, {"192.0.2.2:51820"}, 51820);
+  auto stranger_rec = crdt::make_endpoint_record(test::test_key(201), org.org, now, {"192.0.2.9:1"}, 1);
+  auto& engine = *sim.node(0).engine;
+  engine.restore_record(bytes_of(member_rec), now);
+  engine.restore_record(bytes_of(stranger_rec), now);
+  engine.restore_record(bytes_of(std::string("junk")), now);
+  ASSERT_NE(engine.endpoints().find(org.keys[2].public_key), nullptr);
+  EXPECT_EQ(engine.endpoints().find(org.keys[2].public_key)->endpoints, std::vector<std::string>{"192.0.2.2:51820"});
+  EXPECT_EQ(engine.endpoints().find(test::test_key(201).public_key), nullptr);
+  EXPECT_EQ(engine.endpoints().size(), 1u);
+  // Restored records are not reported as changed: they are stored already.
+  EXPECT_TRUE(engine.take_changed_records().empty());
+}
+
 TEST(GossipEngineTest, JunkIsCountedAndChangesNothing) {
   Org org(3);
   Simulation sim(6, NetConfig{});
