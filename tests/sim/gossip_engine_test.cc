@@ -127,6 +127,7 @@ TEST(GossipEngineTest, DivergedReplicasReconcileByRanges) {
   });
   ASSERT_TRUE(ok);
   EXPECT_EQ(sim.node(1).replica->op_count(), org.ops.size() + 301);
+  EXPECT_EQ(sim.oversized(), 0u) << "largest datagram " << sim.largest_datagram();
 }
 
 TEST(GossipEngineTest, RevocationReachesEveryNode) {
@@ -172,6 +173,32 @@ TEST(GossipEngineTest, EndpointRecordsSpreadLastWriterWinsMembersOnly) {
   auto bytes = g.SerializeAsString();
   sim.node(1).engine->on_datagram(org.keys[2].public_key, bytes_of(bytes), sim.now());
   EXPECT_EQ(sim.node(1).engine->endpoints().find(stranger.public_key), nullptr);
+}
+
+TEST(GossipEngineTest, LargestOpsAndRecordsStillFitInADatagram) {
+  Org org(2);
+  Simulation sim(8, NetConfig{});
+  sim.add_node(org.keys[0], org.replica(), crdt::GossipConfig{});
+  sim.add_node(org.keys[1], org.replica(), crdt::GossipConfig{});
+  sim.set_online(1, false);
+  // Lighthouse Enrolls near the 1 KiB body limit, and a full endpoint record.
+  for (int i = 0; i < 20; ++i) {
+    crdt::EnrollSpec spec{org.keys[1].public_key, std::string(64, 'n'), crdt::Role::lighthouse, {}, 0};
+    for (int e = 0; e < 3; ++e) spec.endpoints.push_back(std::string(200, 'a' + e) + ".example:51820");
+    auto op = crdt::make_enroll(org.keys[0], org.org, sim.node(0).replica->heads(), spec, kUnix);
+    ASSERT_GT(op.size(), 900u);
+    sim.create_op(0, op);
+  }
+  std::vector<std::string> eps;
+  for (int e = 0; e < 8; ++e) eps.push_back("[2001:db8:1234:5678:9abc:def0:1234:56" + std::to_string(10 + e) + "]:51820");
+  sim.node(1).engine->set_endpoints(eps, 51820, sim.now());
+  sim.set_online(1, true);
+  ASSERT_TRUE(sim.run_until(sim.now() + 10'000, [&] {
+    return sim.node(1).replica->heads() == sim.node(0).replica->heads() &&
+           sim.node(0).engine->endpoints().find(org.keys[1].public_key) != nullptr;
+  }));
+  EXPECT_EQ(sim.oversized(), 0u);
+  EXPECT_GT(sim.largest_datagram(), 900u);
 }
 
 TEST(GossipEngineTest, RecordsKeptAcrossARestartAreRestoredForMembersOnly) {

@@ -47,6 +47,8 @@ void Simulation::flush(size_t i) {
   auto& n = nodes_[i];
   for (auto& d : n.engine->take_datagrams()) {
     n.bytes_sent += d.bytes.size();
+    largest_ = std::max(largest_, d.bytes.size());
+    if (d.bytes.size() >= 1200) ++oversized_;
     ++n.datagrams_sent;
     auto it = index_.find(d.to);
     if (it == index_.end()) continue;

@@ -80,6 +80,9 @@ class Simulation {
   std::function<void(size_t, const crdt::OpId&, Millis)> on_applied;
 
   uint64_t delivered() const { return delivered_; }
+  // Datagrams any engine produced at or over the 1,200-byte limit: always 0.
+  uint64_t oversized() const { return oversized_; }
+  size_t largest_datagram() const { return largest_; }
   uint64_t dropped() const { return dropped_; }
 
  private:
@@ -97,7 +100,8 @@ class Simulation {
   std::mt19937_64 rng_;
   NetConfig net_;
   Millis now_;
-  uint64_t seq_ = 0, delivered_ = 0, dropped_ = 0;
+  uint64_t seq_ = 0, delivered_ = 0, dropped_ = 0, oversized_ = 0;
+  size_t largest_ = 0;
   std::vector<SimNode> nodes_;
   std::vector<Millis> tick_at_;
   std::map<crdt::PublicKey, size_t> index_;
