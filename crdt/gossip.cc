@@ -349,12 +349,14 @@ void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<
     }
     send(from, serialize(w));
   }
-  if (!applied.empty()) push_new(applied, &from, now);
+  if (!applied.empty()) {
+    stats_.ops_applied += applied.size();
+    applied_.insert(applied_.end(), applied.begin(), applied.end());
+    push_new(applied, &from, now);
+  }
 }
 
 void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, Millis now) {
-  stats_.ops_applied += ops.size();
-  applied_.insert(applied_.end(), ops.begin(), ops.end());
   bool revocation = false;
   for (const auto& id : ops) {
     Op op;
@@ -420,11 +422,7 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
 }
 
 void GossipEngine::publish(std::span<const OpId> ops, Millis now) {
-  if (ops.empty()) return;
-  push_new(ops, nullptr, now);
-  // The shell stored these itself; they are not "applied by gossip".
-  applied_.resize(applied_.size() - ops.size());
-  stats_.ops_applied -= ops.size();
+  if (!ops.empty()) push_new(ops, nullptr, now);
 }
 
 bool GossipEngine::offer_record(EndpointRecord rec, Millis now) {

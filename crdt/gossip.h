@@ -135,6 +135,7 @@ class GossipEngine {
 
   void ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops, Millis now);
   void on_summary(const PublicKey& from, Peer& p, const fortmesh::wire::Summary& s, Millis now);
+  // Pushes newly applied ops on (never back to `from`); a Revoke widens it.
   void push_new(std::span<const OpId> ops, const PublicKey* from, Millis now);
   void schedule_anti_entropy(Millis now);
   bool offer_record(EndpointRecord rec, Millis now);
