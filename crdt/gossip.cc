@@ -15,8 +15,10 @@ namespace wire = ::fortmesh::wire;
 
 constexpr size_t kMaxListedHeads = 16;
 constexpr size_t kMaxWantIds = 32;       // per datagram: 32 x 34 bytes fits
+constexpr size_t kMaxWantsPerRound = 8;  // Want datagrams per reconciliation round
 constexpr uint32_t kSetOps = 0, kSetRecords = 1;
 constexpr Millis kHousekeeping = 1000;
+constexpr size_t kLongCatchUp = 256;  // lacking more ops than this: batches marked catch_up
 
 std::span<const uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -87,12 +89,14 @@ GossipEngine::Peer& GossipEngine::peer(const PublicKey& key, Millis now) {
         return a.second.last_seen < b.second.last_seen;
       });
       if (oldest->second.orphans_since != 0) replica_->drop_pending_from(oldest->second.source);
+      waiting_feeds_.erase(oldest->first);
       peer_state_.erase(oldest);
     }
     Peer p;
     p.source = next_source_++;
     p.byte_tokens = static_cast<double>(config_.peer_bytes_per_second);
     p.item_tokens = static_cast<double>(config_.peer_items_per_second);
+    p.feed_tokens = static_cast<double>(config_.catch_up_batch_bytes);
     p.refilled_at = now;
     it = peer_state_.emplace(key, p).first;
   }
@@ -103,6 +107,8 @@ GossipEngine::Peer& GossipEngine::peer(const PublicKey& key, Millis now) {
                                      p.byte_tokens + secs * static_cast<double>(config_.peer_bytes_per_second));
     p.item_tokens = std::min<double>(config_.peer_items_per_second,
                                      p.item_tokens + secs * static_cast<double>(config_.peer_items_per_second));
+    p.feed_tokens = std::min<double>(config_.catch_up_batch_bytes,
+                                     p.feed_tokens + secs * static_cast<double>(config_.peer_bytes_per_second) / 2);
     p.refilled_at = now;
   }
   p.last_seen = now;
@@ -146,21 +152,23 @@ void GossipEngine::send(const PublicKey& to, const std::string& msg) {
   out_.push_back(Datagram{to, msg});
 }
 
-void GossipEngine::send_ops(const PublicKey& to, std::span<const OpId> ids) {
+void GossipEngine::send_ops(const PublicKey& to, std::span<const OpId> ids, bool catch_up) {
   wire::Gossip g;
   size_t size = 0;
+  auto flush = [&] {
+    g.mutable_ops()->set_catch_up(catch_up);
+    send(to, serialize(g));
+    g.Clear();
+    size = 0;
+  };
   for (const auto& id : ids) {
     const std::string* op = replica_->op_bytes(id);
     if (op == nullptr) continue;
-    if (size > 0 && size + op->size() + 6 > config_.max_datagram) {
-      send(to, serialize(g));
-      g.Clear();
-      size = 0;
-    }
+    if (size > 0 && size + op->size() + 8 > config_.max_datagram) flush();
     g.mutable_ops()->add_ops(*op);
     size += op->size() + 3;
   }
-  if (size > 0) send(to, serialize(g));
+  if (size > 0) flush();
 }
 
 void GossipEngine::send_records(const PublicKey& to, std::span<const std::string> wires) {
@@ -178,7 +186,7 @@ void GossipEngine::send_records(const PublicKey& to, std::span<const std::string
   if (size > 0) send(to, serialize(g));
 }
 
-std::string GossipEngine::summary(bool reply) const {
+std::string GossipEngine::summary(bool reply, uint32_t feed_round) const {
   wire::Gossip g;
   auto* s = g.mutable_summary();
   auto heads = replica_->heads();
@@ -191,6 +199,7 @@ std::string GossipEngine::summary(bool reply) const {
   auto rh = book_.hash();
   s->set_records_hash(rh.data(), rh.size());
   s->set_reply(reply);
+  s->set_feed_round(feed_round);
   return serialize(g);
 }
 
@@ -232,7 +241,7 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
   switch (g.msg_case()) {
     case wire::Gossip::kOps: {
       std::vector<std::string> ops(g.ops().ops().begin(), g.ops().ops().end());
-      ingest_ops(from, p, ops, now);
+      ingest_ops(from, p, ops, g.ops().catch_up(), now);
       break;
     }
     case wire::Gossip::kRecords: {
@@ -272,7 +281,7 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
           records.push_back(rec->wire);
         }
       }
-      send_ops(from, ids);
+      send_ops(from, ids, false);
       send_records(from, records);
       break;
     }
@@ -288,21 +297,32 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
       const bool ops = in.set() == kSetOps;
       ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), in);
       for (const auto& r : res.replies) send(from, wrap_ranges(r));
-      if (!res.they_lack.empty() && take_items(p, res.they_lack.size())) {
-        if (ops) {
-          send_ops(from, res.they_lack);
+      if (!res.they_lack.empty() && ops) {
+        // Key order is parents first: send the prefix the budget allows now;
+        // the next round goes on from there (asked for at once if cut short).
+        size_t bytes = 0;
+        const size_t n = batch(p, res.they_lack, std::min<double>(config_.catch_up_batch_bytes, p.feed_tokens), &bytes);
+        if (n == 0) {
+          ++stats_.throttled;
         } else {
-          std::vector<std::string> wires;
-          for (const auto& id : res.they_lack) {
-            if (const auto* rec = book_.find_by_id(id)) wires.push_back(rec->wire);
-          }
-          send_records(from, wires);
+          take_items(p, n);
+          p.feed_tokens -= static_cast<double>(bytes);
+          send_ops(from, std::span(res.they_lack).first(n), res.they_lack.size() > kLongCatchUp);
+          if (n < res.they_lack.size()) send(from, summary(false));
         }
+      } else if (!res.they_lack.empty() && take_items(p, res.they_lack.size())) {
+        std::vector<std::string> wires;
+        for (const auto& id : res.they_lack) {
+          if (const auto* rec = book_.find_by_id(id)) wires.push_back(rec->wire);
+        }
+        send_records(from, wires);
       }
-      for (size_t i = 0; i < res.we_lack.size(); i += kMaxWantIds) {
+      // About one catch-up batch of Wants per round; later rounds ask for more.
+      const size_t wants = std::min(res.we_lack.size(), kMaxWantsPerRound * kMaxWantIds);
+      for (size_t i = 0; i < wants; i += kMaxWantIds) {
         wire::Gossip w;
         w.mutable_want()->set_set(in.set());
-        for (size_t j = i; j < std::min(res.we_lack.size(), i + kMaxWantIds); ++j) {
+        for (size_t j = i; j < std::min(wants, i + kMaxWantIds); ++j) {
           w.mutable_want()->add_ids(res.we_lack[j].data(), res.we_lack[j].size());
         }
         send(from, serialize(w));
@@ -315,7 +335,7 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
 }
 
 void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops,
-                              Millis now) {
+                              bool catch_up, Millis now) {
   std::vector<OpId> applied, missing;
   for (const auto& op : ops) {
     IngestResult res = replica_->ingest(bytes_of(op), p.source);
@@ -338,8 +358,9 @@ void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<
         break;
     }
   }
-  if (!missing.empty()) {
-    // The sender had these ops, so it has their parents.
+  if (!missing.empty() && !catch_up) {
+    // The sender had these ops, so it has their parents. (In a catch-up the
+    // parents are in the same batch, reordered in flight, or in the next.)
     std::sort(missing.begin(), missing.end());
     missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
     wire::Gossip w;
@@ -352,26 +373,52 @@ void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<
   if (!applied.empty()) {
     stats_.ops_applied += applied.size();
     applied_.insert(applied_.end(), applied.begin(), applied.end());
-    push_new(applied, &from, now);
+    if (catch_up && (now >= feeder_until_ || feeder_ == from)) {
+      feeder_ = from;
+      feeder_until_ = now + config_.anti_entropy_interval;
+    }
+    push_new(applied, &from, catch_up, now);
   }
 }
 
-void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, Millis now) {
-  bool revocation = false;
+void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, bool only_revocations, Millis now) {
+  std::vector<OpId> revocations;
   for (const auto& id : ops) {
     Op op;
     const std::string* w = replica_->op_bytes(id);
     if (w == nullptr || parse_op(bytes_of(*w), &op) != Reject::none || op.kind != OpKind::revoke) continue;
-    revocation = true;
+    revocations.push_back(id);
     if (!replica_->is_active_member(op.subject, now / 1000)) book_.erase(op.subject);
   }
+  // A catch-up is not pushed on, except a Revoke: it is rare, and its
+  // latency is the security promise.
+  const std::span<const OpId> push = only_revocations ? std::span<const OpId>(revocations) : ops;
+  const bool revocation = !revocations.empty();
   for (const auto& t : sample(revocation ? config_.revoke_fanout : config_.fanout, from, now)) {
-    send_ops(t, ops);
+    if (!push.empty()) send_ops(t, push, false);
   }
   if (revocation) {
     const std::string s = summary(false);
     for (const auto& t : sample(config_.revoke_sync_peers, from, now)) send(t, s);
   }
+}
+
+size_t GossipEngine::batch(const Peer& p, std::span<const OpId> ids, double max_bytes, size_t* bytes) const {
+  const auto items = static_cast<size_t>(p.item_tokens);
+  size_t n = 0;
+  *bytes = 0;
+  while (n < ids.size() && n < items) {
+    const std::string* op = replica_->op_bytes(ids[n]);
+    const size_t size = op == nullptr ? 0 : op->size();
+    if (static_cast<double>(*bytes + size) > max_bytes) break;
+    *bytes += size;
+    ++n;
+  }
+  return n;
+}
+
+bool GossipEngine::being_fed_by_other(const PublicKey& from, Millis now) const {
+  return now < feeder_until_ && from != feeder_;
 }
 
 void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summary& s, Millis now) {
@@ -382,6 +429,7 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
     ++stats_.junk;
     return;
   }
+  if (being_fed_by_other(from, now)) return;  // one catch-up stream at a time
   auto rh = book_.hash();
   if (!reply && std::memcmp(rh.data(), s.records_hash().data(), 16) != 0) {
     send(from, wrap_ranges(reconciler_.initiate(kSetRecords, records_set())));
@@ -404,25 +452,58 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
     all_known = all_known && replica_->contains(id);
   }
   if (all_known) {
-    // Everything they have is here: send exactly what they lack.
-    if (now < p.fed_until && p.fed_op_count == replica_->op_count()) return;  // already on the way
-    auto lacking = replica_->ops_not_below(theirs);
-    if (!lacking.empty() && take_items(p, lacking.size())) {
-      send_ops(from, lacking);
-      p.fed_until = now + config_.anti_entropy_interval / 2;
-      p.fed_op_count = replica_->op_count();
-    }
+    feed(from, p, std::move(theirs), reply ? s.feed_round() : 0, now);
     return;
   }
   if (!reply) {
-    send(from, summary(true));  // perhaps they hold all of ours
+    send(from, summary(true, s.feed_round()));  // perhaps they hold all of ours
   } else {
     send(from, wrap_ranges(reconciler_.initiate(kSetOps, ops_set())));  // both hold something new
   }
 }
 
+void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_heads, uint32_t echo, Millis now) {
+  // Everything it has is here: send what it lacks, parents first, one batch
+  // per round trip, paced by the feed budget. While a batch is on its way,
+  // only the reply to the Summary sent after it moves on: past the batch if
+  // its heads moved (the rest is still arriving), else from its heads again
+  // (the batch's front was lost).
+  const auto lacking = replica_->ops_not_below(their_heads);
+  const auto from_hash = heads_hash(their_heads);
+  size_t start = 0;
+  if (now < p.fed_until) {
+    if (echo != p.feed_round) return;
+    auto it = std::find(lacking.begin(), lacking.end(), p.fed_last);
+    if (from_hash != p.fed_from && it != lacking.end()) start = static_cast<size_t>(it - lacking.begin()) + 1;
+  }
+  if (start == lacking.size()) return;
+  size_t bytes = 0;
+  const size_t n = batch(p, std::span(lacking).subspan(start), static_cast<double>(config_.catch_up_batch_bytes), &bytes);
+  const size_t end = start + n;
+  if (n == 0) {
+    ++stats_.throttled;
+    return;
+  }
+  if (p.feed_tokens < static_cast<double>(bytes)) {  // wait for the budget, then go on from its heads
+    const double rate = static_cast<double>(config_.peer_bytes_per_second) / 2 / 1000;  // per ms
+    p.feed_heads = std::move(their_heads);
+    p.feed_at = now + 1 + static_cast<Millis>((static_cast<double>(bytes) - p.feed_tokens) / rate);
+    waiting_feeds_.insert(to);
+    next_deadline_ = std::min(next_deadline_, p.feed_at);
+    return;
+  }
+  p.feed_tokens -= static_cast<double>(bytes);
+  take_items(p, end - start);
+  send_ops(to, std::span(lacking).subspan(start, end - start), lacking.size() > kLongCatchUp);
+  p.fed_last = lacking[end - 1];
+  p.fed_from = from_hash;
+  p.fed_until = now + config_.anti_entropy_interval;
+  ++p.feed_round;  // a reply to an older Summary does not count as seeing this batch
+  if (end < lacking.size()) send(to, summary(false, p.feed_round));  // more to come: its heads again, please
+}
+
 void GossipEngine::publish(std::span<const OpId> ops, Millis now) {
-  if (!ops.empty()) push_new(ops, nullptr, now);
+  if (!ops.empty()) push_new(ops, nullptr, false, now);
 }
 
 bool GossipEngine::offer_record(EndpointRecord rec, Millis now) {
@@ -469,8 +550,23 @@ void GossipEngine::on_tick(Millis now) {
     next_housekeeping_ = now + kHousekeeping;
   }
   if (now >= next_anti_entropy_) {
-    for (const auto& t : sample(1, nullptr, now)) send(t, summary(false));
+    if (now >= feeder_until_) {  // not while a peer is feeding a catch-up
+      for (const auto& t : sample(1, nullptr, now)) send(t, summary(false));
+    }
     schedule_anti_entropy(now);
+  }
+  Millis next_feed = UINT64_MAX;
+  for (auto it = waiting_feeds_.begin(); it != waiting_feeds_.end();) {
+    const PublicKey key = *it;
+    Peer& p = peer(key, now);
+    if (now < p.feed_at) {
+      next_feed = std::min(next_feed, p.feed_at);
+      ++it;
+      continue;
+    }
+    it = waiting_feeds_.erase(it);
+    feed(key, p, std::exchange(p.feed_heads, {}), p.feed_round, now);
+    if (waiting_feeds_.count(key)) next_feed = std::min(next_feed, p.feed_at);
   }
   if (now >= next_housekeeping_) {
     next_housekeeping_ = now + kHousekeeping;
@@ -487,7 +583,7 @@ void GossipEngine::on_tick(Millis now) {
     }
     for (const auto& k : gone) book_.erase(k);
   }
-  next_deadline_ = std::min(next_anti_entropy_, next_housekeeping_);
+  next_deadline_ = std::min({next_anti_entropy_, next_housekeeping_, next_feed});
 }
 
 std::vector<Datagram> GossipEngine::take_datagrams() { return std::exchange(out_, {}); }

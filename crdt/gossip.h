@@ -9,7 +9,9 @@
 //  - Anti-entropy: every `anti_entropy_interval` (jittered) a Summary to one
 //    random peer. Replicas that agree exchange one Summary each way. A replica
 //    whose heads are all known to the other is sent exactly what it lacks in
-//    one round trip; replicas that both hold something new reconcile by ranges
+//    batches of `catch_up_batch_bytes`, each followed by a Summary asking for
+//    its heads again (one round trip per batch); replicas that both hold
+//    something new reconcile by ranges
 //    (reconcile.h). Missing parents of pending ops are asked for by id.
 //  - Per-peer bounds: bytes accepted and items served per second (token
 //    buckets), pending ops per peer (dropped if their parents do not come).
@@ -20,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,8 +47,13 @@ struct GossipConfig {
   size_t revoke_sync_peers = 3;
   Millis anti_entropy_interval = 1000;
   size_t max_datagram = 1200;
-  size_t peer_bytes_per_second = 256 * 1024;  // accepted from one peer; burst = 1 s
-  size_t peer_items_per_second = 4096;        // ops and records served to one peer
+  size_t peer_bytes_per_second = 1024 * 1024;  // accepted from one peer; burst = 1 s
+  size_t peer_items_per_second = 4096;         // ops and records served to one peer
+  // Feeding a replica that is behind: at most this many op bytes per round
+  // trip, at half the receiver's byte bucket, so that no batch is refused. A
+  // batch reordered in flight waits in the receiver's pending buffer, so it
+  // must stay well under ReplicaLimits::max_pending_per_source ops.
+  size_t catch_up_batch_bytes = 64 * 1024;
   Millis pending_timeout = 10'000;            // a peer's orphans are dropped after this
   size_t max_peers_tracked = 1 << 16;
 };
@@ -119,24 +127,35 @@ class GossipEngine {
     uint32_t source = 0;  // the replica's pending-quota id
     double byte_tokens = 0, item_tokens = 0;
     Millis refilled_at = 0, last_seen = 0, orphans_since = 0;
-    // What we last sent it to catch up, so that two syncs crossing in flight
-    // do not send the same ops twice.
+    // Feeding it a catch-up: the batch's round number (echoed by its reply
+    // Summary), its heads hash when the batch went, and the batch's last op;
+    // the byte budget; its heads while a batch waits for that budget.
+    uint32_t feed_round = 0;
     Millis fed_until = 0;
-    size_t fed_op_count = 0;
+    std::array<uint8_t, 16> fed_from{};
+    OpId fed_last{};
+    double feed_tokens = 0;
+    std::vector<OpId> feed_heads;
+    Millis feed_at = 0;  // 0: no batch waiting
   };
 
   Peer& peer(const PublicKey& key, Millis now);
   bool take_items(Peer& p, size_t n);
   std::vector<PublicKey> sample(size_t k, const PublicKey* exclude, Millis now);
   void send(const PublicKey& to, const std::string& msg);
-  void send_ops(const PublicKey& to, std::span<const OpId> ids);
+  void send_ops(const PublicKey& to, std::span<const OpId> ids, bool catch_up);
   void send_records(const PublicKey& to, std::span<const std::string> wires);
-  std::string summary(bool reply) const;
+  std::string summary(bool reply, uint32_t feed_round = 0) const;
 
-  void ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops, Millis now);
+  void ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops, bool catch_up,
+                  Millis now);
   void on_summary(const PublicKey& from, Peer& p, const fortmesh::wire::Summary& s, Millis now);
+  void feed(const PublicKey& to, Peer& p, std::vector<OpId> their_heads, uint32_t echo, Millis now);
+  // How many of `ids` (a prefix) fit `max_bytes` and the peer's item budget.
+  size_t batch(const Peer& p, std::span<const OpId> ids, double max_bytes, size_t* bytes) const;
+  bool being_fed_by_other(const PublicKey& from, Millis now) const;
   // Pushes newly applied ops on (never back to `from`); a Revoke widens it.
-  void push_new(std::span<const OpId> ops, const PublicKey* from, Millis now);
+  void push_new(std::span<const OpId> ops, const PublicKey* from, bool only_revocations, Millis now);
   void schedule_anti_entropy(Millis now);
   bool offer_record(EndpointRecord rec, Millis now);
   const SyncSet& ops_set();
@@ -155,6 +174,11 @@ class GossipEngine {
   std::vector<OpId> applied_;
   std::vector<std::string> changed_records_;
   Millis next_anti_entropy_ = 0, next_deadline_ = 0, next_housekeeping_ = 0;
+  // The peer feeding this node a long catch-up, and until when: meanwhile no
+  // other peer is asked, so that one stream of ops comes, not several.
+  PublicKey feeder_{};
+  Millis feeder_until_ = 0;
+  std::set<PublicKey> waiting_feeds_;  // peers with a batch waiting for budget
   uint64_t own_record_time_ = 0;
   SyncSet ops_set_, records_set_;
   size_t ops_set_count_ = SIZE_MAX;
