@@ -139,6 +139,7 @@ struct Replica::Impl {
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
   uint64_t reevaluations = 0;
   mutable Marks marks_a, marks_b;  // scratch for traversals
+  uint32_t newly_ever_admin = kNone;  // set by insert: its op is the first admin Enroll of this key
 
   // ---- DAG -------------------------------------------------------------
 
@@ -154,6 +155,7 @@ struct Replica::Impl {
   // Adds a parsed op whose parents are all present. Returns its index.
   uint32_t insert(Op& op, std::string wire) {
     const auto i = static_cast<uint32_t>(nodes.size());
+    newly_ever_admin = kNone;
     Node& n = nodes.emplace_back();
     n.id = op.id;
     n.wire = std::move(wire);
@@ -175,7 +177,10 @@ struct Replica::Impl {
       n.subject = key_of(op.subject);
       auto& list = op.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
       list.push_back(i);
-      if (op.kind == OpKind::enroll && op.role == Role::admin) keys[n.subject].ever_admin = true;
+      if (op.kind == OpKind::enroll && op.role == Role::admin && !keys[n.subject].ever_admin) {
+        keys[n.subject].ever_admin = true;
+        newly_ever_admin = n.subject;
+      }
     }
     // Heads: the parents stop being heads, the new op is one.
     std::erase_if(heads, [&](uint32_t h) {
@@ -372,6 +377,18 @@ struct Replica::Impl {
     if (n.kind == OpKind::genesis) {
       evaluate_from(Seniority{0, org.id});
       return;
+    }
+    if (newly_ever_admin != kNone) {
+      // Its Revokes now block promotions of their subjects that saw them
+      // (follows_revoke_of_subject): decide again from the most senior
+      // subject that holds a place.
+      std::optional<Seniority> from;
+      for (uint32_t a : keys[newly_ever_admin].authored) {
+        const Node& r = nodes[a];
+        if (r.kind != OpKind::revoke || r.subject == newly_ever_admin || !keys[r.subject].processed) continue;
+        if (!from || keys[r.subject].seniority < *from) from = keys[r.subject].seniority;
+      }
+      if (from) evaluate_from(*from);
     }
     const bool leaf_of_all = extends_all(i);
     if (is_self_revoke(n)) {

@@ -119,7 +119,6 @@ class Replica {
   // The key's state, or nothing if no valid Enroll names it.
   std::optional<Member> member(const PublicKey& key, uint64_t now) const;
   // Every key named by a valid Enroll, sorted by key.
-  // Every key named by a valid Enroll, sorted by key.
   std::vector<Member> members(uint64_t now) const;
   // BLAKE2b-256 over the sorted active member keys and the sorted revoked keys:
   // two replicas that agree show the same digest.
