@@ -1,0 +1,272 @@
+// Property: replicas that hold the same ops agree, whatever order, duplicates
+// and gaps the ops arrived with (DESIGN.md section 3, "Merge is set union").
+//
+// Each seed builds a random org history: admins enrolled at several ranks,
+// members, lighthouses, expiring enrollments, revocations (of members, of
+// admins, junior against senior, self-revocations), ops by revoked or never
+// enrolled keys, ops made concurrently (on stale parents) and backdated (on
+// parents deep in the past). Four replicas then receive the ops in different
+// random orders with duplicates, one more reloads them as already verified,
+// and all must show the same heads, members and digest as the replica that
+// saw them in creation order.
+//
+// FORTMESH_TEST_SEED=<n> runs that seed alone (the seed of a failure is in its
+// message); FORTMESH_PROPERTY_SEEDS=<k> runs k seeds instead of the default.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <random>
+
+#include "crdt/replica.h"
+#include "tests/util/testutil.h"
+
+namespace fm::crdt {
+namespace {
+
+using netauth::KeyPair;
+using test::bytes_of;
+using test::test_key;
+
+constexpr uint64_t kNow = 1'000'000;
+constexpr size_t kKeys = 160;
+
+// What the histories contained, summed over seeds: the test fails if the
+// generator stopped producing the cases it is meant to cover.
+struct Coverage {
+  size_t ops = 0, backdated = 0, concurrent = 0, self_revokes = 0, by_outsiders = 0;
+  size_t revoked_admins = 0, revoked = 0, expired = 0, admins = 0, lighthouses = 0;
+  size_t pending_peak = 0, duplicates = 0;
+};
+
+struct History {
+  std::vector<std::string> ops;  // in creation order
+  OpId org{};
+};
+
+History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
+  std::mt19937_64 rng(seed);
+  auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+
+  std::vector<KeyPair> keys;
+  for (size_t i = 0; i < kKeys; ++i) keys.push_back(test_key(static_cast<uint8_t>(i + 1)));
+  History h;
+  h.ops.push_back(make_genesis(keys[0], "prop", netauth::ula_prefix({9, 8, 7, 6, 5}), kNow));
+  Op g;
+  EXPECT_EQ(parse_op(bytes_of(h.ops[0]), &g), Reject::none);
+  h.org = g.id;
+
+  // The creation-order replica: authors mostly pick keys that can act now,
+  // so that most ops are valid and the state is rich.
+  Replica ref(h.org, ReplicaLimits{1 << 20, 1 << 30, 1 << 20});
+  EXPECT_EQ(ref.ingest(bytes_of(h.ops[0])).outcome, Ingest::applied);
+  std::vector<OpId> ids{g.id};
+
+  while (h.ops.size() < n_ops) {
+    std::vector<size_t> admins{0}, active;
+    for (const auto& m : ref.members(kNow)) {
+      const auto k = std::find_if(keys.begin(), keys.end(), [&](const KeyPair& kp) { return kp.public_key == m.key; });
+      const size_t i = static_cast<size_t>(k - keys.begin());
+      if (m.standing != Standing::active) continue;
+      active.push_back(i);
+      if (m.role == Role::admin && i != 0) admins.push_back(i);
+    }
+    // The author: usually a root or admin; sometimes anyone (a member, a
+    // revoked admin, a key never enrolled).
+    size_t author = admins[pick(admins.size())];
+    if (chance(0.15)) {
+      author = pick(kKeys);
+      ++cov->by_outsiders;
+    }
+    // Parents: usually the heads; else concurrent (one recent op) or
+    // backdated (an op from the first half of history).
+    std::vector<OpId> parents = ref.heads();
+    if (parents.size() > kMaxParents) parents.resize(kMaxParents);
+    if (chance(0.2)) {
+      parents = {ids[ids.size() - 1 - pick(std::min<size_t>(ids.size(), 12))]};
+      ++cov->concurrent;
+    } else if (chance(0.08)) {
+      parents = {ids[pick((ids.size() + 1) / 2)]};
+      ++cov->backdated;
+    }
+    std::string op;
+    const double kind = std::uniform_real_distribution<double>(0, 1)(rng);
+    if (kind < 0.85) {
+      EnrollSpec spec;
+      const size_t subject = 1 + pick(kKeys - 1);
+      spec.subject = keys[subject].public_key;
+      spec.name = "k" + std::to_string(h.ops.size());  // no two ops alike
+      const double r = std::uniform_real_distribution<double>(0, 1)(rng);
+      spec.role = r < 0.25 ? Role::admin : r < 0.33 ? Role::lighthouse : Role::member;
+      if (spec.role == Role::lighthouse) spec.endpoints = {"203.0.113." + std::to_string(1 + pick(250)) + ":51820"};
+      // Keys 100..129 are only ever enrolled for a while (expired now, or
+      // 100 s from now); the rest mostly for good.
+      if (subject >= 100 && subject < 130) {
+        spec.expires_at = chance(0.5) ? kNow - 10 : kNow + 100;
+      } else {
+        spec.expires_at = chance(0.9) ? 0 : kNow + 1'000'000;
+      }
+      op = make_enroll(keys[author], h.org, parents, spec, kNow);
+    } else {
+      size_t subject = 1 + pick(kKeys - 1);
+      if (chance(0.12)) {
+        subject = author;  // self-revoke (the root's is invalid)
+        ++cov->self_revokes;
+      } else if (!active.empty() && chance(0.7)) {
+        subject = active[pick(active.size())];
+      }
+      op = make_revoke(keys[author], h.org, parents, keys[subject].public_key, "r" + std::to_string(h.ops.size()), kNow);
+    }
+    auto res = ref.ingest(bytes_of(op));
+    if (res.outcome != Ingest::applied) {
+      ADD_FAILURE() << "seed " << seed << ": creation-order ingest " << to_string(res.reject);
+      break;
+    }
+    h.ops.push_back(op);
+    ids.push_back(res.applied.back());
+  }
+  return h;
+}
+
+// The state a replica shows, for comparison.
+struct View {
+  std::vector<OpId> heads;
+  size_t ops = 0, pending = 0;
+  netauth::Bytes32 digest_now{}, digest_later{};
+  std::vector<std::tuple<PublicKey, std::string, Role, Standing, uint64_t, std::vector<std::string>, bool>> members;
+  bool operator==(const View&) const = default;
+};
+
+View view_of(const Replica& r) {
+  View v;
+  v.heads = r.heads();
+  v.ops = r.op_count();
+  v.pending = r.pending_count();
+  v.digest_now = r.digest(kNow);
+  v.digest_later = r.digest(kNow + 500);  // the +100 expiries have passed
+  for (const auto& m : r.members(kNow)) {
+    v.members.emplace_back(m.key, m.name, m.role, m.standing, m.expires_at, m.endpoints, m.address_conflict);
+  }
+  return v;
+}
+
+std::string diff(const View& a, const View& b) {
+  std::string out;
+  if (a.heads != b.heads) out += "heads; ";
+  if (a.ops != b.ops) out += "op count; ";
+  if (a.pending != b.pending) out += "pending; ";
+  if (a.digest_now != b.digest_now) out += "digest; ";
+  if (a.digest_later != b.digest_later) out += "digest later; ";
+  if (a.members.size() != b.members.size()) out += "member count; ";
+  for (size_t i = 0; i < std::min(a.members.size(), b.members.size()); ++i) {
+    const auto& [k1, n1, r1, s1, e1, p1, c1] = a.members[i];
+    const auto& [k2, n2, r2, s2, e2, p2, c2] = b.members[i];
+    if (a.members[i] == b.members[i]) continue;
+    out += "member " + netauth::to_base64(k1).substr(0, 8) + ": ";
+    if (k1 != k2) out += "key ";
+    if (n1 != n2) out += "name " + n1 + "/" + n2 + " ";
+    if (r1 != r2) out += std::string("role ") + to_string(r1) + "/" + to_string(r2) + " ";
+    if (s1 != s2) out += std::string("standing ") + to_string(s1) + "/" + to_string(s2) + " ";
+    if (e1 != e2) out += "expiry " + std::to_string(e1) + "/" + std::to_string(e2) + " ";
+    if (p1 != p2) out += "endpoints ";
+    if (c1 != c2) out += "conflict ";
+    out += "; ";
+  }
+  return out;
+}
+
+// Every op once in a random order, plus ~15 % duplicates at random later
+// positions. Ops arrive before their parents all the time (gaps).
+std::vector<size_t> delivery_order(size_t n, std::mt19937_64& rng, size_t* duplicates) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  const size_t extra = n * 15 / 100;
+  for (size_t k = 0; k < extra; ++k) {
+    const size_t at = std::uniform_int_distribution<size_t>(0, order.size())(rng);
+    order.insert(order.begin() + static_cast<ptrdiff_t>(at), order[std::uniform_int_distribution<size_t>(0, n - 1)(rng)]);
+  }
+  *duplicates += extra;
+  return order;
+}
+
+void check_seed(uint64_t seed, size_t n_ops, Coverage* cov) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with FORTMESH_TEST_SEED=" + std::to_string(seed) + ")");
+  const History h = make_history(seed, n_ops, cov);
+  cov->ops += h.ops.size();
+
+  Replica ref(h.org);
+  for (const auto& op : h.ops) ASSERT_EQ(ref.ingest(bytes_of(op)).outcome, Ingest::applied);
+  const View want = view_of(ref);
+  ASSERT_EQ(want.pending, 0u);
+
+  std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+  for (int r = 0; r < 4; ++r) {
+    // Two replicas are told their org up front (joined nodes); two learn it
+    // from the Genesis when it arrives.
+    Replica rep(r % 2 == 0 ? std::optional<OpId>(h.org) : std::nullopt, ReplicaLimits{1 << 20, 1 << 30, 1 << 20});
+    for (size_t i : delivery_order(h.ops.size(), rng, &cov->duplicates)) {
+      const auto res = rep.ingest(bytes_of(h.ops[i]), static_cast<uint32_t>(i % 7));
+      // Before the Genesis, a replica that does not know its org refuses ops
+      // (no_org); they come again later, as gossip would resend them.
+      if (res.outcome == Ingest::rejected) {
+        ASSERT_EQ(res.reject, Reject::no_org) << "op " << i;
+      }
+      cov->pending_peak = std::max(cov->pending_peak, rep.pending_count());
+    }
+    for (const auto& op : h.ops) rep.ingest(bytes_of(op));  // the refused ones, and more duplicates
+ EXPECT_TRUE(view_of(rep) == want) << diff(view_of(rep), want) << "replica " << r << ": " << rep.op_count() << " ops, "
+                                      << rep.pending_count() << " pending, " << rep.heads().size() << " heads";
+  }
+  // A restart: the stored ops reloaded without verifying them again.
+  Replica reloaded(h.org);
+  ASSERT_TRUE(reloaded.load_verified(h.ops).is_ok());
+  EXPECT_TRUE(view_of(reloaded) == want) << "load_verified: " << diff(view_of(reloaded), want);
+
+  for (const auto& m : ref.members(kNow)) {
+    if (m.standing == Standing::revoked) ++cov->revoked;
+    if (m.standing == Standing::revoked && m.role == Role::admin) ++cov->revoked_admins;
+    if (m.standing == Standing::expired) ++cov->expired;
+    if (m.role == Role::admin) ++cov->admins;
+    if (m.role == Role::lighthouse) ++cov->lighthouses;
+  }
+}
+
+size_t ops_for(uint64_t seed) { return seed % 4 == 0 ? 3'000 : 600; }  // a quarter of them long
+
+size_t seeds_to_run() {
+  if (const char* s = std::getenv("FORTMESH_PROPERTY_SEEDS")) return std::strtoull(s, nullptr, 10);
+  return 24;
+}
+
+TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
+  Coverage cov;
+  if (std::getenv("FORTMESH_TEST_SEED") != nullptr) {
+    const uint64_t seed = test::test_seed(0);
+    check_seed(seed, ops_for(seed), &cov);
+    return;
+  }
+  const size_t seeds = seeds_to_run();
+  for (uint64_t seed = 1; seed <= seeds && !HasFatalFailure(); ++seed) {
+    check_seed(seed, ops_for(seed), &cov);
+  }
+  std::printf("[ coverage ] %zu seeds, %zu ops: %zu backdated, %zu concurrent, %zu self-revokes, %zu by "
+              "non-admins; final states: %zu admins (%zu revoked), %zu revoked, %zu expired, %zu lighthouses; "
+              "%zu duplicates delivered, up to %zu ops pending at once\n",
+              seeds, cov.ops, cov.backdated, cov.concurrent, cov.self_revokes, cov.by_outsiders, cov.admins,
+              cov.revoked_admins, cov.revoked, cov.expired, cov.lighthouses, cov.duplicates, cov.pending_peak);
+  // The cases the generator exists for did occur.
+  EXPECT_GT(cov.backdated, 50u);
+  EXPECT_GT(cov.concurrent, 100u);
+  EXPECT_GT(cov.self_revokes, 20u);
+  EXPECT_GT(cov.by_outsiders, 100u);
+  EXPECT_GT(cov.revoked_admins, 5u);
+  EXPECT_GT(cov.expired, 5u);
+  EXPECT_GT(cov.lighthouses, 5u);
+  EXPECT_GT(cov.pending_peak, 100u);
+}
+
+}  // namespace
+}  // namespace fm::crdt
