@@ -18,6 +18,7 @@ constexpr size_t kMaxWantIds = 32;       // per datagram: 32 x 34 bytes fits
 constexpr size_t kMaxWantsPerRound = 8;  // Want datagrams per reconciliation round
 constexpr uint32_t kSetOps = 0, kSetRecords = 1;
 constexpr Millis kHousekeeping = 1000;
+constexpr Millis kContinuationDelay = 50;  // after a catch-up batch, before asking how it went
 constexpr size_t kLongCatchUp = 256;  // lacking more ops than this: batches marked catch_up
 
 std::span<const uint8_t> bytes_of(const std::string& s) {
@@ -373,11 +374,14 @@ void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<
   if (!applied.empty()) {
     stats_.ops_applied += applied.size();
     applied_.insert(applied_.end(), applied.begin(), applied.end());
+    // Anything the feeder of a catch-up sends (its batches, its answers to
+    // Wants for gaps, and the waiting ops those release) is old news.
+    const bool from_feeder = now < feeder_until_ && feeder_ == from;
     if (catch_up && (now >= feeder_until_ || feeder_ == from)) {
       feeder_ = from;
       feeder_until_ = now + config_.anti_entropy_interval;
     }
-    push_new(applied, &from, catch_up, now);
+    push_new(applied, &from, catch_up || from_feeder, now);
   }
 }
 
@@ -457,6 +461,16 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
   }
   if (!reply) {
     send(from, summary(true, s.feed_round()));  // perhaps they hold all of ours
+    if (s.feed_round() != 0) {
+      // Being fed: what is still missing under the ops waiting here was lost.
+      const auto missing = replica_->missing_parents();
+      wire::Gossip w;
+      w.mutable_want()->set_set(kSetOps);
+      for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
+        w.mutable_want()->add_ids(missing[i].data(), missing[i].size());
+      }
+      if (!missing.empty()) send(from, serialize(w));
+    }
   } else {
     send(from, wrap_ranges(reconciler_.initiate(kSetOps, ops_set())));  // both hold something new
   }
@@ -499,7 +513,16 @@ void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_he
   p.fed_from = from_hash;
   p.fed_until = now + config_.anti_entropy_interval;
   ++p.feed_round;  // a reply to an older Summary does not count as seeing this batch
-  if (end < lacking.size()) send(to, summary(false, p.feed_round));  // more to come: its heads again, please
+  if (end < lacking.size()) {
+    // More to come. Its heads again, please, once this batch has landed and
+    // the next one's budget is there; the reply also names the gaps losses
+    // left (a Want), so those alone are sent again.
+    const double rate = static_cast<double>(config_.peer_bytes_per_second) / 2 / 1000;  // per ms
+    const double short_by = static_cast<double>(config_.catch_up_batch_bytes) - p.feed_tokens;
+    p.continue_at = now + std::max<Millis>(kContinuationDelay, static_cast<Millis>(std::max(0.0, short_by) / rate));
+    waiting_feeds_.insert(to);
+    next_deadline_ = std::min(next_deadline_, p.continue_at);
+  }
 }
 
 void GossipEngine::publish(std::span<const OpId> ops, Millis now) {
@@ -559,14 +582,21 @@ void GossipEngine::on_tick(Millis now) {
   for (auto it = waiting_feeds_.begin(); it != waiting_feeds_.end();) {
     const PublicKey key = *it;
     Peer& p = peer(key, now);
-    if (now < p.feed_at) {
-      next_feed = std::min(next_feed, p.feed_at);
-      ++it;
-      continue;
+    if (p.continue_at != 0 && now >= p.continue_at) {
+      p.continue_at = 0;
+      send(key, summary(false, p.feed_round));
     }
-    it = waiting_feeds_.erase(it);
-    feed(key, p, std::exchange(p.feed_heads, {}), p.feed_round, now);
-    if (waiting_feeds_.count(key)) next_feed = std::min(next_feed, p.feed_at);
+    if (p.feed_at != 0 && now >= p.feed_at) {
+      p.feed_at = 0;
+      feed(key, p, std::exchange(p.feed_heads, {}), p.feed_round, now);
+    }
+    const Millis due = std::min(p.feed_at == 0 ? UINT64_MAX : p.feed_at, p.continue_at == 0 ? UINT64_MAX : p.continue_at);
+    if (due == UINT64_MAX) {
+      it = waiting_feeds_.erase(it);
+    } else {
+      next_feed = std::min(next_feed, due);
+      ++it;
+    }
   }
   if (now >= next_housekeeping_) {
     next_housekeeping_ = now + kHousekeeping;

@@ -53,7 +53,7 @@ struct GossipConfig {
   // trip, at half the receiver's byte bucket, so that no batch is refused. A
   // batch reordered in flight waits in the receiver's pending buffer, so it
   // must stay well under ReplicaLimits::max_pending_per_source ops.
-  size_t catch_up_batch_bytes = 64 * 1024;
+  size_t catch_up_batch_bytes = 128 * 1024;
   Millis pending_timeout = 10'000;            // a peer's orphans are dropped after this
   size_t max_peers_tracked = 1 << 16;
 };
@@ -136,7 +136,8 @@ class GossipEngine {
     OpId fed_last{};
     double feed_tokens = 0;
     std::vector<OpId> feed_heads;
-    Millis feed_at = 0;  // 0: no batch waiting
+    Millis feed_at = 0;      // 0: no batch waiting
+    Millis continue_at = 0;  // 0: no Summary due after the last batch
   };
 
   Peer& peer(const PublicKey& key, Millis now);
@@ -178,7 +179,7 @@ class GossipEngine {
   // other peer is asked, so that one stream of ops comes, not several.
   PublicKey feeder_{};
   Millis feeder_until_ = 0;
-  std::set<PublicKey> waiting_feeds_;  // peers with a batch waiting for budget
+  std::set<PublicKey> waiting_feeds_;  // peers with a batch or a Summary due (feed_at, continue_at)
   uint64_t own_record_time_ = 0;
   SyncSet ops_set_, records_set_;
   size_t ops_set_count_ = SIZE_MAX;

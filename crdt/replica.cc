@@ -714,7 +714,7 @@ std::vector<OpId> Replica::all_ops() const {
 std::vector<OpId> Replica::missing_parents() const {
   std::vector<OpId> out;
   for (const auto& [parent, children] : impl_->waiting) {
-    if (!impl_->pending.contains(parent)) out.push_back(parent);
+    if (!impl_->pending.contains(parent) && !impl_->index.contains(parent)) out.push_back(parent);
   }
   std::sort(out.begin(), out.end());
   return out;

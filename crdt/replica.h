@@ -22,11 +22,11 @@ namespace fm::crdt {
 struct ReplicaLimits {
   // Ops whose parents have not all arrived wait here; past either bound new
   // ones are rejected (Reject::pending_full) and the buffer is left as it is.
-  size_t max_pending_ops = 4096;
-  size_t max_pending_bytes = 4 << 20;
+  size_t max_pending_ops = 8192;
+  size_t max_pending_bytes = 8 << 20;
   // No one source (a gossip peer) may hold more than this many of them, so a
   // peer sending ops whose parents never come cannot crowd out the others.
-  size_t max_pending_per_source = 1024;
+  size_t max_pending_per_source = 2048;  // above a catch-up batch (GossipConfig)
 };
 
 enum class Ingest : uint8_t {

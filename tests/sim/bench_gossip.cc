@@ -234,8 +234,6 @@ class Pair {
     replicas_[1] = std::move(rb);
     for (int i = 0; i < 2; ++i) {
       dirs_[i] = std::make_unique<crdt::ReplicaPeers>(replicas_[i].get(), keys_[i].public_key);
-      engines_[i] = std::make_unique<crdt::GossipEngine>(keys_[i], replicas_[i].get(), dirs_[i].get(),
-                                                         crdt::GossipConfig{}, rng_());
     }
   }
   crdt::Replica& replica(int i) { return *replicas_[i]; }
@@ -243,9 +241,19 @@ class Pair {
   // Node `opener` starts anti-entropy rounds (only it ticks) until `done`
   // holds and nothing is in flight, or `limit` passes. Time counts from the
   // first opening Summary.
+  //
+  // Both engines tick at their deadlines (a feeder paces its batches on its
+  // timer); the other one never opens a round of its own.
   Exchange run(int opener, const std::function<bool()>& done, Millis limit = 60'000) {
+    for (int i = 0; i < 2; ++i) {
+      crdt::GossipConfig cfg;
+      if (i != opener) cfg.anti_entropy_interval = 1'000'000'000;
+      engines_[i] = std::make_unique<crdt::GossipEngine>(keys_[i], replicas_[i].get(), dirs_[i].get(), cfg, rng_());
+      engines_[i]->on_tick(now_);
+    }
     Exchange x;
     auto& eng = *engines_[opener];
+    uint64_t last_gen[2] = {0, 0};  // of the last datagram each engine received
     auto open = [&] {
       // Tick at each deadline until the engine sends (its anti-entropy round).
       for (int i = 0; i < 100; ++i) {
@@ -263,6 +271,22 @@ class Pair {
     const Millis start = now_;
     uint64_t longest = 0;  // in this round
     while (now_ < start + limit) {
+      // A batch waiting for its budget goes out on the feeder's tick, in the
+      // causal chain of what it last received.
+      const Millis next_event = queue_.empty() ? UINT64_MAX : queue_.top().at;
+      bool ticked = false;
+      for (int i = 0; i < 2; ++i) {
+        auto& e = *engines_[i];
+        const bool opener_idle = i == opener && queue_.empty();
+        if (e.next_deadline() < next_event && !opener_idle) {
+          now_ = std::max(now_, e.next_deadline());
+          e.on_tick(now_);
+          collect(i, last_gen[i] + 1, &x);
+          ticked = true;
+          break;
+        }
+      }
+      if (ticked) continue;
       if (queue_.empty()) {
         if (done()) break;
         x.flights += longest;
@@ -274,6 +298,7 @@ class Pair {
       queue_.pop();
       now_ = e.at;
       longest = std::max(longest, e.gen);
+      last_gen[e.to] = e.gen;
       engines_[e.to]->on_datagram(keys_[1 - e.to].public_key, bytes_of(e.bytes), now_);
       collect(e.to, e.gen + 1, &x);
       if (done() && x.elapsed == 0) x.elapsed = now_ - start;

@@ -390,7 +390,7 @@ struct Attack {
     out.push_back(summary.SerializeAsString());
     return out;
   }
-  static constexpr size_t kOrphans = 1'500;  // > max_pending_per_source (1,024)
+  static constexpr size_t kOrphans = 2'500;  // > max_pending_per_source (2,048)
   std::mt19937_64 rng;
   std::vector<std::string> orphans;
   std::map<size_t, size_t> next_orphan;
