@@ -26,6 +26,7 @@
 #include "crdt/replica.h"
 #include "maintainer/node_state.h"
 #include "maintainer/rocksdb_store.h"
+#include "tests/util/numbered_key.h"
 #include "tests/util/tempdir.h"
 
 namespace {
@@ -50,12 +51,7 @@ double peak_rss_mb() {
   return 0;
 }
 
-netauth::KeyPair key_number(uint32_t i) {
-  netauth::Bytes32 seed;
-  seed.fill(0x3c);
-  for (int b = 0; b < 4; ++b) seed[b] = static_cast<uint8_t>(i >> (8 * b));
-  return netauth::keypair_from_seed(seed);
-}
+netauth::KeyPair key_number(uint32_t i) { return test::numbered_key(i, 0x3c); }
 
 struct History {
   std::vector<std::string> ops;

@@ -28,6 +28,7 @@
 #include "crdt/op.h"
 #include "crdt/replica.h"
 #include "tests/sim/sim.h"
+#include "tests/util/numbered_key.h"
 
 namespace fm::sim {
 namespace {
@@ -40,12 +41,7 @@ std::span<const uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-netauth::KeyPair key_number(uint32_t i) {
-  netauth::Bytes32 seed;
-  seed.fill(0xb7);
-  for (int b = 0; b < 4; ++b) seed[b] = static_cast<uint8_t>(i >> (8 * b));
-  return netauth::keypair_from_seed(seed);
-}
+netauth::KeyPair key_number(uint32_t i) { return test::numbered_key(i, 0xb7); }
 
 OpId id_of(const std::string& op) {
   crdt::Op o;

@@ -16,6 +16,7 @@
 #include "crdt/op.h"
 #include "proto/gossip.pb.h"
 #include "tests/sim/sim.h"
+#include "tests/util/numbered_key.h"
 #include "tests/util/testutil.h"
 
 namespace fm::sim {
@@ -26,13 +27,7 @@ using test::bytes_of;
 
 constexpr uint64_t kUnix = 1'700'000'000;
 
-// Key pair number `i` (any 32-bit number; test_key covers only 256).
-netauth::KeyPair member_key(uint32_t i) {
-  netauth::Bytes32 seed;
-  seed.fill(0x5a);
-  for (int b = 0; b < 4; ++b) seed[b] = static_cast<uint8_t>(i >> (8 * b));
-  return netauth::keypair_from_seed(seed);
-}
+netauth::KeyPair member_key(uint32_t i) { return test::numbered_key(i, 0x5a); }
 
 OpId id_of(const std::string& op) {
   crdt::Op o;
