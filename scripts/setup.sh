@@ -9,6 +9,7 @@ packages=(
   libmnl-dev libspdlog-dev librocksdb-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
+  wireguard-go wireguard-tools iproute2 iputils-ping nftables
 )
 
 missing=()

@@ -1,0 +1,160 @@
+// The reconciler's decisions (maintainer/wg_reconcile.h), one rule a test,
+// and the text forms of endpoints and allowed IPs.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "maintainer/wg_reconcile.h"
+#include "tests/util/testutil.h"
+
+namespace fm::maintainer::wg {
+namespace {
+
+constexpr int64_t kNow = 1'700'000'000;
+
+Key key(uint8_t n) { return *netauth::wg_public_key(test::test_key(n).public_key); }
+netauth::Address addr(uint8_t n) {
+  return *netauth::overlay_address_of(netauth::ula_prefix({1, 2, 3, 4, 5}), test::test_key(n).public_key);
+}
+Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+
+DesiredPeer want(uint8_t n, std::vector<Endpoint> eps = {}) { return DesiredPeer{key(n), addr(n), std::move(eps)}; }
+
+// The peer exactly as the reconciler would have set it up.
+Peer in_sync(uint8_t n, std::optional<Endpoint> e = std::nullopt, int64_t handshake = kNow - 10) {
+  Peer p;
+  p.public_key = key(n);
+  p.endpoint = e;
+  p.allowed_ips = {AllowedIp::host(addr(n))};
+  p.keepalive = kKeepalive;
+  p.last_handshake_sec = handshake;
+  return p;
+}
+
+const PeerUpdate* find(const DeviceUpdate& u, uint8_t n) {
+  for (const auto& p : u.peers) {
+    if (p.public_key == key(n)) return &p;
+  }
+  return nullptr;
+}
+
+TEST(Reconcile, MatchingStateNeedsNoChange) {
+  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820")}), want(2)};
+  Device dev;
+  dev.peers = {in_sync(1, ep("192.0.2.1:51820")), in_sync(2)};
+  EXPECT_TRUE(reconcile(d, dev, key(9), kNow).empty());
+}
+
+TEST(Reconcile, AddsMissingPeersWithTheirSlash128AndKeepalive25) {
+  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820"), ep("[2001:db8::1]:51820")}), want(2)};
+  const auto u = reconcile(d, Device{}, key(9), kNow);
+  ASSERT_EQ(u.peers.size(), 2u);
+  const auto* p1 = find(u, 1);
+  ASSERT_NE(p1, nullptr);
+  EXPECT_FALSE(p1->remove);
+  EXPECT_TRUE(p1->replace_allowed_ips);
+  EXPECT_EQ(p1->allowed_ips, std::vector<AllowedIp>{AllowedIp::host(addr(1))});
+  EXPECT_EQ(p1->keepalive, std::optional<uint16_t>(25));
+  EXPECT_EQ(p1->endpoint, ep("192.0.2.1:51820"));  // the first candidate
+  EXPECT_EQ(find(u, 2)->endpoint, std::nullopt);   // none known: WireGuard learns it
+  EXPECT_TRUE(u.peers[0].public_key < u.peers[1].public_key);
+}
+
+TEST(Reconcile, RemovesPeersMembershipDoesNotWant) {
+  Device dev;
+  dev.peers = {in_sync(1), in_sync(2), in_sync(3)};  // 2 revoked, 3 added by hand
+  const auto u = reconcile(std::vector<DesiredPeer>{want(1)}, dev, key(9), kNow);
+  ASSERT_EQ(u.peers.size(), 2u);
+  EXPECT_TRUE(find(u, 2)->remove);
+  EXPECT_TRUE(find(u, 3)->remove);
+  EXPECT_EQ(find(u, 1), nullptr);
+}
+
+TEST(Reconcile, RepairsAllowedIpsAndKeepalive) {
+  Device dev;
+  dev.peers = {in_sync(1), in_sync(2)};
+  dev.peers[0].allowed_ips.push_back(*AllowedIp::parse("10.0.0.0/8"));  // widened by hand
+  dev.peers[1].keepalive = 0;
+  const auto u = reconcile(std::vector<DesiredPeer>{want(1), want(2)}, dev, key(9), kNow);
+  ASSERT_EQ(u.peers.size(), 2u);
+  EXPECT_TRUE(find(u, 1)->replace_allowed_ips);
+  EXPECT_EQ(find(u, 1)->allowed_ips, std::vector<AllowedIp>{AllowedIp::host(addr(1))});
+  EXPECT_EQ(find(u, 1)->keepalive, std::nullopt);
+  EXPECT_FALSE(find(u, 2)->replace_allowed_ips);
+  EXPECT_EQ(find(u, 2)->keepalive, std::optional<uint16_t>(25));
+}
+
+TEST(Reconcile, KeepsARoamedEndpointWhileItsHandshakeIsFresh) {
+  Device dev;
+  dev.peers = {in_sync(1, ep("198.51.100.9:40000"), kNow - 30)};  // not a candidate, but working
+  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820")})};
+  EXPECT_TRUE(reconcile(d, dev, key(9), kNow).empty());
+  dev.peers[0].last_handshake_sec = kNow - kHandshakeFreshSec;  // gone quiet
+  const auto u = reconcile(d, dev, key(9), kNow);
+  ASSERT_EQ(u.peers.size(), 1u);
+  EXPECT_EQ(u.peers[0].endpoint, ep("192.0.2.1:51820"));
+}
+
+TEST(Reconcile, MovesToTheNextCandidateWhenOneGoesStale) {
+  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820"), ep("192.0.2.2:51820")})};
+  Device dev;
+  dev.peers = {in_sync(1, ep("192.0.2.1:51820"), 0)};  // never a handshake
+  EXPECT_EQ(reconcile(d, dev, key(9), kNow).peers.at(0).endpoint, ep("192.0.2.2:51820"));
+  dev.peers[0].endpoint = ep("192.0.2.2:51820");
+  EXPECT_EQ(reconcile(d, dev, key(9), kNow).peers.at(0).endpoint, ep("192.0.2.1:51820"));  // wraps
+  // A single stale candidate is left alone: nothing better to try.
+  std::vector<DesiredPeer> one{want(1, {ep("192.0.2.1:51820")})};
+  dev.peers[0].endpoint = ep("192.0.2.1:51820");
+  EXPECT_TRUE(reconcile(one, dev, key(9), kNow).empty());
+}
+
+TEST(Reconcile, NeverPeersWithItself) {
+  const auto u = reconcile(std::vector<DesiredPeer>{want(1), want(9)}, Device{}, key(9), kNow);
+  ASSERT_EQ(u.peers.size(), 1u);
+  EXPECT_EQ(u.peers[0].public_key, key(1));
+}
+
+TEST(Reconcile, TenThousandPeersWithAHundredChanged) {
+  std::vector<DesiredPeer> d;
+  Device dev;
+  for (uint32_t i = 0; i < 10'000; ++i) {
+    DesiredPeer w;
+    for (int b = 0; b < 4; ++b) w.public_key[b] = static_cast<uint8_t>(i >> (8 * b));
+    w.public_key[31] = 1;
+    w.address[0] = 0xfd;
+    std::memcpy(w.address.data() + 12, &i, 4);
+    Peer p;
+    p.public_key = w.public_key;
+    p.allowed_ips = {AllowedIp::host(w.address)};
+    p.keepalive = kKeepalive;
+    if (i % 100 != 0) dev.peers.push_back(p);  // 100 missing
+    d.push_back(std::move(w));
+  }
+  const auto u = reconcile(d, dev, Key{}, kNow);
+  EXPECT_EQ(u.peers.size(), 100u);
+  for (const auto& p : u.peers) EXPECT_FALSE(p.remove);
+}
+
+TEST(WgText, EndpointsAndAllowedIpsRoundTrip) {
+  for (const char* text : {"192.0.2.7:51820", "[2001:db8::7]:1", "[fd12:3456:789a::1]:65535"}) {
+    auto e = Endpoint::parse(text);
+    ASSERT_TRUE(e) << text;
+    EXPECT_EQ(e->to_string(), text);
+  }
+  EXPECT_TRUE(Endpoint::parse("192.0.2.7:51820")->is_v4());
+  for (const char* bad : {"", "192.0.2.7", "192.0.2.7:0", "192.0.2.7:65536", "2001:db8::7:51820", "[192.0.2.7]:1",
+                          "[2001:db8::7]51820", "host.example:51820", "192.0.2.256:1", "[::1]:x"}) {
+    EXPECT_FALSE(Endpoint::parse(bad)) << bad;
+  }
+  for (const char* text : {"fd12:3456:789a::1/128", "10.0.0.0/8", "0.0.0.0/0", "::/0"}) {
+    auto a = AllowedIp::parse(text);
+    ASSERT_TRUE(a) << text;
+    EXPECT_EQ(a->to_string(), text);
+  }
+  for (const char* bad : {"10.0.0.0", "10.0.0.0/33", "::/129", "x/1", "10.0.0.0/-1"}) {
+    EXPECT_FALSE(AllowedIp::parse(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace fm::maintainer::wg
