@@ -451,8 +451,8 @@ int run_cli(int argc, char** argv) {
   DaemonOptions daemon;
   std::string log_level = "info";
   auto* run_cmd = app.add_subcommand(
-      "run", "run the node daemon: replicate the org over gossip and keep the store current.\n"
-             "WireGuard management is not implemented yet: this daemon only gossips.");
+      "run", "run the node daemon: replicate the org over gossip, keep the store current, and keep\n"
+             "the WireGuard interface's peers equal to the org's active members.");
   run_cmd->add_option("--gossip-listen", daemon.gossip_listen,
                       "ADDR:PORT for gossip (default: [overlay address]:51821)");
   run_cmd->add_option("--gossip-peers", daemon.gossip_peers_file,
@@ -460,6 +460,12 @@ int run_cli(int argc, char** argv) {
   run_cmd->add_option("--listen-port", daemon.listen_port, "WireGuard listen port, announced to peers")
       ->default_str("51820")
       ->check(CLI::Range(1, 65535));
+  run_cmd->add_option("--wg-backend", daemon.wg_backend,
+                      "userspace: wireguard-go, supervised; none: gossip only (tests on loopback). "
+                      "The kernel backend is not built yet.")
+      ->default_str("userspace")
+      ->check(CLI::IsMember({"userspace", "none"}));
+  run_cmd->add_option("--interface", daemon.interface, "WireGuard interface name")->default_str("fm0");
   run_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_str("info");
   state_dir(run_cmd);
 

@@ -9,12 +9,15 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
 #include "crdt/gossip.h"
 #include "maintainer/gossip_transport.h"
 #include "maintainer/node_state.h"
+#include "maintainer/wireguard.h"
 
 namespace fm::maintainer {
 namespace {
@@ -110,15 +113,34 @@ Status run_daemon(const DaemonOptions& options) {
     }
   }
 
-  // After every engine step: persist what gossip brought. Ops from peers exist
-  // elsewhere too, so they are written without sync.
+  // WireGuard before the transport: gossip binds to the overlay address,
+  // which lives on the interface.
+  std::unique_ptr<WireGuardSync> wireguard;
+  if (options.wg_backend == "userspace") {
+    wireguard = std::make_unique<WireGuardSync>(options.interface, node.key(), &replica, &engine.endpoints(),
+                                                options.listen_port);
+    if (Status st = wireguard->start(static_cast<int64_t>(now / 1000)); !st) return st;
+  } else if (options.wg_backend != "none") {
+    return Status::error("unknown WireGuard backend " + options.wg_backend + " (userspace or none)");
+  }
+  auto sync_wireguard = [&] {
+    if (!wireguard) return;
+    if (auto r = wireguard->sync(static_cast<int64_t>(unix_millis() / 1000)); !r) {
+      spdlog::error("WireGuard {}: {}", wireguard->ifname(), r.message());
+    }
+  };
+
+  // After every engine step: persist what gossip brought, and bring WireGuard
+  // along. Ops from peers exist elsewhere too, so they are written without sync.
   auto persist = [&] {
+    bool changed = false;
     std::vector<std::string> ops;
     for (const auto& id : engine.take_applied_ops()) ops.push_back(*replica.op_bytes(id));
     if (!ops.empty()) {
       if (Status st = node.store().append(ops, /*sync=*/false); !st) spdlog::error("{}", st.message());
       spdlog::info("applied {} op(s) from gossip; {} ops, digest {}", ops.size(), replica.op_count(),
                    netauth::to_base64(replica.digest(unix_millis() / 1000)).substr(0, 12));
+      changed = true;
     }
     for (const auto& wire : engine.take_changed_records()) {
       crdt::EndpointRecord rec;
@@ -128,7 +150,9 @@ Status run_daemon(const DaemonOptions& options) {
       }
       std::string key = std::string(kRecordPrefix) + netauth::to_base64(rec.key);
       if (Status st = node.store().put_meta(key, wire, false); !st) spdlog::error("{}", st.message());
+      changed = true;
     }
+    if (changed) sync_wireguard();
   };
 
   boost::asio::io_context io;
@@ -143,11 +167,24 @@ Status run_daemon(const DaemonOptions& options) {
   transport.pump();
   spdlog::info("announced {} endpoint(s) for WireGuard port {}", endpoints.size(), options.listen_port);
 
+  // Drift repair, expiry, and a dead wireguard-go: checked every 5 s.
+  boost::asio::steady_timer repair(io);
+  std::function<void()> schedule_repair = [&] {
+    repair.expires_after(std::chrono::seconds(5));
+    repair.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      sync_wireguard();
+      schedule_repair();
+    });
+  };
+  if (wireguard) schedule_repair();
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", sig);
     transport.stop();
+    repair.cancel();
     io.stop();
   });
   io.run();

@@ -1,6 +1,6 @@
-// `fortmesh run`: the node daemon. For now it replicates the org over gossip
-// (engine + UDP transport) and persists what arrives; WireGuard management
-// arrives with its own issue.
+// `fortmesh run`: the node daemon. It replicates the org over gossip (engine
+// + UDP transport), persists what arrives, and keeps the WireGuard interface's
+// peers matched to the membership (maintainer/wireguard.h).
 #pragma once
 
 #include <optional>
@@ -23,6 +23,9 @@ struct DaemonOptions {
   // The WireGuard listen port this node announces in its endpoint record.
   uint16_t listen_port = 51820;
   uint64_t seed = 0;  // 0: random
+  // "userspace" (wireguard-go) or "none" (gossip only).
+  std::string wg_backend = "userspace";
+  std::string interface = "fm0";
 };
 
 // This host's addresses worth announcing as "ip:port": up, not loopback, not

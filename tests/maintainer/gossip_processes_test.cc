@@ -62,7 +62,7 @@ class Daemons {
       (void)g;
       std::string listen = "127.0.0.1:" + std::to_string(port);
       ::execl(FORTMESH_BINARY, FORTMESH_BINARY, "run", "--state-dir", dir.c_str(), "--gossip-listen", listen.c_str(),
-              "--gossip-peers", peers.c_str(), static_cast<char*>(nullptr));
+              "--gossip-peers", peers.c_str(), "--wg-backend", "none", static_cast<char*>(nullptr));
       _exit(127);
     }
     pids_[name] = pid;
