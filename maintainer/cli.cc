@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cinttypes>
 #include <csignal>
 #include <ctime>
 #include <cstdio>
@@ -17,6 +18,7 @@
 
 #include "crdt/op.h"
 #include "maintainer/daemon.h"
+#include "maintainer/control.h"
 #include "maintainer/durations.h"
 #include "maintainer/node_state.h"
 #include "netauth/address.h"
@@ -213,7 +215,7 @@ Status enroll(const std::string& dir, const EnrollArgs& a) {
     expires_at = now + *d;
   }
 
-  auto node = NodeState::open(dir);
+  auto node = NodeState::open_for_admin(dir);
   if (!node) return node.status();
   auto& n = **node;
   if (Status st = require_admin(n, n.replica(), now); !st) return st;
@@ -313,7 +315,7 @@ Result<crdt::PublicKey> resolve_member(const crdt::Replica& r, const std::string
 Status revoke(const std::string& dir, const std::string& target, const std::string& reason) {
   if (reason.size() > crdt::kMaxNameBytes) return Status::error("--reason must be at most 64 bytes");
   if (!reason.empty() && !printable_name(reason)) return Status::error("--reason must be printable text");
-  auto node = NodeState::open(dir);
+  auto node = NodeState::open_for_admin(dir);
   if (!node) return node.status();
   auto& n = **node;
   const uint64_t now = unix_now();
@@ -335,7 +337,8 @@ Status revoke(const std::string& dir, const std::string& target, const std::stri
                : Status::error("the Revoke had no effect (" + m->name + " is senior to this node?)");
   });
   if (!done) return done.status();
-  std::printf("revoked %s (%s)\n", m->name.c_str(), to_base64(*key).c_str());
+  std::printf("revoked %s (%s)%s\n", m->name.c_str(), to_base64(*key).c_str(),
+              n.via_daemon() ? "; the running daemon is gossiping it" : "");
   crash_here_if_testing();
   return Status::ok();
 }
@@ -400,9 +403,63 @@ Status members(const std::string& dir, bool json) {
 
 }  // namespace
 
+Status print_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.always_print_primitive_fields = true;
+  opts.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, opts).ok()) return Status::error("cannot render JSON");
+  std::printf("%s", out.c_str());
+  return Status::ok();
+}
+
+Result<wire::ControlReply> ask_daemon(const std::string& dir, const wire::ControlRequest& req) {
+  auto reply = control_call(control_socket_path(dir), req);
+  if (!reply) return reply.status();
+  if (!reply->error().empty()) return Status::error(reply->error());
+  return reply;
+}
+
+Status status(const std::string& dir, bool json) {
+  wire::ControlRequest req;
+  req.set_status(true);
+  auto reply = ask_daemon(dir, req);
+  if (!reply) return reply.status();
+  const auto& s = reply->status();
+  if (json) return print_json(s);
+  std::printf("node      %s\norg       %s\naddress   %s\nops       %" PRIu64 "  digest %s\nmembers   %u active\n",
+              s.key().c_str(), s.org_name().c_str(), s.address().c_str(), s.ops(), s.digest().substr(0, 16).c_str(),
+              s.active_members());
+  if (s.interface().empty()) {
+    std::printf("wireguard none (--wg-backend none)\n");
+  } else {
+    std::printf("wireguard %s, %u peers, wireguard-go restarts %" PRIu64 "\n", s.interface().c_str(), s.peers(),
+                s.wireguard_restarts());
+  }
+  std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
+  return Status::ok();
+}
+
+Status peers(const std::string& dir, bool json) {
+  wire::ControlRequest req;
+  req.set_peers(true);
+  auto reply = ask_daemon(dir, req);
+  if (!reply) return reply.status();
+  if (json) return print_json(reply->peers());
+  std::printf("%-20s %-40s %-28s %-10s %12s %12s\n", "NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX");
+  for (const auto& p : reply->peers().peers()) {
+    const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
+    std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "\n",
+                p.name().empty() ? "(not a member)" : p.name().c_str(), p.address().c_str(),
+                p.endpoint().empty() ? "(none)" : p.endpoint().c_str(), hs.c_str(), p.rx_bytes(), p.tx_bytes());
+  }
+  return Status::ok();
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app{"fortmesh: node daemon and admin tool for a self-governing WireGuard mesh.\n"
-               "Admin commands open the store directly: stop `fortmesh run` first (a control socket comes later)."};
+               "Admin commands go through the running daemon's control socket when it runs, else open the store."};
   app.require_subcommand(1);
   std::string dir = kDefaultStateDir;
   auto state_dir = [&](CLI::App* cmd) {
@@ -447,6 +504,13 @@ int run_cli(int argc, char** argv) {
   auto* members_cmd = app.add_subcommand("members", "list the org's members");
   members_cmd->add_flag("--json", json, "print the control API message as JSON");
   state_dir(members_cmd);
+
+  auto* status_cmd = app.add_subcommand("status", "the running daemon's state (through its control socket)");
+  status_cmd->add_flag("--json", json, "print the control API message as JSON");
+  state_dir(status_cmd);
+  auto* peers_cmd = app.add_subcommand("peers", "the running daemon's WireGuard peers: endpoint, handshake age, rx/tx");
+  peers_cmd->add_flag("--json", json, "print the control API message as JSON");
+  state_dir(peers_cmd);
 
   DaemonOptions daemon;
   std::string log_level = "info";
@@ -513,6 +577,12 @@ int run_cli(int argc, char** argv) {
   } else if (members_cmd->parsed()) {
     name = "members";
     st = members(dir, json);
+  } else if (status_cmd->parsed()) {
+    name = "status";
+    st = status(dir, json);
+  } else if (peers_cmd->parsed()) {
+    name = "peers";
+    st = peers(dir, json);
   }
   if (!st) {
     std::fprintf(stderr, "fortmesh: %s: %s\n", name.c_str(), st.message().c_str());

@@ -11,10 +11,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
+#include <map>
 #include <fstream>
 #include <sstream>
 
 #include "crdt/gossip.h"
+#include "maintainer/control.h"
 #include "maintainer/gossip_transport.h"
 #include "maintainer/node_state.h"
 #include "maintainer/wireguard.h"
@@ -22,7 +24,19 @@
 namespace fm::maintainer {
 namespace {
 
+namespace wire = ::fortmesh::wire;
+
 constexpr std::string_view kRecordPrefix = "ep/";
+
+std::string hex_of(const netauth::Bytes32& b) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (uint8_t x : b) {
+    out.push_back(digits[x >> 4]);
+    out.push_back(digits[x & 15]);
+  }
+  return out;
+}
 
 Result<udp::endpoint> parse_listen(const std::string& text) {
   auto colon = text.rfind(':');
@@ -167,6 +181,84 @@ Status run_daemon(const DaemonOptions& options) {
   transport.pump();
   spdlog::info("announced {} endpoint(s) for WireGuard port {}", endpoints.size(), options.listen_port);
 
+  // The control socket: admin commands hand over their signed ops here (stored
+  // synced, applied, gossiped at once); status and peers are read here.
+  const auto started = std::chrono::steady_clock::now();
+  ControlServer control(io, [&](const wire::ControlRequest& req) {
+    wire::ControlReply reply;
+    const crdt::Millis t = unix_millis();
+    if (req.has_submit()) {
+      std::vector<std::string> ops(req.submit().ops().begin(), req.submit().ops().end());
+      std::vector<crdt::OpId> ids;
+      for (const auto& op : ops) {
+        crdt::Op parsed;
+        if (crdt::parse_op({reinterpret_cast<const uint8_t*>(op.data()), op.size()}, &parsed) == crdt::Reject::none &&
+            !replica.contains(parsed.id)) {
+          ids.push_back(parsed.id);
+        }
+      }
+      auto done = node.commit(ops, [](const crdt::Replica&) { return Status::ok(); });
+      if (!done) {
+        reply.set_error(done.message());
+        return reply;
+      }
+      reply.set_stored(static_cast<uint32_t>(*done));
+      spdlog::info("control: {} new op(s) from an admin command; gossiping", *done);
+      engine.publish(ids, t);
+      transport.pump();
+      sync_wireguard();
+    } else if (req.has_status()) {
+      auto* st = reply.mutable_status();
+      st->set_key(netauth::to_base64(node.key().public_key));
+      st->set_org_name(replica.org().name);
+      st->set_address(netauth::format_address(*netauth::overlay_address_of(replica.org().prefix, node.key().public_key)));
+      st->set_ops(replica.op_count());
+      const auto d = replica.digest(t / 1000);
+      st->set_digest(hex_of(d));
+      uint32_t active = 0;
+      for (const auto& m : replica.members(t / 1000)) active += m.standing == crdt::Standing::active;
+      st->set_active_members(active);
+      st->set_uptime_sec(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count()));
+      if (wireguard) {
+        st->set_interface(wireguard->ifname());
+        st->set_wireguard_restarts(wireguard->restarts());
+        if (auto dev = wireguard->device()) st->set_peers(static_cast<uint32_t>(dev->peers.size()));
+      }
+    } else if (req.has_peers()) {
+      if (!wireguard) {
+        reply.set_error("this daemon runs without WireGuard (--wg-backend none)");
+        return reply;
+      }
+      auto dev = wireguard->device();
+      if (!dev) {
+        reply.set_error(dev.message());
+        return reply;
+      }
+      std::map<wg::Key, crdt::Member> by_wg;
+      for (auto& m : replica.members(t / 1000)) {
+        if (auto k = netauth::wg_public_key(m.key)) by_wg.emplace(*k, std::move(m));
+      }
+      for (const auto& p : dev->peers) {
+        auto* pi = reply.mutable_peers()->add_peers();
+        pi->set_wg_key(netauth::to_base64(p.public_key));
+        if (auto it = by_wg.find(p.public_key); it != by_wg.end()) {
+          pi->set_name(it->second.name);
+          pi->set_key(netauth::to_base64(it->second.key));
+          pi->set_address(netauth::format_address(it->second.address));
+        }
+        if (p.endpoint) pi->set_endpoint(p.endpoint->to_string());
+        pi->set_handshake_age_sec(p.last_handshake_sec == 0 ? -1 : static_cast<int64_t>(t / 1000) - p.last_handshake_sec);
+        pi->set_rx_bytes(p.rx_bytes);
+        pi->set_tx_bytes(p.tx_bytes);
+      }
+    } else {
+      reply.set_error("unknown control request");
+    }
+    return reply;
+  });
+  if (Status st = control.start(control_socket_path(options.state_dir)); !st) return st;
+
   // Drift repair, expiry, and a dead wireguard-go: checked every 5 s.
   boost::asio::steady_timer repair(io);
   std::function<void()> schedule_repair = [&] {
@@ -184,6 +276,7 @@ Status run_daemon(const DaemonOptions& options) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", sig);
     transport.stop();
+    control.stop();
     repair.cancel();
     io.stop();
   });

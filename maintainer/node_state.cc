@@ -1,5 +1,7 @@
 #include "maintainer/node_state.h"
 
+#include "maintainer/control.h"
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -39,6 +41,13 @@ Result<std::unique_ptr<NodeState>> NodeState::open(const std::string& state_dir,
   return std::unique_ptr<NodeState>(new NodeState(std::move(*key), std::move(*store), std::move(replica)));
 }
 
+Result<std::unique_ptr<NodeState>> NodeState::open_for_admin(const std::string& state_dir) {
+  if (!daemon_running(state_dir)) return open(state_dir);
+  auto node = open(state_dir, RocksDbStore::Mode::read_only);
+  if (node) (*node)->daemon_socket_ = control_socket_path(state_dir);
+  return node;
+}
+
 Result<size_t> NodeState::commit(std::span<const std::string> ops,
                                  const std::function<Status(const crdt::Replica&)>& acceptable) {
   std::vector<std::string> current;
@@ -54,7 +63,15 @@ Result<size_t> NodeState::commit(std::span<const std::string> ops,
     for (const auto& id : res.applied) fresh.push_back(*trial.op_bytes(id));
   }
   if (Status st = acceptable(trial); !st) return st;
-  if (Status st = store_->append(fresh, /*sync=*/true); !st) return st;
+  if (via_daemon()) {
+    ::fortmesh::wire::ControlRequest req;
+    for (const auto& op : fresh) req.mutable_submit()->add_ops(op);
+    auto reply = control_call(daemon_socket_, req);
+    if (!reply) return reply.status();
+    if (!reply->error().empty()) return Status::error("the daemon refused it: " + reply->error());
+  } else if (Status st = store_->append(fresh, /*sync=*/true); !st) {
+    return st;
+  }
   replica_ = std::move(trial);
   return fresh.size();
 }

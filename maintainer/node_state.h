@@ -28,6 +28,12 @@ class NodeState {
   static Result<std::unique_ptr<NodeState>> open(const std::string& state_dir,
                                                  RocksDbStore::Mode mode = RocksDbStore::Mode::read_write);
 
+  // For the admin commands: when a daemon answers on the control socket, the
+  // store is opened read-only and commit() hands the new ops to the daemon,
+  // which stores (synced), applies and gossips them; else as open().
+  static Result<std::unique_ptr<NodeState>> open_for_admin(const std::string& state_dir);
+  bool via_daemon() const { return !daemon_socket_.empty(); }
+
   const netauth::KeyPair& key() const { return key_; }
   crdt::Replica& replica() { return replica_; }
   RocksDbStore& store() { return *store_; }
@@ -45,6 +51,7 @@ class NodeState {
   netauth::KeyPair key_;
   std::unique_ptr<RocksDbStore> store_;
   crdt::Replica replica_;
+  std::string daemon_socket_;
 };
 
 }  // namespace fm::maintainer

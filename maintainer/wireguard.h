@@ -31,6 +31,8 @@ class WireGuardSync {
   Result<size_t> sync(int64_t now_sec);
 
   std::vector<wg::DesiredPeer> desired(int64_t now_sec) const;
+  // What the interface has now (peers, handshakes, traffic).
+  Result<wg::Device> device() const { return uapi_.get(); }
   const std::string& ifname() const { return ifname_; }
   uint64_t restarts() const { return restarts_; }
 

@@ -44,11 +44,9 @@ for a in "${ALL[@]}"; do
   echo "  $line"
 done
 
-echo; echo "== the admin revokes bob (admin commands need the daemon stopped until the control socket exists)"
+echo; echo "== the admin revokes bob; its running daemon stores the Revoke and gossips it at once"
 bob_wg=$(wg_key_of bob)
-mesh_stop admin
 show fm admin revoke bob --reason "laptop lost"
-mesh_start admin
 gone() { for h in admin lighthouse alice carol; do ! wg_peers "$h" | grep -qx "$bob_wg" || return 1; done; }
 if wait_for 30 gone; then echo "bob's peer is gone from every other host"; else echo "bob is still a peer somewhere"; exit 1; fi
 for h in alice carol; do
@@ -59,5 +57,7 @@ for h in alice carol; do
   fi
 done
 show fm carol members
+show fm carol status
+show fm carol peers
 
 echo; echo "demo finished; stopping the daemons and removing the namespaces"

@@ -1,0 +1,176 @@
+#include "maintainer/control.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+namespace fm::maintainer {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+using boost::asio::local::stream_protocol;
+
+constexpr uint32_t kMaxFrame = 4 << 20;
+
+std::string frame(const google::protobuf::Message& m) {
+  const std::string body = m.SerializeAsString();
+  const auto n = static_cast<uint32_t>(body.size());
+  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                  static_cast<char>(n)};
+  return out + body;
+}
+
+uint32_t length_of(const std::array<uint8_t, 4>& h) {
+  return uint32_t{h[0]} << 24 | uint32_t{h[1]} << 16 | uint32_t{h[2]} << 8 | h[3];
+}
+
+// One connection: read a request, answer it, close.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(stream_protocol::socket socket, const ControlServer::Handler& handler)
+      : socket_(std::move(socket)), handler_(handler) {}
+  void start() {
+    auto self = shared_from_this();
+    boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
+      if (ec) return;
+      const uint32_t n = length_of(self->header_);
+      if (n > kMaxFrame) return;
+      self->body_.resize(n);
+      boost::asio::async_read(self->socket_, boost::asio::buffer(self->body_),
+                              [self](const boost::system::error_code& ec2, size_t) {
+                                if (!ec2) self->answer();
+                              });
+    });
+  }
+
+ private:
+  void answer() {
+    wire::ControlRequest request;
+    wire::ControlReply reply;
+    if (!request.ParseFromString(body_)) {
+      reply.set_error("not a control request");
+    } else {
+      reply = handler_(request);
+    }
+    out_ = frame(reply);
+    auto self = shared_from_this();
+    boost::asio::async_write(socket_, boost::asio::buffer(out_), [self](const boost::system::error_code&, size_t) {});
+  }
+
+  stream_protocol::socket socket_;
+  const ControlServer::Handler& handler_;
+  std::array<uint8_t, 4> header_{};
+  std::string body_, out_;
+};
+
+Status sys_error(const std::string& what) { return Status::error(what + ": " + std::strerror(errno)); }
+
+}  // namespace
+
+std::string control_socket_path(const std::string& state_dir) { return state_dir + "/control.sock"; }
+
+Result<wire::ControlReply> control_call(const std::string& path, const wire::ControlRequest& request, int timeout_ms) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return Status::error("control socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sys_error("socket");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Status::error("fortmesh is not running (no answer on " + path + ": " + std::strerror(errno) + ")");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto wait = [&](short events) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, events, 0};
+    return left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1;
+  };
+  const std::string out = frame(request);
+  for (size_t sent = 0; sent < out.size();) {
+    if (!wait(POLLOUT)) return Status::error("the daemon did not take the request in time");
+    const ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno != EINTR) return sys_error("writing to " + path);
+    if (n > 0) sent += static_cast<size_t>(n);
+  }
+  std::string in;
+  char buf[16384];
+  for (;;) {
+    if (in.size() >= 4) {
+      std::array<uint8_t, 4> h;
+      std::memcpy(h.data(), in.data(), 4);
+      const uint32_t n = length_of(h);
+      if (n > kMaxFrame) return Status::error("the daemon's reply is too large");
+      if (in.size() >= 4 + size_t{n}) break;
+    }
+    if (!wait(POLLIN)) return Status::error("the daemon did not answer in time");
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("reading from " + path);
+    if (n == 0) return Status::error("the daemon closed the connection without an answer");
+    in.append(buf, static_cast<size_t>(n));
+  }
+  wire::ControlReply reply;
+  if (!reply.ParseFromArray(in.data() + 4, static_cast<int>(in.size() - 4))) {
+    return Status::error("the daemon's reply does not parse");
+  }
+  return reply;
+}
+
+bool daemon_running(const std::string& state_dir) {
+  wire::ControlRequest ping;
+  ping.set_status(true);
+  return control_call(control_socket_path(state_dir), ping, 2'000).is_ok();
+}
+
+ControlServer::~ControlServer() { stop(); }
+
+Status ControlServer::start(const std::string& path) {
+  if (::access(path.c_str(), F_OK) == 0) {
+    wire::ControlRequest ping;
+    ping.set_status(true);
+    if (control_call(path, ping, 1'000).is_ok()) return Status::error("another fortmesh daemon answers on " + path);
+    ::unlink(path.c_str());  // left by a run that did not stop cleanly
+  }
+  boost::system::error_code ec;
+  acceptor_.open(stream_protocol(), ec);
+  if (!ec) acceptor_.bind(stream_protocol::endpoint(path), ec);
+  if (ec) return Status::error("cannot bind the control socket " + path + ": " + ec.message());
+  ::chmod(path.c_str(), 0600);
+  acceptor_.listen(16, ec);
+  if (ec) return Status::error("cannot listen on " + path + ": " + ec.message());
+  path_ = path;
+  accept();
+  return Status::ok();
+}
+
+void ControlServer::stop() {
+  if (path_.empty()) return;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  ::unlink(path_.c_str());
+  path_.clear();
+}
+
+void ControlServer::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, stream_protocol::socket socket) {
+    if (ec) return;
+    std::make_shared<Session>(std::move(socket), handler_)->start();
+    accept();
+  });
+}
+
+}  // namespace fm::maintainer

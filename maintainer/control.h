@@ -1,0 +1,43 @@
+// The daemon's control socket: <state-dir>/control.sock, mode 0600, the
+// protobuf messages of proto/control.proto, one request and one reply per
+// connection, each framed by a 4-byte big-endian length (at most 4 MiB).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <functional>
+#include <string>
+
+#include "netauth/result.h"
+#include "proto/control.pb.h"
+
+namespace fm::maintainer {
+
+std::string control_socket_path(const std::string& state_dir);
+
+// One call to a running daemon. Fails (with the reason) when none answers.
+Result<fortmesh::wire::ControlReply> control_call(const std::string& socket_path,
+                                                  const fortmesh::wire::ControlRequest& request,
+                                                  int timeout_ms = 10'000);
+
+// True when a daemon answers on the state directory's control socket.
+bool daemon_running(const std::string& state_dir);
+
+class ControlServer {
+ public:
+  using Handler = std::function<fortmesh::wire::ControlReply(const fortmesh::wire::ControlRequest&)>;
+  ControlServer(boost::asio::io_context& io, Handler handler) : acceptor_(io), handler_(std::move(handler)) {}
+  ~ControlServer();
+  // Binds the socket (a stale one from a crashed run is replaced; a live one
+  // means another daemon runs here: an error) and starts accepting.
+  Status start(const std::string& socket_path);
+  void stop();
+
+ private:
+  void accept();
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  Handler handler_;
+  std::string path_;
+};
+
+}  // namespace fm::maintainer
