@@ -525,10 +525,10 @@ int run_cli(int argc, char** argv) {
       ->default_str("51820")
       ->check(CLI::Range(1, 65535));
   run_cmd->add_option("--wg-backend", daemon.wg_backend,
-                      "userspace: wireguard-go, supervised; none: gossip only (tests on loopback). "
-                      "The kernel backend is not built yet.")
-      ->default_str("userspace")
-      ->check(CLI::IsMember({"userspace", "none"}));
+                      "kernel: a wireguard link, generic netlink; userspace: wireguard-go, supervised; "
+                      "auto: kernel if this kernel has WireGuard, else userspace; none: gossip only (loopback tests)")
+      ->default_str("auto")
+      ->check(CLI::IsMember({"auto", "kernel", "userspace", "none"}));
   run_cmd->add_option("--interface", daemon.interface, "WireGuard interface name")->default_str("fm0");
   run_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_str("info");
   state_dir(run_cmd);

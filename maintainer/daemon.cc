@@ -19,6 +19,7 @@
 #include "maintainer/control.h"
 #include "maintainer/gossip_transport.h"
 #include "maintainer/node_state.h"
+#include "maintainer/wg_netlink.h"
 #include "maintainer/wireguard.h"
 
 namespace fm::maintainer {
@@ -130,12 +131,23 @@ Status run_daemon(const DaemonOptions& options) {
   // WireGuard before the transport: gossip binds to the overlay address,
   // which lives on the interface.
   std::unique_ptr<WireGuardSync> wireguard;
-  if (options.wg_backend == "userspace") {
-    wireguard = std::make_unique<WireGuardSync>(options.interface, node.key(), &replica, &engine.endpoints(),
+  if (options.wg_backend != "none") {
+    WireGuardSync::Backend backend;
+    if (options.wg_backend == "kernel") {
+      backend = WireGuardSync::Backend::kernel;
+    } else if (options.wg_backend == "userspace") {
+      backend = WireGuardSync::Backend::userspace;
+    } else if (options.wg_backend == "auto") {
+      backend = wg::NetlinkClient::available() ? WireGuardSync::Backend::kernel : WireGuardSync::Backend::userspace;
+      spdlog::info("--wg-backend auto: {}", backend == WireGuardSync::Backend::kernel
+                                                ? "the kernel has WireGuard"
+                                                : "no kernel WireGuard here, using wireguard-go");
+    } else {
+      return Status::error("unknown WireGuard backend " + options.wg_backend + " (auto, kernel, userspace or none)");
+    }
+    wireguard = std::make_unique<WireGuardSync>(backend, options.interface, node.key(), &replica, &engine.endpoints(),
                                                 options.listen_port);
     if (Status st = wireguard->start(static_cast<int64_t>(now / 1000)); !st) return st;
-  } else if (options.wg_backend != "none") {
-    return Status::error("unknown WireGuard backend " + options.wg_backend + " (userspace or none)");
   }
   auto sync_wireguard = [&] {
     if (!wireguard) return;

@@ -23,8 +23,9 @@ struct DaemonOptions {
   // The WireGuard listen port this node announces in its endpoint record.
   uint16_t listen_port = 51820;
   uint64_t seed = 0;  // 0: random
+  // "auto" (the kernel's if it has WireGuard, else wireguard-go), "kernel",
   // "userspace" (wireguard-go) or "none" (gossip only).
-  std::string wg_backend = "userspace";
+  std::string wg_backend = "auto";
   std::string interface = "fm0";
 };
 

@@ -10,6 +10,7 @@
 
 #include "netauth/address.h"
 #include "netauth/keys.h"
+#include "netauth/result.h"
 
 namespace fm::maintainer::wg {
 
@@ -68,6 +69,15 @@ struct DeviceUpdate {
   std::optional<uint16_t> listen_port;
   std::vector<PeerUpdate> peers;
   bool empty() const { return !private_key && !listen_port && peers.empty(); }
+};
+
+// A WireGuard backend's control channel: wireguard-go's UAPI (wg_uapi.h) or
+// the kernel's generic netlink (wg_netlink.h).
+class Control {
+ public:
+  virtual ~Control() = default;
+  virtual Result<Device> get() const = 0;
+  virtual Status set(const DeviceUpdate& update) const = 0;
 };
 
 }  // namespace fm::maintainer::wg

@@ -32,11 +32,11 @@ std::vector<std::string> netlink_set_messages(uint16_t family, const std::string
 // appending peers; a continued peer (same key as the last) is merged.
 Status parse_netlink_device(const std::string& message, Device* device);
 
-class NetlinkClient {
+class NetlinkClient final : public Control {
  public:
   explicit NetlinkClient(std::string ifname) : ifname_(std::move(ifname)) {}
-  Result<Device> get() const;
-  Status set(const DeviceUpdate& update) const;
+  Result<Device> get() const override;
+  Status set(const DeviceUpdate& update) const override;
   // Whether this kernel has the wireguard generic netlink family.
   static bool available();
 

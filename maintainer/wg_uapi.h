@@ -27,7 +27,7 @@ Result<Device> parse_uapi_get(std::string_view reply);
 // Parses a set reply: OK for errno=0, else the errno as text.
 Status parse_uapi_set_reply(std::string_view reply);
 
-class UapiClient {
+class UapiClient final : public Control {
  public:
   explicit UapiClient(std::string socket_path, int timeout_ms = 2000)
       : path_(std::move(socket_path)), timeout_ms_(timeout_ms) {}
@@ -35,8 +35,8 @@ class UapiClient {
     return "/var/run/wireguard/" + std::string(ifname) + ".sock";
   }
 
-  Result<Device> get() const;
-  Status set(const DeviceUpdate& update) const;
+  Result<Device> get() const override;
+  Status set(const DeviceUpdate& update) const override;
 
  private:
   // Sends `request` on a fresh connection and reads until the blank line

@@ -1,23 +1,38 @@
 #include "maintainer/wireguard.h"
 
+#include <net/if.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 #include "maintainer/rtnl.h"
+#include "maintainer/wg_netlink.h"
+#include "maintainer/wg_uapi.h"
 
 namespace fm::maintainer {
 
-WireGuardSync::WireGuardSync(std::string ifname, const netauth::KeyPair& self, const crdt::Replica* replica,
-                             const crdt::EndpointBook* book, uint16_t listen_port)
-    : ifname_(std::move(ifname)),
+WireGuardSync::WireGuardSync(Backend backend, std::string ifname, const netauth::KeyPair& self,
+                             const crdt::Replica* replica, const crdt::EndpointBook* book, uint16_t listen_port)
+    : backend_(backend),
+      ifname_(std::move(ifname)),
       self_(self),
       replica_(replica),
       book_(book),
       listen_port_(listen_port),
       own_wg_key_(*netauth::wg_public_key(self.public_key)),
-      process_(ifname_),
-      uapi_(wg::UapiClient::socket_for(ifname_)) {}
+      process_(ifname_) {
+  if (backend_ == Backend::kernel) {
+    control_ = std::make_unique<wg::NetlinkClient>(ifname_);
+  } else {
+    control_ = std::make_unique<wg::UapiClient>(wg::UapiClient::socket_for(ifname_));
+  }
+}
+
+WireGuardSync::~WireGuardSync() {
+  if (backend_ == Backend::kernel) {
+    if (Status st = rtnl::delete_link(ifname_); !st) spdlog::warn("{}", st.message());
+  }
+}
 
 std::vector<wg::DesiredPeer> WireGuardSync::desired(int64_t now_sec) const {
   std::vector<wg::DesiredPeer> out;
@@ -43,11 +58,13 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(int64_t now_sec) const {
 }
 
 Status WireGuardSync::set_up(int64_t now_sec) {
-  if (Status st = process_.start(); !st) return st;
+  if (Status st = backend_ == Backend::kernel ? rtnl::create_wireguard_link(ifname_) : process_.start(); !st) {
+    return st;
+  }
   wg::DeviceUpdate keys;
   keys.private_key = netauth::wg_private_key(self_.secret_key);
   keys.listen_port = listen_port_;
-  if (Status st = uapi_.set(keys); !st) return st;
+  if (Status st = control_->set(keys); !st) return st;
   auto address = netauth::overlay_address_of(replica_->org().prefix, self_.public_key);
   if (!address) return address.status();
   if (Status st = rtnl::configure_overlay(ifname_, *address, replica_->org().prefix); !st) return st;
@@ -57,23 +74,31 @@ Status WireGuardSync::set_up(int64_t now_sec) {
 
 Status WireGuardSync::start(int64_t now_sec) {
   if (Status st = set_up(now_sec); !st) return st;
-  spdlog::info("WireGuard {} up (wireguard-go pid {}), listen port {}, {}", ifname_, process_.pid(), listen_port_,
+  spdlog::info("WireGuard {} up ({}), listen port {}, {}", ifname_,
+               backend_ == Backend::kernel ? std::string("kernel") : "wireguard-go pid " + std::to_string(process_.pid()),
+               listen_port_,
                netauth::format_address(*netauth::overlay_address_of(replica_->org().prefix, self_.public_key)));
   return Status::ok();
 }
 
 Result<size_t> WireGuardSync::sync(int64_t now_sec) {
-  if (process_.exited()) {
+  if (backend_ == Backend::userspace && process_.exited()) {
     ++restarts_;
     spdlog::warn("wireguard-go for {} exited; starting it again", ifname_);
     if (Status st = set_up(now_sec); !st) return st;
   }
-  auto device = uapi_.get();
+  auto device = control_->get();
+  if (!device && backend_ == Backend::kernel && if_nametoindex(ifname_.c_str()) == 0) {
+    ++restarts_;
+    spdlog::warn("WireGuard link {} is gone; creating it again", ifname_);
+    if (Status st = set_up(now_sec); !st) return st;
+    device = control_->get();
+  }
   if (!device) return device.status();
   const auto want = desired(now_sec);
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, now_sec);
   if (update.empty()) return size_t{0};
-  if (Status st = uapi_.set(update); !st) return st;
+  if (Status st = control_->set(update); !st) return st;
   size_t removed = 0;
   for (const auto& p : update.peers) removed += p.remove;
   spdlog::info("WireGuard {}: {} peer(s) changed ({} removed), {} wanted", ifname_, update.peers.size(), removed,

@@ -2,7 +2,8 @@
 // section 5): one peer per active member with a WireGuard key and no address
 // conflict, its /128 the only allowed IP, keepalive 25, endpoints from the
 // member's enrollment (lighthouses) and its signed endpoint record. Today the
-// userspace backend (wireguard-go); the kernel backend is still to come.
+// kernel backend (a "wireguard" link, generic netlink) or the userspace one
+// (wireguard-go, supervised).
 #pragma once
 
 #include <memory>
@@ -12,41 +13,45 @@
 #include "crdt/endpoints.h"
 #include "crdt/replica.h"
 #include "maintainer/wg_reconcile.h"
-#include "maintainer/wg_uapi.h"
 #include "maintainer/wg_userspace.h"
 
 namespace fm::maintainer {
 
 class WireGuardSync {
  public:
+  enum class Backend { kernel, userspace };
   // `replica` and `book` must outlive this.
-  WireGuardSync(std::string ifname, const netauth::KeyPair& self, const crdt::Replica* replica,
+  WireGuardSync(Backend backend, std::string ifname, const netauth::KeyPair& self, const crdt::Replica* replica,
                 const crdt::EndpointBook* book, uint16_t listen_port);
+  ~WireGuardSync();  // the kernel link is deleted; wireguard-go's goes with it
 
-  // Starts wireguard-go, sets the key and port, the overlay address, MTU and
-  // route, and the peers.
+  // Creates the link (kernel) or starts wireguard-go (userspace), sets the key
+  // and port, the overlay address, MTU and route, and the peers.
   Status start(int64_t now_sec);
-  // Reconciles the peers now; first brings wireguard-go back (and sets it up
-  // again) if it died. Returns how many peers changed.
+  // Reconciles the peers now; first sets the interface up again if it went
+  // away (wireguard-go died, the link was deleted). Returns how many peers
+  // changed.
   Result<size_t> sync(int64_t now_sec);
 
   std::vector<wg::DesiredPeer> desired(int64_t now_sec) const;
   // What the interface has now (peers, handshakes, traffic).
-  Result<wg::Device> device() const { return uapi_.get(); }
+  Result<wg::Device> device() const { return control_->get(); }
+  Backend backend() const { return backend_; }
   const std::string& ifname() const { return ifname_; }
   uint64_t restarts() const { return restarts_; }
 
  private:
   Status set_up(int64_t now_sec);
 
+  Backend backend_;
   std::string ifname_;
   const netauth::KeyPair& self_;
   const crdt::Replica* replica_;
   const crdt::EndpointBook* book_;
   uint16_t listen_port_;
   wg::Key own_wg_key_{};
-  wg::WireGuardGo process_;
-  wg::UapiClient uapi_;
+  wg::WireGuardGo process_;  // userspace only
+  std::unique_ptr<wg::Control> control_;
   uint64_t restarts_ = 0;
 };
 
