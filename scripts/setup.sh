@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
   wireguard-go wireguard-tools iproute2 iputils-ping nftables
+  linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 )
 
 missing=()
