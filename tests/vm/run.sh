@@ -3,7 +3,10 @@
 # wireguard.ko and its dependencies, and runs one test binary inside; passes
 # when the binary exits 0 there.
 #
-#   tests/vm/run.sh path/to/test-binary [args...]
+#   tests/vm/run.sh path/to/test-binary-or-script [args...]
+#
+# VM_EXTRA="file ..." copies more programs (with their libraries) in, at the
+# same paths.
 #
 # Needs linux-image-amd64, qemu-system-x86, busybox-static and cpio
 # (scripts/setup.sh); exits 77 (skipped) with the reason without them.
@@ -35,6 +38,7 @@ add_module() {
   cp "$path" "$root/lib/modules/$name.ko${path##*.ko}"
 }
 add_module wireguard
+add_module veth  # for tests that build namespaces inside
 # Only crypto that the "generic or arch" choice may want as well.
 for extra in libchacha20poly1305 chacha-x86_64 poly1305-x86_64 curve25519-x86_64; do
   modinfo -k "$version" -F filename "$extra" >/dev/null 2>&1 && add_module "$extra"
@@ -45,12 +49,13 @@ copy_with_libs() {
   local file=$1 lib
   mkdir -p "$root$(dirname "$file")"
   cp -L "$file" "$root$file"
-  for lib in $(ldd "$file" | grep -o '/[^ ]*'); do
+  for lib in $( (ldd "$file" 2>/dev/null || true) | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
 }
 copy_with_libs "$binary"
+for extra in ${VM_EXTRA:-}; do copy_with_libs "$(readlink -f "$extra")"; done
 cp /bin/busybox "$root/bin/busybox"
 
 cat > "$root/init" <<INIT
@@ -60,6 +65,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
 ip link set lo up
 for m in ${order[*]}; do
   f=\$(ls /lib/modules/\$m.ko* 2>/dev/null | head -n 1)
