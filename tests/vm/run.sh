@@ -64,8 +64,7 @@ cat > "$root/init" <<INIT
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-mount -t tmpfs run /run
+mount -t tmpfs run /run  # (not /tmp: the programs may live under /tmp on the host, and so here)
 ip link set lo up
 for m in ${order[*]}; do
   f=\$(ls /lib/modules/\$m.ko* 2>/dev/null | head -n 1)

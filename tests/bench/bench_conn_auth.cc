@@ -1,0 +1,103 @@
+// bench_conn_auth: conn_auth handshakes over loopback TCP on one core, beside
+// the raw crypto bound measured in the same run (DESIGN.md section 10).
+//
+//   build/tests/bench/bench_conn_auth [handshakes]
+//
+// The bound: what one handshake costs both sides in libsodium alone, with no
+// framing, protobuf, hashing of transcripts or sockets: per side one Ed25519
+// sign, one verify and two X25519 operations (ephemeral key, shared secret).
+#include <sodium.h>
+
+#include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "netauth/conn_auth_tcp.h"
+
+namespace {
+
+using namespace fm::netauth;
+using boost::asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+class AllMembers final : public MembershipView {
+ public:
+  MemberStatus status(const PublicKey&) override { return MemberStatus::active; }
+};
+
+double raw_bound_per_second(int n) {
+  uint8_t pk[32], sk[64], sig[64], msg[32] = {1};
+  crypto_sign_keypair(pk, sk);
+  uint8_t e_sk[32], e_pk[32], peer[32], shared[32];
+  randombytes_buf(e_sk, sizeof(e_sk));
+  crypto_scalarmult_base(peer, e_sk);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    for (int side = 0; side < 2; ++side) {
+      msg[0] = static_cast<uint8_t>(i);
+      crypto_sign_detached(sig, nullptr, msg, sizeof(msg), sk);
+      if (crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) != 0) std::abort();
+      e_sk[0] = static_cast<uint8_t>(i + side);
+      crypto_scalarmult_base(e_pk, e_sk);
+      if (crypto_scalarmult(shared, e_sk, peer) != 0) std::abort();
+    }
+  }
+  return n / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) return 1;
+  const int n = argc > 1 ? std::atoi(argv[1]) : 2000;
+  KeyPair server_key = generate_keypair(), client_key = generate_keypair();
+  AllMembers view;
+  auto config = [&](const KeyPair& self) {
+    HandshakeConfig c;
+    c.self = &self;
+    c.org_id.fill(7);
+    c.org_prefix = ula_prefix({1, 2, 3, 4, 5});
+    c.view = &view;
+    return c;
+  };
+  boost::asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 0));
+  std::vector<double> latency_us;
+  latency_us.reserve(static_cast<size_t>(n));
+  int failures = 0;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    tcp::socket s(io), c(io);
+    std::optional<TcpAuthResult> sr, cr;
+    const auto start = Clock::now();
+    acceptor.async_accept(s, [&](const boost::system::error_code& ec) {
+      if (!ec) async_server_auth(s, config(server_key), [&](TcpAuthResult r) { sr = std::move(r); });
+    });
+    c.async_connect(acceptor.local_endpoint(), [&](const boost::system::error_code& ec) {
+      if (!ec) async_client_auth(c, config(client_key), server_key.public_key, [&](TcpAuthResult r) { cr = std::move(r); });
+    });
+    io.restart();
+    io.run();
+    latency_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    if (!sr || !cr || sr->error != AuthError::ok || cr->error != AuthError::ok) ++failures;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double rate = n / secs;
+  const double bound = raw_bound_per_second(n);
+  std::sort(latency_us.begin(), latency_us.end());
+  auto pct = [&](double p) { return latency_us[static_cast<size_t>(p * (latency_us.size() - 1))]; };
+  std::printf("bench_conn_auth: %d handshakes over loopback TCP, client and server on one core, %d failed\n", n,
+              failures);
+  std::printf("  handshakes/s:              %8.0f\n", rate);
+  std::printf("  raw crypto bound/s:        %8.0f  (per side 1 sign, 1 verify, 2 X25519)\n", bound);
+  std::printf("  ratio %.2f  (target >= 0.80: %s)\n", rate / bound, rate / bound >= 0.8 ? "PASS" : "MISS");
+  std::printf("  latency, connect to both sides done: p50 %.0f us, p99 %.0f us  (target p99 < 2 ms: %s)\n", pct(0.5),
+              pct(0.99), pct(0.99) < 2000 ? "PASS" : "MISS");
+  return failures == 0 ? 0 : 1;
+}
