@@ -20,6 +20,7 @@
 #include "maintainer/daemon.h"
 #include "maintainer/control.h"
 #include "maintainer/durations.h"
+#include "maintainer/guard.h"
 #include "maintainer/node_state.h"
 #include "netauth/address.h"
 #include "proto/control.pb.h"
@@ -512,6 +513,17 @@ int run_cli(int argc, char** argv) {
   peers_cmd->add_flag("--json", json, "print the control API message as JSON");
   state_dir(peers_cmd);
 
+  GuardOptions guard;
+  auto* guard_cmd = app.add_subcommand(
+      "guard", "put a TCP service behind org membership (conn_auth); needs `fortmesh run` on this node.\n"
+               "Server side: --listen ADDR:PORT --to HOST:PORT. Client side: --listen 127.0.0.1:PORT\n"
+               "--connect ADDR:PORT --server-key KEY. See docs/guard.md.");
+  guard_cmd->add_option("--listen", guard.listen, "ADDR:PORT to accept connections on")->required();
+  guard_cmd->add_option("--to", guard.to, "server side: the protected service's HOST:PORT (numeric)");
+  guard_cmd->add_option("--connect", guard.connect, "client side: the remote guard's ADDR:PORT");
+  guard_cmd->add_option("--server-key", guard.server_key, "client side: the remote node's identity key (base64)");
+  state_dir(guard_cmd);
+
   DaemonOptions daemon;
   std::string log_level = "info";
   auto* run_cmd = app.add_subcommand(
@@ -577,6 +589,10 @@ int run_cli(int argc, char** argv) {
   } else if (members_cmd->parsed()) {
     name = "members";
     st = members(dir, json);
+  } else if (guard_cmd->parsed()) {
+    name = "guard";
+    guard.state_dir = dir;
+    st = run_guard(guard);
   } else if (status_cmd->parsed()) {
     name = "status";
     st = status(dir, json);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <memory>
 
 namespace fm::maintainer {
@@ -34,11 +35,14 @@ uint32_t length_of(const std::array<uint8_t, 4>& h) {
   return uint32_t{h[0]} << 24 | uint32_t{h[1]} << 16 | uint32_t{h[2]} << 8 | h[3];
 }
 
-// One connection: read a request, answer it, close.
-class Session : public std::enable_shared_from_this<Session> {
+}  // namespace
+
+// One connection: read a request, answer it, close; or, for a watch, stay and
+// pass on broadcasts.
+class ControlSession : public std::enable_shared_from_this<ControlSession> {
  public:
-  Session(stream_protocol::socket socket, const ControlServer::Handler& handler)
-      : socket_(std::move(socket)), handler_(handler) {}
+  ControlSession(stream_protocol::socket socket, ControlServer* server)
+      : socket_(std::move(socket)), server_(server) {}
   void start() {
     auto self = shared_from_this();
     boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
@@ -53,25 +57,52 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Queues a frame; writes go out one at a time, in order.
+  void send(const wire::ControlReply& reply) {
+    queue_.push_back(frame(reply));
+    if (queue_.size() == 1) write_next();
+  }
+
  private:
   void answer() {
     wire::ControlRequest request;
-    wire::ControlReply reply;
     if (!request.ParseFromString(body_)) {
+      wire::ControlReply reply;
       reply.set_error("not a control request");
-    } else {
-      reply = handler_(request);
+      return send(reply);
     }
-    out_ = frame(reply);
+    if (request.has_watch()) {
+      server_->watchers_.push_back(weak_from_this());
+      wire::ControlReply hello;
+      hello.mutable_changed();
+      send(hello);
+      // Reading on notices the client going away (EOF) and ends the session.
+      auto self = shared_from_this();
+      socket_.async_read_some(boost::asio::buffer(header_), [self](const boost::system::error_code&, size_t) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);
+      });
+      return;
+    }
+    send(server_->handler_(request));
+  }
+  void write_next() {
     auto self = shared_from_this();
-    boost::asio::async_write(socket_, boost::asio::buffer(out_), [self](const boost::system::error_code&, size_t) {});
+    boost::asio::async_write(socket_, boost::asio::buffer(queue_.front()),
+                             [self](const boost::system::error_code& ec, size_t) {
+                               self->queue_.pop_front();
+                               if (!ec && !self->queue_.empty()) self->write_next();
+                             });
   }
 
   stream_protocol::socket socket_;
-  const ControlServer::Handler& handler_;
+  ControlServer* server_;
   std::array<uint8_t, 4> header_{};
-  std::string body_, out_;
+  std::string body_;
+  std::deque<std::string> queue_;
 };
+
+namespace {
 
 Status sys_error(const std::string& what) { return Status::error(what + ": " + std::strerror(errno)); }
 
@@ -165,10 +196,23 @@ void ControlServer::stop() {
   path_.clear();
 }
 
+void ControlServer::broadcast(const wire::ControlReply& event) {
+  std::erase_if(watchers_, [](const auto& w) { return w.expired(); });
+  for (const auto& w : watchers_) {
+    if (auto s = w.lock()) s->send(event);
+  }
+}
+
+size_t ControlServer::watchers() const {
+  size_t n = 0;
+  for (const auto& w : watchers_) n += !w.expired();
+  return n;
+}
+
 void ControlServer::accept() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, stream_protocol::socket socket) {
     if (ec) return;
-    std::make_shared<Session>(std::move(socket), handler_)->start();
+    std::make_shared<ControlSession>(std::move(socket), this)->start();
     accept();
   });
 }

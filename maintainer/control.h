@@ -6,6 +6,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <functional>
+#include <memory>
+#include <vector>
 #include <string>
 
 #include "netauth/result.h"
@@ -23,18 +25,26 @@ Result<fortmesh::wire::ControlReply> control_call(const std::string& socket_path
 // True when a daemon answers on the state directory's control socket.
 bool daemon_running(const std::string& state_dir);
 
+class ControlSession;
+
 class ControlServer {
  public:
   using Handler = std::function<fortmesh::wire::ControlReply(const fortmesh::wire::ControlRequest&)>;
+  // Requests with `watch` are not given to the handler: the connection stays
+  // open and receives every broadcast() until the client closes it.
   ControlServer(boost::asio::io_context& io, Handler handler) : acceptor_(io), handler_(std::move(handler)) {}
   ~ControlServer();
   // Binds the socket (a stale one from a crashed run is replaced; a live one
   // means another daemon runs here: an error) and starts accepting.
   Status start(const std::string& socket_path);
   void stop();
+  void broadcast(const fortmesh::wire::ControlReply& event);
+  size_t watchers() const;
 
  private:
   void accept();
+  friend class ControlSession;
+  std::vector<std::weak_ptr<ControlSession>> watchers_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   Handler handler_;
   std::string path_;

@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <map>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -156,6 +157,8 @@ Status run_daemon(const DaemonOptions& options) {
     }
   };
 
+  std::function<void()> after_change;  // set once the control socket exists
+
   // After every engine step: persist what gossip brought, and bring WireGuard
   // along. Ops from peers exist elsewhere too, so they are written without sync.
   auto persist = [&] {
@@ -178,7 +181,10 @@ Status run_daemon(const DaemonOptions& options) {
       if (Status st = node.store().put_meta(key, wire, false); !st) spdlog::error("{}", st.message());
       changed = true;
     }
-    if (changed) sync_wireguard();
+    if (changed) {
+      sync_wireguard();
+      if (after_change) after_change();
+    }
   };
 
   boost::asio::io_context io;
@@ -219,6 +225,7 @@ Status run_daemon(const DaemonOptions& options) {
       engine.publish(ids, t);
       transport.pump();
       sync_wireguard();
+      if (after_change) after_change();
     } else if (req.has_status()) {
       auto* st = reply.mutable_status();
       st->set_key(netauth::to_base64(node.key().public_key));
@@ -264,12 +271,45 @@ Status run_daemon(const DaemonOptions& options) {
         pi->set_rx_bytes(p.rx_bytes);
         pi->set_tx_bytes(p.tx_bytes);
       }
+    } else if (req.has_member_status()) {
+      if (req.member_status().size() != 32) {
+        reply.set_error("member_status wants a 32-byte identity key");
+        return reply;
+      }
+      crdt::PublicKey key;
+      std::memcpy(key.data(), req.member_status().data(), 32);
+      auto m = replica.member(key, t / 1000);
+      reply.set_member_status(m ? crdt::to_string(m->standing) : "not_member");
     } else {
       reply.set_error("unknown control request");
     }
     return reply;
   });
   if (Status st = control.start(control_socket_path(options.state_dir)); !st) return st;
+
+  // Watchers (fortmesh guard) hear of every membership change within a second:
+  // checked after each gossip step and admin command, and every second for
+  // expiries.
+  std::string last_digest = hex_of(replica.digest(unix_millis() / 1000));
+  auto announce_membership = [&] {
+    const std::string d = hex_of(replica.digest(unix_millis() / 1000));
+    if (d == last_digest) return;
+    last_digest = d;
+    wire::ControlReply event;
+    event.mutable_changed()->set_digest(d);
+    control.broadcast(event);
+  };
+  boost::asio::steady_timer membership_tick(io);
+  std::function<void()> schedule_membership = [&] {
+    membership_tick.expires_after(std::chrono::seconds(1));
+    membership_tick.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      announce_membership();
+      schedule_membership();
+    });
+  };
+  schedule_membership();
+  after_change = announce_membership;
 
   // Drift repair, expiry, and a dead wireguard-go: checked every 5 s.
   boost::asio::steady_timer repair(io);
@@ -290,6 +330,7 @@ Status run_daemon(const DaemonOptions& options) {
     transport.stop();
     control.stop();
     repair.cancel();
+    membership_tick.cancel();
     io.stop();
   });
   io.run();
