@@ -40,16 +40,6 @@ uint64_t unix_now() {
                                    .count());
 }
 
-std::string hex(std::span<const uint8_t> b) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (uint8_t c : b) {
-    s.push_back(digits[c >> 4]);
-    s.push_back(digits[c & 15]);
-  }
-  return s;
-}
-
 // Only for tests of crash safety: die the hardest way right after reporting
 // success, before any orderly shutdown.
 void crash_here_if_testing() {
@@ -354,7 +344,7 @@ Status members(const std::string& dir, bool json) {
   reply.set_org_id(to_base64(r.org().id));
   reply.set_org_name(r.org().name);
   reply.set_prefix(netauth::format_prefix(r.org().prefix));
-  reply.set_digest(hex(r.digest(now)));
+  reply.set_digest(netauth::to_hex(r.digest(now)));
   for (const auto& m : r.members(now)) {
     auto* mi = reply.add_members();
     mi->set_key(to_base64(m.key));

@@ -30,15 +30,6 @@ namespace wire = ::fortmesh::wire;
 
 constexpr std::string_view kRecordPrefix = "ep/";
 
-std::string hex_of(const netauth::Bytes32& b) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (uint8_t x : b) {
-    out.push_back(digits[x >> 4]);
-    out.push_back(digits[x & 15]);
-  }
-  return out;
-}
 
 Result<udp::endpoint> parse_listen(const std::string& text) {
   auto colon = text.rfind(':');
@@ -233,7 +224,7 @@ Status run_daemon(const DaemonOptions& options) {
       st->set_address(netauth::format_address(*netauth::overlay_address_of(replica.org().prefix, node.key().public_key)));
       st->set_ops(replica.op_count());
       const auto d = replica.digest(t / 1000);
-      st->set_digest(hex_of(d));
+      st->set_digest(netauth::to_hex(d));
       uint32_t active = 0;
       for (const auto& m : replica.members(t / 1000)) active += m.standing == crdt::Standing::active;
       st->set_active_members(active);
@@ -290,9 +281,9 @@ Status run_daemon(const DaemonOptions& options) {
   // Watchers (fortmesh guard) hear of every membership change within a second:
   // checked after each gossip step and admin command, and every second for
   // expiries.
-  std::string last_digest = hex_of(replica.digest(unix_millis() / 1000));
+  std::string last_digest = netauth::to_hex(replica.digest(unix_millis() / 1000));
   auto announce_membership = [&] {
-    const std::string d = hex_of(replica.digest(unix_millis() / 1000));
+    const std::string d = netauth::to_hex(replica.digest(unix_millis() / 1000));
     if (d == last_digest) return;
     last_digest = d;
     wire::ControlReply event;

@@ -15,15 +15,7 @@ namespace {
 
 constexpr size_t kMaxReply = 64 << 20;  // 2^20 peers' worth is far beyond any org
 
-std::string hex(const Key& k) {
-  static const char* digits = "0123456789abcdef";
-  std::string out(64, '0');
-  for (size_t i = 0; i < 32; ++i) {
-    out[2 * i] = digits[k[i] >> 4];
-    out[2 * i + 1] = digits[k[i] & 15];
-  }
-  return out;
-}
+std::string hex(const Key& k) { return netauth::to_hex(k); }
 
 bool unhex(std::string_view s, Key* out) {
   if (s.size() != 64) return false;

@@ -88,6 +88,17 @@ bool verify(std::string_view domain, std::span<const uint8_t> message, const Sig
   return crypto_sign_verify_detached(signature.data(), buf, total, key.data()) == 0;
 }
 
+std::string to_hex(std::span<const uint8_t> bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (uint8_t b : bytes) {
+    out.push_back(digits[b >> 4]);
+    out.push_back(digits[b & 15]);
+  }
+  return out;
+}
+
 std::string to_base64(std::span<const uint8_t> bytes) {
   ensure_sodium();
   std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');

@@ -55,6 +55,8 @@ Signature sign(std::string_view domain, std::span<const uint8_t> message, const 
 bool verify(std::string_view domain, std::span<const uint8_t> message, const Signature& signature,
             const PublicKey& key);
 
+// Lowercase hex, two digits a byte (digests, wireguard-go's UAPI keys).
+std::string to_hex(std::span<const uint8_t> bytes);
 // Standard base64 with padding, as WireGuard writes keys (44 characters for 32 bytes).
 std::string to_base64(std::span<const uint8_t> bytes);
 Result<Bytes32> key_from_base64(std::string_view text);

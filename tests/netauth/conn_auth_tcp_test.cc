@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "netauth/conn_auth_tcp.h"
+#include "tests/util/table_view.h"
 #include "tests/util/testutil.h"
 
 namespace fm::netauth {
@@ -18,14 +19,7 @@ namespace {
 
 using boost::asio::ip::tcp;
 
-class TableView final : public MembershipView {
- public:
-  MemberStatus status(const PublicKey& key) override {
-    auto it = table.find(key);
-    return it == table.end() ? MemberStatus::not_member : it->second;
-  }
-  std::map<PublicKey, MemberStatus> table;
-};
+using test::TableView;
 
 class ConnAuthTcpTest : public ::testing::Test {
  protected:

@@ -5,20 +5,13 @@
 
 #include "netauth/conn_auth.h"
 #include "proto/conn_auth.pb.h"
+#include "tests/util/table_view.h"
 #include "tests/util/testutil.h"
 
 namespace fm::netauth {
 namespace {
 
-// Membership as a table (the daemon's view reads its replica instead).
-class TableView final : public MembershipView {
- public:
-  MemberStatus status(const PublicKey& key) override {
-    auto it = table.find(key);
-    return it == table.end() ? MemberStatus::not_member : it->second;
-  }
-  std::map<PublicKey, MemberStatus> table;
-};
+using test::TableView;
 
 class ConnAuthTest : public ::testing::Test {
  protected:
