@@ -25,6 +25,10 @@ class Driver : public std::enable_shared_from_this<Driver> {
     timer_.expires_after(std::chrono::milliseconds(timeout_ms));
   }
   void start() {
+    // Handshake frames are small and each waits for the other side's answer:
+    // do not let Nagle hold them back.
+    boost::system::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
     auto self = shared_from_this();
     timer_.async_wait([self](const boost::system::error_code& ec) {
       if (ec || self->finished_) return;
