@@ -120,7 +120,6 @@ Result<uint16_t> resolve_family(mnl_socket* nl) {
 struct ParseState {
   Device* device;
   bool ok = true;
-  bool continued = false;  // the current peer nest continues the previous peer
 };
 
 std::optional<Endpoint> endpoint_from(const nlattr* a) {

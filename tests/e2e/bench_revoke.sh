@@ -37,7 +37,7 @@ complete() { for h in "${HOSTS[@]}"; do [ "$(wg_peers "$h" | wc -l)" -eq "$want"
 wait_for 120 complete || { echo "the mesh did not converge"; exit 1; }
 echo "16 nodes up, each with $want WireGuard peers"
 # Warm: every node has a handshake with the 15 live others (the first
-# revocation after start-up otherwise waits for handshakes: see the note).
+# revocation after start-up otherwise waits for handshakes: docs/wireguard.md).
 handshakes() {
   for h in "${HOSTS[@]}"; do
     [ "$(wg show "${MESH_IF[$h]}" latest-handshakes | awk '$2 != 0' | wc -l)" -ge $(( ${#HOSTS[@]} - 1 )) ] || return 1
