@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -108,15 +109,43 @@ int main(int argc, char** argv) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   const double rate = n / secs;
+
+  // The handshake alone over TCP: connections made (and closed) outside the
+  // timed part, 100 at a time.
+  double open_secs = 0;
+  for (int done = 0; done < n;) {
+    const int batch = std::min(100, n - done);
+    std::vector<std::unique_ptr<tcp::socket>> ss, cs;
+    for (int i = 0; i < batch; ++i) {
+      cs.push_back(std::make_unique<tcp::socket>(io));
+      ss.push_back(std::make_unique<tcp::socket>(io));
+      cs.back()->connect(acceptor.local_endpoint());
+      acceptor.accept(*ss.back());
+    }
+    const auto b0 = Clock::now();
+    for (int i = 0; i < batch; ++i) {
+      std::optional<TcpAuthResult> sr, cr;
+      async_server_auth(*ss[i], config(server_key), [&](TcpAuthResult r) { sr = std::move(r); });
+      async_client_auth(*cs[i], config(client_key), server_key.public_key, [&](TcpAuthResult r) { cr = std::move(r); });
+      io.restart();
+      io.run();
+      if (!sr || !cr || sr->error != AuthError::ok || cr->error != AuthError::ok) ++failures;
+    }
+    open_secs += std::chrono::duration<double>(Clock::now() - b0).count();
+    done += batch;
+  }
+  const double open_rate = n / open_secs;
   const double bound = raw_bound_per_second(n);
   const double memory = in_memory_per_second(n, config(server_key), config(client_key), server_key.public_key);
   std::sort(latency_us.begin(), latency_us.end());
   auto pct = [&](double p) { return latency_us[static_cast<size_t>(p * (latency_us.size() - 1))]; };
   std::printf("bench_conn_auth: %d handshakes over loopback TCP, client and server on one core, %d failed\n", n,
               failures);
-  std::printf("  handshakes/s:              %8.0f\n", rate);
-  std::printf("  raw crypto bound/s:        %8.0f  (per side 1 sign, 1 verify, 2 X25519)\n", bound);
-  std::printf("  ratio %.2f  (target >= 0.80: %s)\n", rate / bound, rate / bound >= 0.8 ? "PASS" : "MISS");
+  std::printf("  handshakes/s, each on a new TCP connection:     %8.0f\n", rate);
+  std::printf("  handshakes/s on connections already open:       %8.0f  (ratio %.2f to the bound)\n", open_rate,
+              open_rate / bound);
+  std::printf("  raw crypto bound/s:                             %8.0f  (per side 1 sign, 1 verify, 2 X25519)\n", bound);
+  std::printf("  ratio, new connections %.2f  (target >= 0.80: %s)\n", rate / bound, rate / bound >= 0.8 ? "PASS" : "MISS");
   std::printf("  the same handshakes in memory (no sockets): %.0f/s, ratio %.2f to the bound\n", memory,
               memory / bound);
   std::printf("  latency, connect to both sides done: p50 %.0f us, p99 %.0f us  (target p99 < 2 ms: %s)\n", pct(0.5),
