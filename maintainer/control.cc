@@ -1,19 +1,16 @@
 #include "maintainer/control.h"
 
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <memory>
+
+#include "maintainer/unix_request.h"
 
 namespace fm::maintainer {
 namespace {
@@ -104,58 +101,29 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
 
 namespace {
 
-Status sys_error(const std::string& what) { return Status::error(what + ": " + std::strerror(errno)); }
 
 }  // namespace
 
 std::string control_socket_path(const std::string& state_dir) { return state_dir + "/control.sock"; }
 
 Result<wire::ControlReply> control_call(const std::string& path, const wire::ControlRequest& request, int timeout_ms) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return Status::error("control socket path too long: " + path);
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return sys_error("socket");
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::error("fortmesh is not running (no answer on " + path + ": " + std::strerror(errno) + ")");
+  auto in = unix_request(path, "the daemon at " + path, frame(request),
+                         [](std::string_view r) {
+                           if (r.size() < 4) return false;
+                           std::array<uint8_t, 4> h;
+                           std::memcpy(h.data(), r.data(), 4);
+                           return r.size() >= 4 + size_t{length_of(h)} || length_of(h) > kMaxFrame;
+                         },
+                         timeout_ms, 4 + kMaxFrame);
+  if (!in) {
+    if (in.message().starts_with("cannot reach")) return Status::error("fortmesh is not running (" + in.message() + ")");
+    return in.status();
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  auto wait = [&](short events) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{fd, events, 0};
-    return left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1;
-  };
-  const std::string out = frame(request);
-  for (size_t sent = 0; sent < out.size();) {
-    if (!wait(POLLOUT)) return Status::error("the daemon did not take the request in time");
-    const ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno != EINTR) return sys_error("writing to " + path);
-    if (n > 0) sent += static_cast<size_t>(n);
-  }
-  std::string in;
-  char buf[16384];
-  for (;;) {
-    if (in.size() >= 4) {
-      std::array<uint8_t, 4> h;
-      std::memcpy(h.data(), in.data(), 4);
-      const uint32_t n = length_of(h);
-      if (n > kMaxFrame) return Status::error("the daemon's reply is too large");
-      if (in.size() >= 4 + size_t{n}) break;
-    }
-    if (!wait(POLLIN)) return Status::error("the daemon did not answer in time");
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("reading from " + path);
-    if (n == 0) return Status::error("the daemon closed the connection without an answer");
-    in.append(buf, static_cast<size_t>(n));
-  }
+  std::array<uint8_t, 4> h;
+  std::memcpy(h.data(), in->data(), 4);
+  if (length_of(h) > kMaxFrame) return Status::error("the daemon's reply is too large");
   wire::ControlReply reply;
-  if (!reply.ParseFromArray(in.data() + 4, static_cast<int>(in.size() - 4))) {
+  if (!reply.ParseFromArray(in->data() + 4, static_cast<int>(length_of(h)))) {
     return Status::error("the daemon's reply does not parse");
   }
   return reply;
@@ -203,10 +171,37 @@ void ControlServer::broadcast(const wire::ControlReply& event) {
   }
 }
 
-size_t ControlServer::watchers() const {
-  size_t n = 0;
-  for (const auto& w : watchers_) n += !w.expired();
-  return n;
+bool ControlWatcher::connect() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+  socket_.connect(stream_protocol::endpoint(path_), ec);
+  if (ec) return false;
+  wire::ControlRequest req;
+  req.set_watch(true);
+  boost::asio::write(socket_, boost::asio::buffer(frame(req)), ec);
+  if (ec) {
+    socket_.close(ec);
+    return false;
+  }
+  read_event();
+  return true;
+}
+
+void ControlWatcher::close() {
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+}
+
+void ControlWatcher::read_event() {
+  boost::asio::async_read(socket_, boost::asio::buffer(header_), [this](const boost::system::error_code& ec, size_t) {
+    if (ec || length_of(header_) > kMaxFrame) return close();
+    event_.resize(length_of(header_));
+    boost::asio::async_read(socket_, boost::asio::buffer(event_), [this](const boost::system::error_code& ec2, size_t) {
+      if (ec2) return close();
+      on_event_();
+      read_event();
+    });
+  });
 }
 
 void ControlServer::accept() {

@@ -3,6 +3,7 @@
 // connection, each framed by a 4-byte big-endian length (at most 4 MiB).
 #pragma once
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <functional>
@@ -25,6 +26,26 @@ Result<fortmesh::wire::ControlReply> control_call(const std::string& socket_path
 // True when a daemon answers on the state directory's control socket.
 bool daemon_running(const std::string& state_dir);
 
+// The client side of a watch: on_event() runs for every MembershipChanged
+// (the first comes at once). After the daemon goes away connected() is false
+// until connect() succeeds again.
+class ControlWatcher {
+ public:
+  ControlWatcher(boost::asio::io_context& io, std::string socket_path, std::function<void()> on_event)
+      : socket_(io), path_(std::move(socket_path)), on_event_(std::move(on_event)) {}
+  bool connect();  // false when no daemon answers
+  bool connected() const { return socket_.is_open(); }
+  void close();
+
+ private:
+  void read_event();
+  boost::asio::local::stream_protocol::socket socket_;
+  std::string path_;
+  std::function<void()> on_event_;
+  std::array<uint8_t, 4> header_{};
+  std::string event_;
+};
+
 class ControlSession;
 
 class ControlServer {
@@ -39,7 +60,6 @@ class ControlServer {
   Status start(const std::string& socket_path);
   void stop();
   void broadcast(const fortmesh::wire::ControlReply& event);
-  size_t watchers() const;
 
  private:
   void accept();

@@ -19,6 +19,7 @@
 #include "crdt/gossip.h"
 #include "maintainer/control.h"
 #include "maintainer/gossip_transport.h"
+#include "maintainer/ip_port.h"
 #include "maintainer/node_state.h"
 #include "maintainer/wg_netlink.h"
 #include "maintainer/wireguard.h"
@@ -30,23 +31,6 @@ namespace wire = ::fortmesh::wire;
 
 constexpr std::string_view kRecordPrefix = "ep/";
 
-
-Result<udp::endpoint> parse_listen(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos) return Status::error("--gossip-listen wants ADDR:PORT, got " + text);
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  boost::system::error_code ec;
-  auto addr = boost::asio::ip::make_address(host, ec);
-  if (ec) return Status::error("--gossip-listen: not an IP address: " + host);
-  unsigned long port = 0;
-  try {
-    port = std::stoul(text.substr(colon + 1));
-  } catch (...) {
-  }
-  if (port > 65535 || text.substr(colon + 1).empty()) return Status::error("--gossip-listen: bad port in " + text);
-  return udp::endpoint(addr, static_cast<uint16_t>(port));
-}
 
 }  // namespace
 
@@ -102,9 +86,9 @@ Status run_daemon(const DaemonOptions& options) {
     std::copy(own->begin(), own->end(), b.begin());
     listen = udp::endpoint(boost::asio::ip::address_v6(b), crdt::kGossipPort);
   } else {
-    auto l = parse_listen(options.gossip_listen);
+    auto l = parse_ip_port("--gossip-listen", options.gossip_listen);
     if (!l) return l.status();
-    listen = *l;
+    listen = udp::endpoint(l->address, l->port);
   }
 
   crdt::ReplicaPeers peers(&replica, node.key().public_key);

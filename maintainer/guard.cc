@@ -6,8 +6,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -18,6 +16,7 @@
 #include <set>
 
 #include "maintainer/control.h"
+#include "maintainer/ip_port.h"
 #include "maintainer/node_state.h"
 #include "netauth/conn_auth_tcp.h"
 
@@ -28,21 +27,10 @@ namespace asio = boost::asio;
 namespace wire = ::fortmesh::wire;
 using asio::ip::tcp;
 
-Result<tcp::endpoint> parse_endpoint(const std::string& what, const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos) return Status::error(what + " wants ADDR:PORT, got " + text);
-  std::string host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  boost::system::error_code ec;
-  const auto addr = asio::ip::make_address(host, ec);
-  if (ec) return Status::error(what + ": not a numeric IP address: " + host);
-  unsigned port = 0;
-  const std::string p = text.substr(colon + 1);
-  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
-      (port = static_cast<unsigned>(std::stoul(p))) == 0 || port > 65535) {
-    return Status::error(what + ": bad port in " + text);
-  }
-  return tcp::endpoint(addr, static_cast<uint16_t>(port));
+Result<tcp::endpoint> parse_endpoint(const std::string& option, const std::string& text) {
+  auto ip = parse_ip_port(option, text);
+  if (!ip) return ip.status();
+  return tcp::endpoint(ip->address, ip->port);
 }
 
 // Membership as the running daemon sees it, asked per key.
@@ -115,7 +103,7 @@ class Guard {
  public:
   Guard(asio::io_context& io, const GuardOptions& o, NodeState& node)
       : io_(io), options_(o), node_(node), view_(control_socket_path(o.state_dir)), acceptor_(io), timer_(io),
-        watch_(io) {}
+        watch_(io, control_socket_path(o.state_dir), [this] { recheck(); }) {}
 
   Status start() {
     auto listen = parse_endpoint("--listen", options_.listen);
@@ -147,7 +135,7 @@ class Guard {
     spdlog::info("guard: {} side on {}, {} {}", server_mode() ? "server" : "client", options_.listen,
                  server_mode() ? "relaying members to" : "to the guard at", server_mode() ? options_.to : options_.connect);
     accept();
-    watch();
+    watch_.connect();  // the membership stream; tick() reconnects it if it drops
     tick();
     return Status::ok();
   }
@@ -155,7 +143,7 @@ class Guard {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     timer_.cancel();
-    watch_.close(ignored);
+    watch_.close();
     for (auto& r : relays_) r->close();
   }
 
@@ -258,42 +246,12 @@ class Guard {
     }
   }
 
-  // The daemon's membership stream; if it drops, try again each second.
-  void watch() {
-    boost::system::error_code ec;
-    watch_.close(ec);
-    watch_.connect(asio::local::stream_protocol::endpoint(control_socket_path(options_.state_dir)), ec);
-    if (ec) return;
-    wire::ControlRequest req;
-    req.set_watch(true);
-    const std::string body = req.SerializeAsString();
-    std::string frame(4, '\0');
-    const auto n = static_cast<uint32_t>(body.size());
-    frame[0] = static_cast<char>(n >> 24), frame[1] = static_cast<char>(n >> 16);
-    frame[2] = static_cast<char>(n >> 8), frame[3] = static_cast<char>(n);
-    asio::write(watch_, asio::buffer(frame + body), ec);
-    if (!ec) read_event();
-  }
-  void read_event() {
-    asio::async_read(watch_, asio::buffer(header_), [this](const boost::system::error_code& ec, size_t) {
-      if (ec) return;
-      const uint32_t n = uint32_t{header_[0]} << 24 | uint32_t{header_[1]} << 16 | uint32_t{header_[2]} << 8 | header_[3];
-      if (n > (1u << 20)) return;
-      event_.resize(n);
-      asio::async_read(watch_, asio::buffer(event_), [this](const boost::system::error_code& ec2, size_t) {
-        if (ec2) return;
-        recheck();  // any change: check the keys we hold sessions with
-        read_event();
-      });
-    });
-  }
-
   // Every second: the sessions again (belt and braces), and the stream.
   void tick() {
     timer_.expires_after(std::chrono::seconds(1));
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      if (!watch_.is_open()) watch();
+      if (!watch_.connected()) watch_.connect();
       recheck();
       tick();
     });
@@ -311,9 +269,7 @@ class Guard {
   DaemonView view_;
   tcp::acceptor acceptor_;
   asio::steady_timer timer_;
-  asio::local::stream_protocol::socket watch_;
-  std::array<uint8_t, 4> header_{};
-  std::string event_;
+  ControlWatcher watch_;
   tcp::endpoint target_;
   netauth::PublicKey server_key_{};
   netauth::AttemptLimiter limiter_;

@@ -1,14 +1,9 @@
 #include "maintainer/wg_uapi.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <cstring>
+
+#include "maintainer/unix_request.h"
 
 namespace fm::maintainer::wg {
 namespace {
@@ -47,10 +42,6 @@ Status errno_status(std::string_view value) {
   const int e = static_cast<int>(n < 0 ? -n : n);
   return Status::error("wireguard-go refused the change: " + std::string(std::strerror(e)) + " (errno " +
                        std::to_string(e) + ")");
-}
-
-Status sys_error(const std::string& what, const std::string& path) {
-  return Status::error(what + " " + path + ": " + std::strerror(errno));
 }
 
 }  // namespace
@@ -138,43 +129,9 @@ Status parse_uapi_set_reply(std::string_view reply) {
 }
 
 Result<std::string> UapiClient::exchange(std::string_view request) const {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.size() >= sizeof(addr.sun_path)) return Status::error("UAPI socket path too long: " + path_);
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return sys_error("cannot create a socket for", path_);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return sys_error("cannot reach wireguard-go at", path_);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
-  auto wait = [&](short events) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{fd, events, 0};
-    return left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) == 1;
-  };
-  for (size_t sent = 0; sent < request.size();) {
-    if (!wait(POLLOUT)) return Status::error("wireguard-go at " + path_ + " did not take the request in time");
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno != EINTR) return sys_error("cannot write to", path_);
-    if (n > 0) sent += static_cast<size_t>(n);
-  }
-  std::string reply;
-  char buf[16384];
-  while (!(reply.size() >= 2 && reply.compare(reply.size() - 2, 2, "\n\n") == 0) && reply != "\n") {
-    if (!wait(POLLIN)) return Status::error("wireguard-go at " + path_ + " did not answer in time");
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error("cannot read from", path_);
-    if (n == 0) return Status::error("wireguard-go at " + path_ + " closed the connection mid-reply");
-    reply.append(buf, static_cast<size_t>(n));
-    if (reply.size() > kMaxReply) return Status::error("wireguard-go reply over 64 MiB");
-  }
-  return reply;
+  // A reply ends with an empty line.
+  return unix_request(path_, "wireguard-go at " + path_, request,
+                      [](std::string_view r) { return r.ends_with("\n\n") || r == "\n"; }, timeout_ms_, kMaxReply);
 }
 
 Result<Device> UapiClient::get() const {
