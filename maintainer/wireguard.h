@@ -33,14 +33,15 @@ class WireGuardSync {
   // changed.
   Result<size_t> sync(int64_t now_sec);
 
-  std::vector<wg::DesiredPeer> desired(int64_t now_sec) const;
   // What the interface has now (peers, handshakes, traffic).
   Result<wg::Device> device() const { return control_->get(); }
-  Backend backend() const { return backend_; }
   const std::string& ifname() const { return ifname_; }
   uint64_t restarts() const { return restarts_; }
 
  private:
+  // The peers membership wants: active members but this node, with a
+  // WireGuard key and no address conflict, and their candidate endpoints.
+  std::vector<wg::DesiredPeer> desired(int64_t now_sec) const;
   Status set_up(int64_t now_sec);
 
   Backend backend_;

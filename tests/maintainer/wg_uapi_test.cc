@@ -121,10 +121,11 @@ std::string output_of(const std::string& cmd) {
 }
 
 // A wireguard-go interface in a namespace of its own; both go away with it,
-// whatever the test did.
-class WireGuardGo {
+// whatever the test did. (The daemon's wg::WireGuardGo starts it in the
+// caller's namespace; here it must not touch the host's.)
+class NamespacedWireGuardGo {
  public:
-  WireGuardGo() {
+  NamespacedWireGuardGo() {
     const std::string id = std::to_string(::getpid());
     ns_ = "fmtest-uapi-" + id;
     ifname_ = "fmu" + id;  // unique: the socket directory is shared by all namespaces
@@ -148,7 +149,7 @@ class WireGuardGo {
     }
     if (!std::filesystem::exists(socket())) error_ = "wireguard-go did not open " + socket();
   }
-  ~WireGuardGo() {
+  ~NamespacedWireGuardGo() {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
       int status;
@@ -185,7 +186,7 @@ std::string b64(const Key& k) { return netauth::to_base64(k); }
 TEST(UapiClient, ConfiguresARealWireGuardGoAndReconcilesDrift) {
   std::string why;
   if (!have_tools(&why)) GTEST_SKIP() << why;
-  WireGuardGo wg;
+  NamespacedWireGuardGo wg;
   ASSERT_EQ(wg.error(), "");
   UapiClient client(wg.socket());
 
