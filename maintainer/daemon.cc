@@ -31,6 +31,17 @@ namespace wire = ::fortmesh::wire;
 
 constexpr std::string_view kRecordPrefix = "ep/";
 
+// Runs `fn` every `period` on `timer` until the timer is cancelled.
+template <typename Fn>
+void every(boost::asio::steady_timer& timer, std::chrono::seconds period, Fn& fn) {
+  timer.expires_after(period);
+  timer.async_wait([&timer, period, &fn](const boost::system::error_code& ec) {
+    if (ec) return;
+    fn();
+    every(timer, period, fn);
+  });
+}
+
 
 }  // namespace
 
@@ -275,28 +286,12 @@ Status run_daemon(const DaemonOptions& options) {
     control.broadcast(event);
   };
   boost::asio::steady_timer membership_tick(io);
-  std::function<void()> schedule_membership = [&] {
-    membership_tick.expires_after(std::chrono::seconds(1));
-    membership_tick.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      announce_membership();
-      schedule_membership();
-    });
-  };
-  schedule_membership();
+  every(membership_tick, std::chrono::seconds(1), announce_membership);
   after_change = announce_membership;
 
   // Drift repair, expiry, and a dead wireguard-go: checked every 5 s.
   boost::asio::steady_timer repair(io);
-  std::function<void()> schedule_repair = [&] {
-    repair.expires_after(std::chrono::seconds(5));
-    repair.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      sync_wireguard();
-      schedule_repair();
-    });
-  };
-  if (wireguard) schedule_repair();
+  if (wireguard) every(repair, std::chrono::seconds(5), sync_wireguard);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {

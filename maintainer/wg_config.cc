@@ -38,13 +38,6 @@ std::string format_ip(const netauth::Address& a) {
   return buf;
 }
 
-template <typename T>
-bool parse_number(std::string_view s, T* out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
 }  // namespace
 
 bool Endpoint::is_v4() const { return is_v4_mapped(address); }

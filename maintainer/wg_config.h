@@ -2,6 +2,7 @@
 // for both backends (kernel generic netlink, wireguard-go UAPI). Values only.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,6 +74,14 @@ struct DeviceUpdate {
 
 // A WireGuard backend's control channel: wireguard-go's UAPI (wg_uapi.h) or
 // the kernel's generic netlink (wg_netlink.h).
+// A whole decimal number of type T, nothing else (both text forms use it).
+template <typename T>
+bool parse_number(std::string_view s, T* out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
 class Control {
  public:
   virtual ~Control() = default;

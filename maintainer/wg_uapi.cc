@@ -28,16 +28,9 @@ bool unhex(std::string_view s, Key* out) {
   return true;
 }
 
-template <typename T>
-bool number(std::string_view s, T* out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
 Status errno_status(std::string_view value) {
   long long n = 0;
-  if (!number(value, &n)) return Status::error("wireguard-go sent a malformed errno: " + std::string(value));
+  if (!parse_number(value, &n)) return Status::error("wireguard-go sent a malformed errno: " + std::string(value));
   if (n == 0) return Status::ok();
   const int e = static_cast<int>(n < 0 ? -n : n);
   return Status::error("wireguard-go refused the change: " + std::string(std::strerror(e)) + " (errno " +
@@ -90,7 +83,7 @@ Result<Device> parse_uapi_get(std::string_view reply) {
       ok = unhex(value, &k);
       d.private_key = k;
     } else if (key == "listen_port") {
-      ok = number(value, &d.listen_port);
+      ok = parse_number(value, &d.listen_port);
     } else if (key == "public_key") {
       d.peers.emplace_back();
       peer = &d.peers.back();
@@ -106,13 +99,13 @@ Result<Device> parse_uapi_get(std::string_view reply) {
       ok = ip.has_value();
       if (ok) peer->allowed_ips.push_back(*ip);
     } else if (key == "persistent_keepalive_interval") {
-      ok = number(value, &peer->keepalive);
+      ok = parse_number(value, &peer->keepalive);
     } else if (key == "last_handshake_time_sec") {
-      ok = number(value, &peer->last_handshake_sec);
+      ok = parse_number(value, &peer->last_handshake_sec);
     } else if (key == "rx_bytes") {
-      ok = number(value, &peer->rx_bytes);
+      ok = parse_number(value, &peer->rx_bytes);
     } else if (key == "tx_bytes") {
-      ok = number(value, &peer->tx_bytes);
+      ok = parse_number(value, &peer->tx_bytes);
     }
     if (!ok) return Status::error("wireguard-go sent a malformed " + std::string(key) + ": " + std::string(value));
   }

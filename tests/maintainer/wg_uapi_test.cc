@@ -20,6 +20,7 @@
 
 #include "maintainer/wg_reconcile.h"
 #include "maintainer/wg_uapi.h"
+#include "tests/maintainer/wg_repair_check.h"
 #include "tests/util/numbered_key.h"
 
 extern char** environ;
@@ -244,15 +245,7 @@ TEST(UapiClient, ConfiguresARealWireGuardGoAndReconcilesDrift) {
   ASSERT_EQ(run("wg set " + wg.ifname() + " peer " + b64(desired[1].public_key) + " allowed-ips " +
                 AllowedIp::host(desired[1].address).to_string() + ",10.0.0.0/8"),
             0);
-  auto drifted = client.get();
-  ASSERT_TRUE(drifted.is_ok());
-  const DeviceUpdate repair = reconcile(desired, *drifted, own, 1'700'000'000);
-  ASSERT_EQ(repair.peers.size(), 3u);
-  ASSERT_TRUE(client.set(repair).is_ok());
-  auto repaired = client.get();
-  ASSERT_TRUE(repaired.is_ok());
-  EXPECT_EQ(repaired->peers.size(), 1'000u);
-  EXPECT_TRUE(reconcile(desired, *repaired, own, 1'700'000'000).empty());
+  expect_drift_repaired(client, desired, own, 3);
 
   // An endpoint set with port 0 (which wireguard-go accepts) reads back as none.
   DeviceUpdate odd;

@@ -17,6 +17,7 @@
 #include "maintainer/rtnl.h"
 #include "maintainer/wg_netlink.h"
 #include "maintainer/wg_reconcile.h"
+#include "tests/maintainer/wg_repair_check.h"
 #include "tests/util/numbered_key.h"
 
 namespace fm::maintainer::wg {
@@ -98,14 +99,7 @@ TEST_F(KernelWireGuard, TwoThousandPeersSetAndReadBackExactly) {
   stranger.allowed_ips = {*AllowedIp::parse("10.9.9.9/32")};
   drift.peers.push_back(stranger);
   ASSERT_TRUE(nl.set(drift).is_ok());
-  auto drifted = nl.get();
-  ASSERT_TRUE(drifted.is_ok());
-  const auto repair = reconcile(want, *drifted, own, 1'700'000'000);
-  EXPECT_EQ(repair.peers.size(), 11u);
-  ASSERT_TRUE(nl.set(repair).is_ok());
-  auto repaired = nl.get();
-  ASSERT_TRUE(repaired.is_ok());
-  EXPECT_TRUE(reconcile(want, *repaired, own, 1'700'000'000).empty());
+  expect_drift_repaired(nl, want, own, 11);
 }
 
 TEST_F(KernelWireGuard, OverlayAddressMtuAndRoute) {
