@@ -1,4 +1,4 @@
-// Endpoint records (DESIGN.md section 4): each member signs where it can be
+// Endpoint records (docs/gossip.md): each member signs where it can be
 // reached. Soft state, never part of the op DAG: last writer wins per member,
 // and only current members' records are kept. No I/O.
 #pragma once

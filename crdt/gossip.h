@@ -1,4 +1,4 @@
-// The gossip engine (DESIGN.md section 4): replicates the op DAG and endpoint
+// The gossip engine (docs/gossip.md): replicates the op DAG and endpoint
 // records between nodes. No I/O: the shell hands it datagrams and the time,
 // and sends what it returns. Randomness comes from a seed.
 //

@@ -1,4 +1,4 @@
-// Signed membership operations (DESIGN.md section 3): parsing with every limit
+// Signed membership operations (docs/crdt.md): parsing with every limit
 // checked, and building new ops. No I/O.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Where a node keeps its ops and small metadata. The RocksDB implementation
-// lives in maintainer/ (DESIGN.md section 8); MemoryStore serves tests and the
+// lives in maintainer/ (docs/daemon.md); MemoryStore serves tests and the
 // simulator.
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "netauth/result.h"
+#include "base/result.h"
 
 namespace fm::crdt {
 

@@ -1,4 +1,4 @@
-// Overlay addressing (DESIGN.md section 2, normative).
+// Overlay addressing (docs/identity.md, normative).
 //
 //   org prefix       = random RFC 4193 ULA /48: 0xfd followed by 40 random bits
 //   overlay address  = prefix (48 bits) || first 80 bits of
@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "netauth/keys.h"
-#include "netauth/result.h"
+#include "base/result.h"
 
 namespace fm::netauth {
 

@@ -1,4 +1,4 @@
-// conn_auth (DESIGN.md section 6, normative): a SIGMA-style handshake proving
+// conn_auth (docs/guard.md, normative): a SIGMA-style handshake proving
 // a connection comes from a key that is an active member of the org now.
 //
 //   C->S ClientHello { version=1, org_id, client_key, client_ephemeral, client_nonce }

@@ -1,4 +1,4 @@
-// Node identity (DESIGN.md section 2): one Ed25519 key pair, its X25519
+// Node identity (docs/identity.md): one Ed25519 key pair, its X25519
 // (WireGuard) conversion, and the key file that holds it.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "netauth/result.h"
+#include "base/result.h"
 
 namespace fm::netauth {
 

@@ -1,5 +1,5 @@
 // bench_conn_auth: conn_auth handshakes over loopback TCP on one core, beside
-// the raw crypto bound measured in the same run (DESIGN.md section 10).
+// the raw crypto bound measured in the same run (docs/benchmarks.md).
 //
 //   build/tests/bench/bench_conn_auth [handshakes]
 //

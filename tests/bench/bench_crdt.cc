@@ -1,4 +1,4 @@
-// bench_crdt: figures for the CRDT (DESIGN.md section 10: a program that
+// bench_crdt: figures for the CRDT (docs/benchmarks.md: a program that
 // prints figures, not a timed test).
 //
 //   build/tests/bench/bench_crdt [ops ...]     (default: 10000 100000)
@@ -24,8 +24,8 @@
 
 #include "crdt/op.h"
 #include "crdt/replica.h"
-#include "maintainer/node_state.h"
-#include "maintainer/rocksdb_store.h"
+#include "maintainer/daemon/node_state.h"
+#include "maintainer/daemon/rocksdb_store.h"
 #include "tests/util/numbered_key.h"
 #include "tests/util/tempdir.h"
 

@@ -1,5 +1,5 @@
-// bench_wg: the WireGuard reconciler's decision for 10,000 peers (DESIGN.md
-// section 10: prints figures, not a timed test).
+// bench_wg: the WireGuard reconciler's decision for 10,000 peers (docs/benchmarks.md:
+// prints figures, not a timed test).
 //
 //   build/tests/bench/bench_wg
 //
@@ -14,7 +14,7 @@
 #include <random>
 #include <vector>
 
-#include "maintainer/wg_reconcile.h"
+#include "maintainer/wg/reconcile.h"
 
 namespace {
 

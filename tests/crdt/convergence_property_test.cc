@@ -1,5 +1,5 @@
 // Property: replicas that hold the same ops agree, whatever order, duplicates
-// and gaps the ops arrived with (DESIGN.md section 3, "Merge is set union").
+// and gaps the ops arrived with (docs/crdt.md, "Merge is set union").
 //
 // Each seed builds a random org history: admins enrolled at several ranks,
 // members, lighthouses, expiring enrollments, revocations (of members, of

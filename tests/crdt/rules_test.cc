@@ -1,4 +1,4 @@
-// One test per validity and state rule of DESIGN.md section 3.
+// One test per validity and state rule of docs/crdt.md.
 #include <gtest/gtest.h>
 
 #include <algorithm>

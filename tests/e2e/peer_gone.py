@@ -5,7 +5,7 @@ since START (Unix seconds), or -1 after 10 s.
     peer_gone.py START IDENTITY_KEY_BASE64 SOCKET...
 
 The WireGuard key is the X25519 form of the Ed25519 identity key:
-u = (1 + y) / (1 - y) mod 2^255 - 19 (DESIGN.md section 2).
+u = (1 + y) / (1 - y) mod 2^255 - 19 (docs/identity.md).
 """
 import base64
 import socket

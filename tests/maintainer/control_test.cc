@@ -9,7 +9,7 @@
 #include <cstring>
 #include <thread>
 
-#include "maintainer/control.h"
+#include "maintainer/control/control.h"
 #include "tests/util/tempdir.h"
 
 namespace fm::maintainer {

@@ -4,7 +4,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "crdt/gossip.h"
-#include "maintainer/gossip_transport.h"
+#include "maintainer/daemon/gossip_transport.h"
 #include "tests/util/testutil.h"
 
 namespace fm::maintainer {

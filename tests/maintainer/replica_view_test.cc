@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "crdt/replica.h"
-#include "maintainer/replica_view.h"
+#include "maintainer/daemon/replica_view.h"
 #include "tests/util/testutil.h"
 
 namespace fm::maintainer {

@@ -1,4 +1,4 @@
-#include "maintainer/rocksdb_store.h"
+#include "maintainer/daemon/rocksdb_store.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "maintainer/wg_netlink.h"
+#include "maintainer/wg/netlink.h"
 
 namespace fm::maintainer::wg {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "maintainer/wg_reconcile.h"
+#include "maintainer/wg/reconcile.h"
 #include "tests/util/testutil.h"
 
 namespace fm::maintainer::wg {

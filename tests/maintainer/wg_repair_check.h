@@ -6,7 +6,7 @@
 
 #include <span>
 
-#include "maintainer/wg_reconcile.h"
+#include "maintainer/wg/reconcile.h"
 
 namespace fm::maintainer::wg {
 

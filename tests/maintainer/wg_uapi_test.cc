@@ -18,8 +18,8 @@
 #include <map>
 #include <thread>
 
-#include "maintainer/wg_reconcile.h"
-#include "maintainer/wg_uapi.h"
+#include "maintainer/wg/reconcile.h"
+#include "maintainer/wg/uapi.h"
 #include "tests/maintainer/wg_repair_check.h"
 #include "tests/util/numbered_key.h"
 

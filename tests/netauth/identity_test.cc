@@ -1,4 +1,4 @@
-// Identity and addressing (DESIGN.md section 2): key files, base64, the
+// Identity and addressing (docs/identity.md): key files, base64, the
 // Ed25519 -> X25519 conversion, overlay addresses, and the signature edge
 // cases every node must reject the same way.
 //

@@ -1,5 +1,5 @@
 // bench_gossip: figures for the gossip engine on the deterministic simulator
-// (DESIGN.md section 10: a program that prints figures, not a timed test).
+// (docs/benchmarks.md: a program that prints figures, not a timed test).
 //
 //   build/tests/sim/bench_gossip [seed]
 //

@@ -1,4 +1,4 @@
-// Large-scale gossip scenarios on the simulator (DESIGN.md sections 4 and 10):
+// Large-scale gossip scenarios on the simulator (docs/gossip.md):
 // a revocation across 1,000 full replicas at 30 % loss, a partition healed,
 // a long catch-up, and a Byzantine member. Seeded and deterministic; every
 // failure names the seed (FORTMESH_TEST_SEED reruns it).

@@ -14,9 +14,9 @@
 #include <fstream>
 #include <map>
 
-#include "maintainer/rtnl.h"
-#include "maintainer/wg_netlink.h"
-#include "maintainer/wg_reconcile.h"
+#include "maintainer/wg/rtnl.h"
+#include "maintainer/wg/netlink.h"
+#include "maintainer/wg/reconcile.h"
 #include "tests/maintainer/wg_repair_check.h"
 #include "tests/util/numbered_key.h"
 

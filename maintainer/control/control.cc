@@ -1,0 +1,215 @@
+#include "maintainer/control/control.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <deque>
+#include <memory>
+
+#include "maintainer/util/unix_request.h"
+
+namespace fm::maintainer {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+using boost::asio::local::stream_protocol;
+
+constexpr uint32_t kMaxFrame = 4 << 20;
+
+std::string frame(const google::protobuf::Message& m) {
+  const std::string body = m.SerializeAsString();
+  const auto n = static_cast<uint32_t>(body.size());
+  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                  static_cast<char>(n)};
+  return out + body;
+}
+
+uint32_t length_of(const std::array<uint8_t, 4>& h) {
+  return uint32_t{h[0]} << 24 | uint32_t{h[1]} << 16 | uint32_t{h[2]} << 8 | h[3];
+}
+
+}  // namespace
+
+// One connection: read a request, answer it, close; or, for a watch, stay and
+// pass on broadcasts.
+class ControlSession : public std::enable_shared_from_this<ControlSession> {
+ public:
+  ControlSession(stream_protocol::socket socket, ControlServer* server)
+      : socket_(std::move(socket)), server_(server) {}
+  void start() {
+    auto self = shared_from_this();
+    boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
+      if (ec) return;
+      const uint32_t n = length_of(self->header_);
+      if (n > kMaxFrame) return;
+      self->body_.resize(n);
+      boost::asio::async_read(self->socket_, boost::asio::buffer(self->body_),
+                              [self](const boost::system::error_code& ec2, size_t) {
+                                if (!ec2) self->answer();
+                              });
+    });
+  }
+
+  // Queues a frame; writes go out one at a time, in order.
+  void send(const wire::ControlReply& reply) {
+    queue_.push_back(frame(reply));
+    if (queue_.size() == 1) write_next();
+  }
+
+ private:
+  void answer() {
+    wire::ControlRequest request;
+    if (!request.ParseFromString(body_)) {
+      wire::ControlReply reply;
+      reply.set_error("not a control request");
+      return send(reply);
+    }
+    if (request.has_watch()) {
+      server_->watchers_.push_back(weak_from_this());
+      wire::ControlReply hello;
+      hello.mutable_changed();
+      send(hello);
+      // Reading on notices the client going away (EOF) and ends the session.
+      auto self = shared_from_this();
+      socket_.async_read_some(boost::asio::buffer(header_), [self](const boost::system::error_code&, size_t) {
+        boost::system::error_code ignored;
+        self->socket_.close(ignored);
+      });
+      return;
+    }
+    send(server_->handler_(request));
+  }
+  void write_next() {
+    auto self = shared_from_this();
+    boost::asio::async_write(socket_, boost::asio::buffer(queue_.front()),
+                             [self](const boost::system::error_code& ec, size_t) {
+                               self->queue_.pop_front();
+                               if (!ec && !self->queue_.empty()) self->write_next();
+                             });
+  }
+
+  stream_protocol::socket socket_;
+  ControlServer* server_;
+  std::array<uint8_t, 4> header_{};
+  std::string body_;
+  std::deque<std::string> queue_;
+};
+
+namespace {
+
+
+}  // namespace
+
+std::string control_socket_path(const std::string& state_dir) { return state_dir + "/control.sock"; }
+
+Result<wire::ControlReply> control_call(const std::string& path, const wire::ControlRequest& request, int timeout_ms) {
+  auto in = unix_request(path, "the daemon at " + path, frame(request),
+                         [](std::string_view r) {
+                           if (r.size() < 4) return false;
+                           std::array<uint8_t, 4> h;
+                           std::memcpy(h.data(), r.data(), 4);
+                           return r.size() >= 4 + size_t{length_of(h)} || length_of(h) > kMaxFrame;
+                         },
+                         timeout_ms, 4 + kMaxFrame);
+  if (!in) {
+    if (in.message().starts_with("cannot reach")) return Status::error("fortmesh is not running (" + in.message() + ")");
+    return in.status();
+  }
+  std::array<uint8_t, 4> h;
+  std::memcpy(h.data(), in->data(), 4);
+  if (length_of(h) > kMaxFrame) return Status::error("the daemon's reply is too large");
+  wire::ControlReply reply;
+  if (!reply.ParseFromArray(in->data() + 4, static_cast<int>(length_of(h)))) {
+    return Status::error("the daemon's reply does not parse");
+  }
+  return reply;
+}
+
+bool daemon_running(const std::string& state_dir) {
+  wire::ControlRequest ping;
+  ping.set_status(true);
+  return control_call(control_socket_path(state_dir), ping, 2'000).is_ok();
+}
+
+ControlServer::~ControlServer() { stop(); }
+
+Status ControlServer::start(const std::string& path) {
+  if (::access(path.c_str(), F_OK) == 0) {
+    wire::ControlRequest ping;
+    ping.set_status(true);
+    if (control_call(path, ping, 1'000).is_ok()) return Status::error("another fortmesh daemon answers on " + path);
+    ::unlink(path.c_str());  // left by a run that did not stop cleanly
+  }
+  boost::system::error_code ec;
+  acceptor_.open(stream_protocol(), ec);
+  if (!ec) acceptor_.bind(stream_protocol::endpoint(path), ec);
+  if (ec) return Status::error("cannot bind the control socket " + path + ": " + ec.message());
+  ::chmod(path.c_str(), 0600);
+  acceptor_.listen(16, ec);
+  if (ec) return Status::error("cannot listen on " + path + ": " + ec.message());
+  path_ = path;
+  accept();
+  return Status::ok();
+}
+
+void ControlServer::stop() {
+  if (path_.empty()) return;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  ::unlink(path_.c_str());
+  path_.clear();
+}
+
+void ControlServer::broadcast(const wire::ControlReply& event) {
+  std::erase_if(watchers_, [](const auto& w) { return w.expired(); });
+  for (const auto& w : watchers_) {
+    if (auto s = w.lock()) s->send(event);
+  }
+}
+
+bool ControlWatcher::connect() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+  socket_.connect(stream_protocol::endpoint(path_), ec);
+  if (ec) return false;
+  wire::ControlRequest req;
+  req.set_watch(true);
+  boost::asio::write(socket_, boost::asio::buffer(frame(req)), ec);
+  if (ec) {
+    socket_.close(ec);
+    return false;
+  }
+  read_event();
+  return true;
+}
+
+void ControlWatcher::close() {
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+}
+
+void ControlWatcher::read_event() {
+  boost::asio::async_read(socket_, boost::asio::buffer(header_), [this](const boost::system::error_code& ec, size_t) {
+    if (ec || length_of(header_) > kMaxFrame) return close();
+    event_.resize(length_of(header_));
+    boost::asio::async_read(socket_, boost::asio::buffer(event_), [this](const boost::system::error_code& ec2, size_t) {
+      if (ec2) return close();
+      on_event_();
+      read_event();
+    });
+  });
+}
+
+void ControlServer::accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, stream_protocol::socket socket) {
+    if (ec) return;
+    std::make_shared<ControlSession>(std::move(socket), this)->start();
+    accept();
+  });
+}
+
+}  // namespace fm::maintainer

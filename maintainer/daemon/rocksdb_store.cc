@@ -1,0 +1,114 @@
+#include "maintainer/daemon/rocksdb_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+namespace fm::maintainer {
+namespace {
+
+constexpr std::string_view kOpPrefix = "op/";
+constexpr std::string_view kMetaPrefix = "meta/";
+
+std::string op_key(uint64_t seq) {
+  std::string k(kOpPrefix);
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((seq >> (8 * i)) & 0xff));
+  return k;
+}
+
+std::string meta_key(std::string_view name) { return std::string(kMetaPrefix) + std::string(name); }
+
+Status from(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::ok();
+  return Status::error(what + ": " + s.ToString());
+}
+
+}  // namespace
+
+RocksDbStore::RocksDbStore(std::unique_ptr<rocksdb::DB> db, std::string path, uint64_t next_seq, bool read_only)
+    : db_(std::move(db)), path_(std::move(path)), next_seq_(next_seq), read_only_(read_only) {}
+
+RocksDbStore::~RocksDbStore() = default;
+
+Result<std::unique_ptr<RocksDbStore>> RocksDbStore::open(const std::string& path, Mode mode) {
+  rocksdb::Options options;
+  options.create_if_missing = mode == Mode::read_write;
+  options.max_open_files = 64;
+  options.keep_log_file_num = 2;
+  options.max_manifest_file_size = 4 << 20;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = mode == Mode::read_write ? rocksdb::DB::Open(options, path, &raw)
+                                               : rocksdb::DB::OpenForReadOnly(options, path, &raw);
+  if (!s.ok()) {
+    const std::string text = s.ToString();
+    if (text.find("lock") != std::string::npos || text.find("Resource temporarily unavailable") != std::string::npos) {
+      return Status::error("another fortmesh process is using " + path + " (stop it first)");
+    }
+    if (mode == Mode::read_only && (s.IsPathNotFound() || s.IsInvalidArgument() || s.IsIOError())) {
+      return Status::error("no store at " + path + " (run `fortmesh org init` or `fortmesh join` first)");
+    }
+    return Status::error("cannot open store " + path + ": " + text);
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  // Continue the sequence after the last stored op.
+  uint64_t next = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(op_key(UINT64_MAX));
+  if (it->Valid() && it->key().starts_with(kOpPrefix) && it->key().size() == kOpPrefix.size() + 8) {
+    for (size_t i = 0; i < 8; ++i) next = (next << 8) | static_cast<uint8_t>(it->key()[kOpPrefix.size() + i]);
+    ++next;
+  }
+  if (!it->status().ok()) return from(it->status(), "cannot read store " + path);
+  return std::unique_ptr<RocksDbStore>(new RocksDbStore(std::move(db), path, next, mode == Mode::read_only));
+}
+
+Status RocksDbStore::append(std::span<const std::string> signed_ops, bool sync) {
+  if (read_only_) return Status::error("store " + path_ + " is open read-only");
+  if (signed_ops.empty()) return Status::ok();
+  rocksdb::WriteBatch batch;
+  uint64_t seq = next_seq_;
+  for (const auto& op : signed_ops) batch.Put(op_key(seq++), op);
+  rocksdb::WriteOptions w;
+  w.sync = sync;
+  Status st = from(db_->Write(w, &batch), "cannot write to store " + path_);
+  if (st) next_seq_ = seq;
+  return st;
+}
+
+Result<std::vector<std::string>> RocksDbStore::load_all() const {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(std::string(kOpPrefix)); it->Valid() && it->key().starts_with(kOpPrefix); it->Next()) {
+    out.emplace_back(it->value().data(), it->value().size());
+  }
+  if (!it->status().ok()) return from(it->status(), "cannot read store " + path_);
+  return out;
+}
+
+Status RocksDbStore::put_meta(std::string_view key, std::string_view value, bool sync) {
+  if (read_only_) return Status::error("store " + path_ + " is open read-only");
+  rocksdb::WriteOptions w;
+  w.sync = sync;
+  return from(db_->Put(w, meta_key(key), rocksdb::Slice(value.data(), value.size())),
+              "cannot write to store " + path_);
+}
+
+Result<std::optional<std::string>> RocksDbStore::get_meta(std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_key(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return from(s, "cannot read store " + path_);
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> RocksDbStore::scan_meta(std::string_view prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  const std::string start = meta_key(prefix);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    out.emplace_back(it->key().ToString().substr(kMetaPrefix.size()), it->value().ToString());
+  }
+  if (!it->status().ok()) return from(it->status(), "cannot read store " + path_);
+  return out;
+}
+
+}  // namespace fm::maintainer

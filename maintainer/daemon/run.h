@@ -1,0 +1,39 @@
+// `fortmesh run`: the node daemon. It replicates the org over gossip (engine
+// + UDP transport), persists what arrives, and keeps the WireGuard interface's
+// peers matched to the membership (maintainer/wireguard.h).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "netauth/address.h"
+#include "base/result.h"
+
+namespace fm::maintainer {
+
+struct DaemonOptions {
+  std::string state_dir;
+  // Where gossip listens: "ADDR:PORT". Empty: [overlay address]:51821.
+  std::string gossip_listen;
+  // A file of "KEY HOST:PORT" lines naming where each peer's gossip is
+  // received (loopback tests). Empty: peers are reached at their overlay
+  // addresses.
+  std::string gossip_peers_file;
+  // The WireGuard listen port this node announces in its endpoint record.
+  uint16_t listen_port = 51820;
+  uint64_t seed = 0;  // 0: random
+  // "auto" (the kernel's if it has WireGuard, else wireguard-go), "kernel",
+  // "userspace" (wireguard-go) or "none" (gossip only).
+  std::string wg_backend = "auto";
+  std::string interface = "fm0";
+};
+
+// This host's addresses worth announcing as "ip:port": up, not loopback, not
+// link-local, not inside the org prefix (the overlay itself).
+std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port);
+
+// Runs until SIGTERM or SIGINT; returns how it ended.
+Status run_daemon(const DaemonOptions& options);
+
+}  // namespace fm::maintainer

@@ -1,0 +1,39 @@
+// The WireGuard reconciler's decision (docs/wireguard.md): given the peers
+// membership wants and what the interface has, the smallest change that makes
+// them match. No I/O; the daemon reads the device, calls this, applies it.
+//
+//  - A peer the interface has but membership does not want is removed (a
+//    revoked member, or one added by hand).
+//  - A wanted peer that is missing is added with its /128, persistent
+//    keepalive 25 and its first candidate endpoint.
+//  - A present peer keeps what is right; wrong allowed IPs are replaced and a
+//    wrong keepalive set. Its endpoint is changed only when WireGuard has not
+//    learned a better one: an endpoint with a handshake in the last 180 s is
+//    kept even if it is not a candidate (the peer roamed, and WireGuard took
+//    the address from authenticated packets). A candidate that has gone 180 s
+//    without a handshake is replaced by the next candidate, if any.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "maintainer/wg/device.h"
+
+namespace fm::maintainer::wg {
+
+inline constexpr uint16_t kKeepalive = 25;
+inline constexpr int64_t kHandshakeFreshSec = 180;  // WireGuard's REJECT_AFTER_TIME
+
+struct DesiredPeer {
+  Key public_key{};               // the member's WireGuard (X25519) key
+  netauth::Address address{};     // its overlay address: the only allowed IP
+  std::vector<Endpoint> endpoints;  // candidates, most preferred first; may be empty
+};
+
+// `own_key` is this node's WireGuard public key: never a peer of itself.
+// `now_sec` is Unix time. Peers in the result are sorted by key.
+DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actual, const Key& own_key,
+                       int64_t now_sec);
+
+}  // namespace fm::maintainer::wg
