@@ -1,4 +1,4 @@
-// Membership evaluation (DESIGN.md section 3).
+// Membership evaluation (docs/crdt.md).
 //
 // Validity is decided in seniority order, like Dijkstra's algorithm over admins:
 // the root first, then the most senior admin not yet processed, and so on. When
@@ -473,23 +473,52 @@ struct Replica::Impl {
   void apply_and_release(Op op, std::string wire, std::vector<OpId>* applied) {
     std::vector<std::pair<Op, std::string>> ready;
     ready.emplace_back(std::move(op), std::move(wire));
+    drain(ready, applied);
+  }
+
+  // Moves the pending ops that waited only for `id` to `ready`.
+  void release_children(const OpId& id, std::vector<std::pair<Op, std::string>>& ready) {
+    auto it = waiting.find(id);
+    if (it == waiting.end()) return;
+    for (const OpId& child : it->second) {
+      auto p = pending.find(child);
+      if (p == pending.end() || --p->second.missing != 0) continue;
+      forget_pending_accounting(p->second);
+      ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
+      pending.erase(p);
+    }
+    waiting.erase(it);
+  }
+
+  void drain(std::vector<std::pair<Op, std::string>>& ready, std::vector<OpId>* applied) {
     while (!ready.empty()) {
       auto [o, w] = std::move(ready.back());
       ready.pop_back();
       const OpId id = o.id;
       apply_new(insert(o, std::move(w)));
       applied->push_back(id);
-      auto it = waiting.find(id);
-      if (it == waiting.end()) continue;
-      for (const OpId& child : it->second) {
-        auto p = pending.find(child);
-        if (p == pending.end() || --p->second.missing != 0) continue;
-        forget_pending_accounting(p->second);
-        ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
-        pending.erase(p);
-      }
-      waiting.erase(it);
+      release_children(id, ready);
     }
+  }
+
+  // ---- Trials ------------------------------------------------------------
+
+  // Removes the newest op, which no other op names as parent. Its effects on
+  // validity are restored separately (restore()).
+  void remove_last() {
+    const auto i = static_cast<uint32_t>(nodes.size() - 1);
+    Node& n = nodes.back();
+    for (uint32_t p : n.parents) {
+      auto& c = nodes[p].children;
+      while (!c.empty() && c.back() == i) c.pop_back();
+    }
+    keys[n.author].authored.pop_back();
+    if (n.subject != kNone) {
+      auto& list = n.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
+      list.pop_back();
+    }
+    index.erase(n.id);
+    nodes.pop_back();
   }
 
   size_t pending_from(uint32_t source) const {
@@ -631,6 +660,114 @@ Replica::~Replica() = default;
 Replica::Replica(Replica&&) noexcept = default;
 Replica& Replica::operator=(Replica&&) noexcept = default;
 
+// What a trial restores on undo: the DAG's size and heads, and the validity
+// state, which evaluation may have changed anywhere.
+struct Replica::Trial::Saved {
+  size_t nodes = 0, keys = 0;
+  std::vector<uint32_t> heads, order;
+  std::vector<char> valid;  // per op
+  struct KeyState {
+    bool processed;
+    Seniority seniority;
+    bool ever_admin;
+  };
+  std::vector<KeyState> key_states;
+  bool have_org = false;
+  OrgInfo org;
+  uint32_t root = kNone;
+  uint64_t reevaluations = 0;
+};
+
+Replica::Trial::Trial(Replica* replica, std::unique_ptr<Saved> saved)
+    : replica_(replica), saved_(std::move(saved)) {}
+
+Replica::Trial::Trial(Trial&& other) noexcept
+    : replica_(other.replica_), saved_(std::move(other.saved_)), added_(std::move(other.added_)) {}
+
+Replica::Trial::~Trial() {
+  if (!saved_) return;  // kept or moved from
+  auto& impl = *replica_->impl_;
+  const Saved& s = *saved_;
+  while (impl.nodes.size() > s.nodes) impl.remove_last();
+  while (impl.keys.size() > s.keys) {
+    impl.key_index.erase(impl.keys.back().key);
+    impl.keys.pop_back();
+  }
+  for (size_t i = 0; i < s.nodes; ++i) impl.nodes[i].valid = s.valid[i];
+  for (size_t k = 0; k < s.keys; ++k) {
+    impl.keys[k].processed = s.key_states[k].processed;
+    impl.keys[k].seniority = s.key_states[k].seniority;
+    impl.keys[k].ever_admin = s.key_states[k].ever_admin;
+  }
+  impl.heads = s.heads;
+  impl.order = s.order;
+  impl.have_org = s.have_org;
+  impl.org = s.org;
+  impl.root = s.root;
+  impl.reevaluations = s.reevaluations;
+}
+
+std::vector<OpId> Replica::Trial::keep() {
+  saved_.reset();
+  auto& impl = *replica_->impl_;
+  std::vector<OpId> applied = added_;
+  std::vector<std::pair<Op, std::string>> ready;
+  for (const auto& id : added_) {
+    // An op that was also waiting for its parents is applied now: forget it
+    // there (waiting lists that name it skip it).
+    if (auto p = impl.pending.find(id); p != impl.pending.end()) {
+      impl.forget_pending_accounting(p->second);
+      impl.pending.erase(p);
+    }
+    impl.release_children(id, ready);
+  }
+  impl.drain(ready, &applied);
+  return applied;
+}
+
+Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_ops) {
+  auto& impl = *impl_;
+  auto saved = std::make_unique<Trial::Saved>();
+  saved->nodes = impl.nodes.size();
+  saved->keys = impl.keys.size();
+  saved->heads = impl.heads;
+  saved->order = impl.order;
+  saved->valid.reserve(impl.nodes.size());
+  for (const auto& n : impl.nodes) saved->valid.push_back(n.valid);
+  saved->key_states.reserve(impl.keys.size());
+  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority, k.ever_admin});
+  saved->have_org = impl.have_org;
+  saved->org = impl.org;
+  saved->root = impl.root;
+  saved->reevaluations = impl.reevaluations;
+  Trial trial(this, std::move(saved));
+
+  size_t n = 0;
+  for (const auto& wire : signed_ops) {
+    ++n;
+    const std::string which = signed_ops.size() == 1 ? "the op" : "op " + std::to_string(n);
+    Op op;
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(wire.data()), wire.size());
+    Reject r = parse_op(bytes, &op);
+    if (r == Reject::none && impl.index.contains(op.id)) continue;
+    if (r == Reject::none) r = impl.check_org(op);
+    if (r == Reject::none && !verify_op(op)) r = Reject::bad_signature;
+    if (r == Reject::none && std::any_of(op.parents.begin(), op.parents.end(),
+                                         [&](const OpId& p) { return !impl.index.contains(p); })) {
+      return Status::error(Code::invalid_argument, which + " names a parent that is not here");
+    }
+    if (r != Reject::none) {
+      ++impl.rejects[static_cast<size_t>(r)];
+      return Status::error(Code::invalid_argument, which + " was refused (" + std::string(to_string(r)) + ")");
+    }
+    op.body.clear();
+    const OpId id = op.id;
+    impl.apply_new(impl.insert(op, wire));
+    trial.added_.push_back(id);
+  }
+  return trial;
+}
+
 IngestResult Replica::ingest(std::span<const uint8_t> signed_op, uint32_t source) {
   return impl_->ingest(signed_op, source);
 }
@@ -734,11 +871,17 @@ std::optional<Member> Replica::member(const PublicKey& key, uint64_t now) const 
   if (!impl_->have_org) return std::nullopt;
   auto it = impl_->key_index.find(key);
   if (it == impl_->key_index.end()) return std::nullopt;
-  auto m = impl_->member_of(it->second, now);
-  if (m && m->standing == Standing::active) {
-    // Address collisions (80-bit) are decided over the whole set: a cold path.
-    for (auto& other : members(now)) {
-      if (other.key == key) return std::move(other);
+  const auto& impl = *impl_;
+  OpId first{};
+  auto m = impl.member_of(it->second, now, &first);
+  if (m && m->standing == Standing::active && !m->no_wireguard_key) {
+    // It loses its address to another active member holding the same one
+    // whose earliest valid Enroll is smaller (mark_address_conflicts).
+    for (uint32_t k = 0; k < impl.keys.size() && !m->address_conflict; ++k) {
+      if (k == it->second || impl.address_of(k) != m->address) continue;
+      OpId other_first{};
+      auto other = impl.member_of(k, now, &other_first);
+      m->address_conflict = other && other->standing == Standing::active && other_first < first;
     }
   }
   return m;

@@ -1,5 +1,5 @@
 // One replica of an org's membership: the op DAG and the state it decides
-// (DESIGN.md section 3). No I/O: bytes and the clock are passed in.
+// (docs/crdt.md). No I/O: bytes and the clock are passed in.
 //
 // Thread-safety: none; one owner drives a Replica.
 #pragma once
@@ -15,7 +15,7 @@
 #include "crdt/op.h"
 #include "crdt/reconcile.h"
 #include "netauth/address.h"
-#include "netauth/result.h"
+#include "base/result.h"
 
 namespace fm::crdt {
 
@@ -85,6 +85,18 @@ class Replica {
   // their parents). Returns how many were dropped.
   size_t drop_pending_from(uint32_t source);
 
+  class Trial;
+  // Applies ops made or carried here (an admin command's, a join bundle's) so
+  // that the caller can look at the state they lead to, then keep it or undo
+  // it. Each op is verified like any op from the network and must have its
+  // parents here or earlier in `signed_ops`; ops already here are skipped. On
+  // any bad op nothing changes. Undo rebuilds nothing: it removes what the
+  // trial added and restores the validity state saved when it began (a few
+  // bytes per op and key), so a trial costs about what ingesting its ops does.
+  // Pending ops are left alone until keep(), which releases those waiting for
+  // the new ops. While a Trial is open nothing else may change the replica.
+  Result<Trial> try_apply(std::span<const std::string> signed_ops);
+
   // Restart path: ops read back from this node's own store, each verified before
   // it was stored, parents before children. Signatures are not checked again;
   // the state is evaluated once at the end. Fails on an op that does not parse
@@ -133,6 +145,29 @@ class Replica {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// The open trial of Replica::try_apply. Movable, not copyable; must not
+// outlive its replica.
+class Replica::Trial {
+ public:
+  Trial(Trial&& other) noexcept;
+  Trial& operator=(Trial&&) = delete;
+  ~Trial();  // undoes the trial unless it was kept
+
+  // The ops the trial added, parents first (ops already present are not here).
+  const std::vector<OpId>& added() const { return added_; }
+  // Makes the trial permanent; returns every op it applied, parents first,
+  // including pending ops it released.
+  std::vector<OpId> keep();
+
+ private:
+  friend class Replica;
+  struct Saved;
+  Trial(Replica* replica, std::unique_ptr<Saved> saved);
+  Replica* replica_;
+  std::unique_ptr<Saved> saved_;
+  std::vector<OpId> added_;
 };
 
 namespace detail {
