@@ -89,4 +89,29 @@ class Control {
   virtual Status set(const DeviceUpdate& update) const = 0;
 };
 
+// What an interface is brought up with: the same for every backend.
+struct InterfaceConfig {
+  Key private_key{};
+  uint16_t listen_port = 0;
+  netauth::Address address{};   // the node's overlay /128
+  netauth::Prefix org_prefix{};  // routed to the interface
+};
+
+// One WireGuard interface as the daemon drives it: the control channel plus
+// bringing the interface up and noticing it went away. The kernel backend
+// (netlink.h) and wireguard-go (userspace.h) implement it; tests use a fake.
+class Backend : public Control {
+ public:
+  // Creates the interface if it is not there (a kernel link, a wireguard-go
+  // process), sets the key and port, then the overlay address, MTU 1420, the
+  // org route, and sets it up. Idempotent.
+  virtual Status bring_up(const InterfaceConfig& config) = 0;
+  // True once when the interface has gone away since the last call
+  // (wireguard-go exited, the link was deleted): bring it up again.
+  virtual bool lost() = 0;
+  virtual const std::string& ifname() const = 0;
+  // For logs: "kernel" or "wireguard-go pid 1234".
+  virtual std::string describe() const = 0;
+};
+
 }  // namespace fm::maintainer::wg

@@ -8,9 +8,12 @@
 #include <linux/genetlink.h>
 #include <linux/wireguard.h>
 
+#include "maintainer/wg/rtnl.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <spdlog/spdlog.h>
 #include <ctime>
 #include <memory>
 
@@ -420,5 +423,22 @@ Status NetlinkClient::set(const DeviceUpdate& update) const {
   }
   return Status::ok();
 }
+
+KernelBackend::~KernelBackend() {
+  if (!up_) return;
+  if (Status st = rtnl::delete_link(ifname_); !st) spdlog::warn("{}", st.message());
+}
+
+Status KernelBackend::bring_up(const InterfaceConfig& config) {
+  if (Status st = rtnl::create_wireguard_link(ifname_); !st) return st;
+  up_ = true;
+  DeviceUpdate keys;
+  keys.private_key = config.private_key;
+  keys.listen_port = config.listen_port;
+  if (Status st = control_.set(keys); !st) return st;
+  return rtnl::configure_overlay(ifname_, config.address, config.org_prefix);
+}
+
+bool KernelBackend::lost() { return up_ && if_nametoindex(ifname_.c_str()) == 0; }
 
 }  // namespace fm::maintainer::wg

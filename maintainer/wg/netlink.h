@@ -44,4 +44,23 @@ class NetlinkClient final : public Control {
   std::string ifname_;
 };
 
+// The kernel backend: a "wireguard" link this daemon creates, owns and
+// deletes when it is destroyed.
+class KernelBackend final : public Backend {
+ public:
+  explicit KernelBackend(std::string ifname) : ifname_(std::move(ifname)), control_(ifname_) {}
+  ~KernelBackend() override;
+  Result<Device> get() const override { return control_.get(); }
+  Status set(const DeviceUpdate& update) const override { return control_.set(update); }
+  Status bring_up(const InterfaceConfig& config) override;
+  bool lost() override;
+  const std::string& ifname() const override { return ifname_; }
+  std::string describe() const override { return "kernel"; }
+
+ private:
+  std::string ifname_;
+  NetlinkClient control_;
+  bool up_ = false;
+};
+
 }  // namespace fm::maintainer::wg

@@ -1,38 +1,19 @@
 #include "maintainer/wg/sync.h"
 
-#include <net/if.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
-#include "maintainer/wg/rtnl.h"
-#include "maintainer/wg/netlink.h"
-#include "maintainer/wg/uapi.h"
-
 namespace fm::maintainer {
 
-WireGuardSync::WireGuardSync(Backend backend, std::string ifname, const netauth::KeyPair& self,
-                             const crdt::Replica* replica, const crdt::EndpointBook* book, uint16_t listen_port)
+WireGuardSync::WireGuardSync(wg::Backend* backend, const netauth::KeyPair& self, const crdt::Replica* replica,
+                             const crdt::EndpointBook* book, uint16_t listen_port)
     : backend_(backend),
-      ifname_(std::move(ifname)),
       self_(self),
       replica_(replica),
       book_(book),
       listen_port_(listen_port),
-      own_wg_key_(*netauth::wg_public_key(self.public_key)),
-      process_(ifname_) {
-  if (backend_ == Backend::kernel) {
-    control_ = std::make_unique<wg::NetlinkClient>(ifname_);
-  } else {
-    control_ = std::make_unique<wg::UapiClient>(wg::UapiClient::socket_for(ifname_));
-  }
-}
-
-WireGuardSync::~WireGuardSync() {
-  if (backend_ == Backend::kernel) {
-    if (Status st = rtnl::delete_link(ifname_); !st) spdlog::warn("{}", st.message());
-  }
-}
+      own_wg_key_(*netauth::wg_public_key(self.public_key)) {}
 
 std::vector<wg::DesiredPeer> WireGuardSync::desired(int64_t now_sec) const {
   std::vector<wg::DesiredPeer> out;
@@ -57,51 +38,40 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(int64_t now_sec) const {
   return out;
 }
 
-Status WireGuardSync::set_up(int64_t now_sec) {
-  if (Status st = backend_ == Backend::kernel ? rtnl::create_wireguard_link(ifname_) : process_.start(); !st) {
-    return st;
-  }
-  wg::DeviceUpdate keys;
-  keys.private_key = netauth::wg_private_key(self_.secret_key);
-  keys.listen_port = listen_port_;
-  if (Status st = control_->set(keys); !st) return st;
+Status WireGuardSync::bring_up() {
   auto address = netauth::overlay_address_of(replica_->org().prefix, self_.public_key);
   if (!address) return address.status();
-  if (Status st = rtnl::configure_overlay(ifname_, *address, replica_->org().prefix); !st) return st;
+  wg::InterfaceConfig config;
+  config.private_key = netauth::wg_private_key(self_.secret_key);
+  config.listen_port = listen_port_;
+  config.address = *address;
+  config.org_prefix = replica_->org().prefix;
+  return backend_->bring_up(config);
+}
+
+Status WireGuardSync::start(int64_t now_sec) {
+  if (Status st = bring_up(); !st) return st;
+  spdlog::info("WireGuard {} up ({}), listen port {}, {}", ifname(), backend_->describe(), listen_port_,
+               netauth::format_address(*netauth::overlay_address_of(replica_->org().prefix, self_.public_key)));
   auto changed = sync(now_sec);
   return changed ? Status::ok() : changed.status();
 }
 
-Status WireGuardSync::start(int64_t now_sec) {
-  if (Status st = set_up(now_sec); !st) return st;
-  spdlog::info("WireGuard {} up ({}), listen port {}, {}", ifname_,
-               backend_ == Backend::kernel ? std::string("kernel") : "wireguard-go pid " + std::to_string(process_.pid()),
-               listen_port_,
-               netauth::format_address(*netauth::overlay_address_of(replica_->org().prefix, self_.public_key)));
-  return Status::ok();
-}
-
 Result<size_t> WireGuardSync::sync(int64_t now_sec) {
-  if (backend_ == Backend::userspace && process_.exited()) {
+  if (backend_->lost()) {
     ++restarts_;
-    spdlog::warn("wireguard-go for {} exited; starting it again", ifname_);
-    if (Status st = set_up(now_sec); !st) return st;
+    spdlog::warn("WireGuard {} is gone ({}); bringing it up again", ifname(), backend_->describe());
+    if (Status st = bring_up(); !st) return st;
   }
-  auto device = control_->get();
-  if (!device && backend_ == Backend::kernel && if_nametoindex(ifname_.c_str()) == 0) {
-    ++restarts_;
-    spdlog::warn("WireGuard link {} is gone; creating it again", ifname_);
-    if (Status st = set_up(now_sec); !st) return st;
-    device = control_->get();
-  }
+  auto device = backend_->get();
   if (!device) return device.status();
   const auto want = desired(now_sec);
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, now_sec);
   if (update.empty()) return size_t{0};
-  if (Status st = control_->set(update); !st) return st;
+  if (Status st = backend_->set(update); !st) return st;
   size_t removed = 0;
   for (const auto& p : update.peers) removed += p.remove;
-  spdlog::info("WireGuard {}: {} peer(s) changed ({} removed), {} wanted", ifname_, update.peers.size(), removed,
+  spdlog::info("WireGuard {}: {} peer(s) changed ({} removed), {} wanted", ifname(), update.peers.size(), removed,
                want.size());
   return update.peers.size();
 }

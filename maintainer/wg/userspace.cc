@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "maintainer/wg/rtnl.h"
 #include "maintainer/wg/uapi.h"
 
 extern char** environ;
@@ -59,6 +60,17 @@ bool WireGuardGo::exited() {
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
   pid_ = -1;
   return true;
+}
+
+Status UserspaceBackend::bring_up(const InterfaceConfig& config) {
+  if (process_.pid() <= 0) {
+    if (Status st = process_.start(); !st) return st;
+  }
+  DeviceUpdate keys;
+  keys.private_key = config.private_key;
+  keys.listen_port = config.listen_port;
+  if (Status st = control_.set(keys); !st) return st;
+  return rtnl::configure_overlay(ifname(), config.address, config.org_prefix);
 }
 
 }  // namespace fm::maintainer::wg

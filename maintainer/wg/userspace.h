@@ -8,6 +8,8 @@
 #include <string>
 
 #include "base/result.h"
+#include "maintainer/wg/device.h"
+#include "maintainer/wg/uapi.h"
 
 namespace fm::maintainer::wg {
 
@@ -32,6 +34,23 @@ class WireGuardGo {
  private:
   std::string ifname_, binary_;
   pid_t pid_ = -1;
+};
+
+// The userspace backend: wireguard-go, supervised, driven over its UAPI socket.
+class UserspaceBackend final : public Backend {
+ public:
+  explicit UserspaceBackend(std::string ifname, std::string binary = "wireguard-go")
+      : process_(ifname, std::move(binary)), control_(UapiClient::socket_for(ifname)) {}
+  Result<Device> get() const override { return control_.get(); }
+  Status set(const DeviceUpdate& update) const override { return control_.set(update); }
+  Status bring_up(const InterfaceConfig& config) override;
+  bool lost() override { return process_.exited(); }
+  const std::string& ifname() const override { return process_.ifname(); }
+  std::string describe() const override { return "wireguard-go pid " + std::to_string(process_.pid()); }
+
+ private:
+  WireGuardGo process_;
+  UapiClient control_;
 };
 
 }  // namespace fm::maintainer::wg
