@@ -20,4 +20,12 @@ Result<std::optional<std::string>> MemoryStore::get_meta(std::string_view key) c
   return std::optional<std::string>(it->second);
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> MemoryStore::scan_meta(std::string_view prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto it = meta_.lower_bound(prefix); it != meta_.end() && it->first.starts_with(prefix); ++it) {
+    out.emplace_back(it->first, it->second);
+  }
+  return out;
+}
+
 }  // namespace fm::crdt

@@ -29,6 +29,8 @@ class OpStore {
   virtual Status put_meta(std::string_view key, std::string_view value, bool sync) = 0;
   // Nothing if the key was never put.
   virtual Result<std::optional<std::string>> get_meta(std::string_view key) const = 0;
+  // Every meta entry whose key starts with `prefix`, in key order.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const = 0;
 };
 
 class MemoryStore final : public OpStore {
@@ -37,6 +39,7 @@ class MemoryStore final : public OpStore {
   Result<std::vector<std::string>> load_all() const override;
   Status put_meta(std::string_view key, std::string_view value, bool sync) override;
   Result<std::optional<std::string>> get_meta(std::string_view key) const override;
+  Result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const override;
 
  private:
   std::vector<std::string> ops_;

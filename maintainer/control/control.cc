@@ -18,7 +18,10 @@ namespace {
 namespace wire = ::fortmesh::wire;
 using boost::asio::local::stream_protocol;
 
-constexpr uint32_t kMaxFrame = 4 << 20;
+// A request is small (an admin command, a query); a reply may carry a join
+// bundle with every op of the org.
+constexpr uint32_t kMaxRequest = 64 << 10;
+constexpr uint32_t kMaxReply = 64 << 20;
 
 std::string frame(const google::protobuf::Message& m) {
   const std::string body = m.SerializeAsString();
@@ -45,7 +48,7 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
     boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
       if (ec) return;
       const uint32_t n = length_of(self->header_);
-      if (n > kMaxFrame) return;
+      if (n > kMaxRequest) return;
       self->body_.resize(n);
       boost::asio::async_read(self->socket_, boost::asio::buffer(self->body_),
                               [self](const boost::system::error_code& ec2, size_t) {
@@ -112,16 +115,18 @@ Result<wire::ControlReply> control_call(const std::string& path, const wire::Con
                            if (r.size() < 4) return false;
                            std::array<uint8_t, 4> h;
                            std::memcpy(h.data(), r.data(), 4);
-                           return r.size() >= 4 + size_t{length_of(h)} || length_of(h) > kMaxFrame;
+                           return r.size() >= 4 + size_t{length_of(h)} || length_of(h) > kMaxReply;
                          },
-                         timeout_ms, 4 + kMaxFrame);
+                         timeout_ms, 4 + kMaxReply);
   if (!in) {
-    if (in.message().starts_with("cannot reach")) return Status::error("fortmesh is not running (" + in.message() + ")");
+    if (in.code() == Code::unavailable) {
+      return Status::error(Code::not_running, "fortmesh is not running (" + in.message() + ")");
+    }
     return in.status();
   }
   std::array<uint8_t, 4> h;
   std::memcpy(h.data(), in->data(), 4);
-  if (length_of(h) > kMaxFrame) return Status::error("the daemon's reply is too large");
+  if (length_of(h) > kMaxReply) return Status::error("the daemon's reply is too large");
   wire::ControlReply reply;
   if (!reply.ParseFromArray(in->data() + 4, static_cast<int>(length_of(h)))) {
     return Status::error("the daemon's reply does not parse");
@@ -129,9 +134,20 @@ Result<wire::ControlReply> control_call(const std::string& path, const wire::Con
   return reply;
 }
 
+Result<wire::ControlReply> control_ask(const std::string& path, const wire::ControlRequest& request, int timeout_ms) {
+  auto reply = control_call(path, request, timeout_ms);
+  if (!reply) return reply.status();
+  if (!reply->error().empty()) {
+    const uint32_t code = reply->code();
+    return Status::error(code > static_cast<uint32_t>(Code::unavailable) ? Code::failed : static_cast<Code>(code),
+                         reply->error());
+  }
+  return reply;
+}
+
 bool daemon_running(const std::string& state_dir) {
   wire::ControlRequest ping;
-  ping.set_status(true);
+  ping.set_member_status(std::string(32, '\0'));  // the cheapest question
   return control_call(control_socket_path(state_dir), ping, 2'000).is_ok();
 }
 
@@ -140,8 +156,10 @@ ControlServer::~ControlServer() { stop(); }
 Status ControlServer::start(const std::string& path) {
   if (::access(path.c_str(), F_OK) == 0) {
     wire::ControlRequest ping;
-    ping.set_status(true);
-    if (control_call(path, ping, 1'000).is_ok()) return Status::error("another fortmesh daemon answers on " + path);
+    ping.set_member_status(std::string(32, '\0'));
+    if (control_call(path, ping, 1'000).is_ok()) {
+      return Status::error(Code::conflict, "another fortmesh daemon answers on " + path);
+    }
     ::unlink(path.c_str());  // left by a run that did not stop cleanly
   }
   boost::system::error_code ec;
@@ -194,7 +212,7 @@ void ControlWatcher::close() {
 
 void ControlWatcher::read_event() {
   boost::asio::async_read(socket_, boost::asio::buffer(header_), [this](const boost::system::error_code& ec, size_t) {
-    if (ec || length_of(header_) > kMaxFrame) return close();
+    if (ec || length_of(header_) > kMaxReply) return close();
     event_.resize(length_of(header_));
     boost::asio::async_read(socket_, boost::asio::buffer(event_), [this](const boost::system::error_code& ec2, size_t) {
       if (ec2) return close();

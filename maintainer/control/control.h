@@ -1,6 +1,7 @@
 // The daemon's control socket: <state-dir>/control.sock, mode 0600, the
 // protobuf messages of proto/control.proto, one request and one reply per
-// connection, each framed by a 4-byte big-endian length (at most 4 MiB).
+// connection, each framed by a 4-byte big-endian length (requests at most 64 KiB,
+// replies at most 64 MiB: an enroll reply carries the join bundle).
 #pragma once
 
 #include <array>
@@ -18,10 +19,17 @@ namespace fm::maintainer {
 
 std::string control_socket_path(const std::string& state_dir);
 
-// One call to a running daemon. Fails (with the reason) when none answers.
+// One call to a running daemon. Fails (with the reason) when none answers:
+// Code::not_running when nothing listens, Code::permission_denied when the
+// socket's mode refuses us.
 Result<fortmesh::wire::ControlReply> control_call(const std::string& socket_path,
                                                   const fortmesh::wire::ControlRequest& request,
                                                   int timeout_ms = 10'000);
+
+// control_call, and an error reply becomes an error with the daemon's Code.
+Result<fortmesh::wire::ControlReply> control_ask(const std::string& socket_path,
+                                                 const fortmesh::wire::ControlRequest& request,
+                                                 int timeout_ms = 10'000);
 
 // True when a daemon answers on the state directory's control socket.
 bool daemon_running(const std::string& state_dir);

@@ -9,12 +9,6 @@
 
 namespace fm::maintainer {
 
-crdt::Millis unix_millis() {
-  return static_cast<crdt::Millis>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
-}
-
 void OverlayAddresses::refresh() {
   if (replica_->op_count() == seen_ops_ && replica_->reevaluations() == seen_reevaluations_) return;
   seen_ops_ = replica_->op_count();
@@ -99,10 +93,6 @@ std::optional<crdt::PublicKey> StaticAddresses::key_of(const udp::endpoint& from
   return it->second;
 }
 
-GossipTransport::GossipTransport(boost::asio::io_context& io, crdt::GossipEngine* engine,
-                                 PeerAddresses* addresses, std::function<void()> after_step)
-    : engine_(engine), addresses_(addresses), after_step_(std::move(after_step)), socket_(io), timer_(io) {}
-
 Status GossipTransport::start(const udp::endpoint& listen) {
   boost::system::error_code ec;
   socket_.open(listen.protocol(), ec);
@@ -111,19 +101,16 @@ Status GossipTransport::start(const udp::endpoint& listen) {
   if (ec) {
     std::ostringstream where;
     where << listen;
-    return Status::error("cannot listen for gossip on " + where.str() + ": " + ec.message());
+    return Status::error(Code::unavailable, "cannot listen for gossip on " + where.str() + ": " + ec.message());
   }
   running_ = true;
   receive();
-  engine_->on_tick(unix_millis());
-  flush();
   return Status::ok();
 }
 
 void GossipTransport::stop() {
   running_ = false;
   boost::system::error_code ec;
-  timer_.cancel();
   socket_.close(ec);
 }
 
@@ -132,15 +119,12 @@ udp::endpoint GossipTransport::local_endpoint() const {
   return socket_.local_endpoint(ec);
 }
 
-void GossipTransport::pump() { flush(); }
-
 void GossipTransport::receive() {
   socket_.async_receive_from(boost::asio::buffer(buf_), from_, [this](boost::system::error_code ec, size_t n) {
     if (!running_) return;
     if (!ec) {
       if (auto key = addresses_->key_of(from_)) {
-        engine_->on_datagram(*key, std::span<const uint8_t>(buf_.data(), n), unix_millis());
-        flush();
+        receiver_(*key, std::span<const uint8_t>(buf_.data(), n));
       } else {
         ++unknown_sources_;  // not a member we can name: dropped
       }
@@ -151,30 +135,16 @@ void GossipTransport::receive() {
   });
 }
 
-void GossipTransport::flush() {
-  for (auto& d : engine_->take_datagrams()) {
-    auto to = addresses_->endpoint_of(d.to);
-    if (!to) continue;
-    boost::system::error_code ec;
-    // Datagrams are small; a full socket buffer drops one like the network would.
-    socket_.send_to(boost::asio::buffer(d.bytes), *to, 0, ec);
-    if (ec) spdlog::debug("gossip send: {}", ec.message());
+void GossipTransport::send(const crdt::Datagram& d) {
+  auto to = addresses_->endpoint_of(d.to);
+  if (!to) return;
+  boost::system::error_code ec;
+  socket_.send_to(boost::asio::buffer(d.bytes), *to, 0, ec);
+  if (ec) {
+    std::ostringstream where;
+    where << *to;
+    spdlog::debug("gossip send to {}: {}", where.str(), ec.message());
   }
-  if (after_step_) after_step_();
-  arm_timer();
-}
-
-void GossipTransport::arm_timer() {
-  if (!running_) return;
-  const crdt::Millis now = unix_millis();
-  const crdt::Millis due = engine_->next_deadline();
-  const auto wait = std::chrono::milliseconds(due > now ? due - now : 0);
-  timer_.expires_after(wait);
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || !running_) return;
-    engine_->on_tick(unix_millis());
-    flush();
-  });
 }
 
 }  // namespace fm::maintainer

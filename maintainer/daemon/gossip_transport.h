@@ -1,5 +1,5 @@
-// Drives a crdt::GossipEngine over UDP with Boost.Asio: datagrams in, the
-// engine's datagrams out, one timer armed at the engine's next deadline.
+// Gossip over UDP with Boost.Asio: datagrams in to the Node, the Node's
+// datagrams out.
 //
 // In production gossip runs over the overlay: each peer is reached at
 // [its overlay address]:51821 on the WireGuard interface, so WireGuard
@@ -9,12 +9,13 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <map>
 #include <optional>
 
 #include "crdt/gossip.h"
+#include "maintainer/daemon/node.h"
+#include "maintainer/util/clock.h"
 #include "base/result.h"
 
 namespace fm::maintainer {
@@ -59,41 +60,35 @@ class StaticAddresses final : public PeerAddresses {
   std::map<udp::endpoint, crdt::PublicKey> by_endpoint_;
 };
 
-class GossipTransport {
+// Gossip datagrams over one UDP socket: what arrives from a known peer goes to
+// `receiver`; send() maps a key to its address. A datagram from an address
+// that names no member is dropped and counted.
+class GossipTransport final : public DatagramSink {
  public:
-  // `engine` and `addresses` must outlive the transport. `after_step` runs
-  // after every engine step (a datagram, a tick, a pump): the daemon drains
-  // applied ops and changed records there.
-  GossipTransport(boost::asio::io_context& io, crdt::GossipEngine* engine, PeerAddresses* addresses,
-                  std::function<void()> after_step);
+  using Receiver = std::function<void(const crdt::PublicKey& from, std::span<const uint8_t> bytes)>;
+  GossipTransport(boost::asio::io_context& io, Receiver receiver) : receiver_(std::move(receiver)), socket_(io) {}
+  // Before start(); `addresses` must outlive the transport.
+  void set_addresses(PeerAddresses* addresses) { addresses_ = addresses; }
 
-  // Binds and starts receiving and ticking.
-  Status start(const udp::endpoint& listen);
+  // Binds and starts receiving.
+  [[nodiscard]] Status start(const udp::endpoint& listen);
   void stop();
-  // Sends what the engine has queued and re-arms the timer; call after
-  // driving the engine from outside (publish, set_endpoints).
-  void pump();
+  // Datagrams are small; a full socket buffer drops one, as the network would.
+  void send(const crdt::Datagram& datagram) override;
   udp::endpoint local_endpoint() const;
 
   uint64_t unknown_sources() const { return unknown_sources_; }
 
  private:
   void receive();
-  void arm_timer();
-  void flush();
 
-  crdt::GossipEngine* engine_;
-  PeerAddresses* addresses_;
-  std::function<void()> after_step_;
+  PeerAddresses* addresses_ = nullptr;
+  Receiver receiver_;
   udp::socket socket_;
-  boost::asio::steady_timer timer_;
   udp::endpoint from_;
   std::array<uint8_t, 2048> buf_{};
   uint64_t unknown_sources_ = 0;
   bool running_ = false;
 };
-
-// Unix time in milliseconds: the engine's clock.
-crdt::Millis unix_millis();
 
 }  // namespace fm::maintainer

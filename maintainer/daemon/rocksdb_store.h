@@ -28,8 +28,7 @@ class RocksDbStore final : public crdt::OpStore {
   Result<std::vector<std::string>> load_all() const override;
   Status put_meta(std::string_view key, std::string_view value, bool sync) override;
   Result<std::optional<std::string>> get_meta(std::string_view key) const override;
-  // Every meta entry whose key starts with `prefix` (e.g. endpoint records).
-  Result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const;
+  Result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const override;
 
  private:
   RocksDbStore(std::unique_ptr<rocksdb::DB> db, std::string path, uint64_t next_seq, bool read_only);

@@ -1,6 +1,6 @@
-// `fortmesh run`: the node daemon. It replicates the org over gossip (engine
-// + UDP transport), persists what arrives, and keeps the WireGuard interface's
-// peers matched to the membership (maintainer/wireguard.h).
+// `fortmesh run`: the node daemon. Wiring only: a Node (node.h) over the
+// RocksDB store, a WireGuard backend, the UDP gossip transport, the control
+// socket and one timer, all on one Asio event loop.
 #pragma once
 
 #include <optional>
@@ -34,6 +34,7 @@ struct DaemonOptions {
 std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port);
 
 // Runs until SIGTERM or SIGINT; returns how it ended.
+[[nodiscard]]
 Status run_daemon(const DaemonOptions& options);
 
 }  // namespace fm::maintainer

@@ -17,7 +17,9 @@
 
 #include "maintainer/control/control.h"
 #include "maintainer/util/ip_port.h"
-#include "maintainer/daemon/node_state.h"
+#include "maintainer/util/clock.h"
+#include "maintainer/daemon/node.h"
+#include "maintainer/daemon/state_dir.h"
 #include "netauth/conn_auth_tcp.h"
 
 namespace fm::maintainer {
@@ -101,7 +103,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
 
 class Guard {
  public:
-  Guard(asio::io_context& io, const GuardOptions& o, NodeState& node)
+  Guard(asio::io_context& io, const GuardOptions& o, Node& node)
       : io_(io), options_(o), node_(node), view_(control_socket_path(o.state_dir)), acceptor_(io), timer_(io),
         watch_(io, control_socket_path(o.state_dir), [this] { recheck(); }) {}
 
@@ -265,7 +267,7 @@ class Guard {
 
   asio::io_context& io_;
   GuardOptions options_;
-  NodeState& node_;
+  Node& node_;
   DaemonView view_;
   tcp::acceptor acceptor_;
   asio::steady_timer timer_;
@@ -279,9 +281,11 @@ class Guard {
 }  // namespace
 
 Status run_guard(const GuardOptions& options) {
-  auto node = NodeState::open(options.state_dir, RocksDbStore::Mode::read_only);
+  auto dir = StateDir::open(options.state_dir, RocksDbStore::Mode::read_only);
+  if (!dir) return dir.status();
+  auto node = Node::open(dir->key, dir->store.get(), nullptr, nullptr, NodeOptions{}, unix_millis());
   if (!node) return node.status();
-  if (!(*node)->replica().has_org()) return Status::error("this node is not in an org");
+  if (!(*node)->replica().has_org()) return Status::error(Code::conflict, "this node is not in an org");
   asio::io_context io;
   Guard guard(io, options, **node);
   if (Status st = guard.start(); !st) return st;

@@ -25,7 +25,9 @@ Result<std::string> unix_request(const std::string& path, const std::string& pee
     ~Closer() { ::close(fd); }
   } closer{fd};
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::error("cannot reach " + peer + ": " + std::strerror(errno));
+    const int err = errno;
+    return Status::error(err == EACCES || err == EPERM ? Code::permission_denied : Code::unavailable,
+                         "cannot reach " + peer + ": " + std::strerror(err));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto wait = [&](short events) {

@@ -13,7 +13,8 @@
 namespace fm::maintainer {
 
 // `peer` names the other side in messages ("wireguard-go at PATH"). A failed
-// connect says "cannot reach <peer>: <reason>". `complete` is asked after
+// connect says "cannot reach <peer>: <reason>", with Code::permission_denied
+// when the socket's mode refuses us and Code::unavailable otherwise. `complete` is asked after
 // every read whether the bytes so far are a whole reply.
 Result<std::string> unix_request(const std::string& path, const std::string& peer, std::string_view request,
                                  const std::function<bool(std::string_view)>& complete, int timeout_ms,

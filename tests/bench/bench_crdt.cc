@@ -24,7 +24,8 @@
 
 #include "crdt/op.h"
 #include "crdt/replica.h"
-#include "maintainer/daemon/node_state.h"
+#include "maintainer/daemon/node.h"
+#include "maintainer/daemon/state_dir.h"
 #include "maintainer/daemon/rocksdb_store.h"
 #include "tests/util/numbered_key.h"
 #include "tests/util/tempdir.h"
@@ -175,7 +176,9 @@ void bench(size_t n) {
   size_t members = 0;
   for (int round = 0; round < 5; ++round) {
     t0 = Clock::now();
-    auto node = maintainer::NodeState::open(state);
+    auto dir = maintainer::StateDir::open(state);
+    if (!dir) std::abort();
+    auto node = maintainer::Node::open(dir->key, dir->store.get(), nullptr, nullptr, {}, kNow * 1000);
     const double s = seconds(t0);
     if (!node) std::abort();
     members = (*node)->replica().members(kNow).size();

@@ -35,61 +35,68 @@ TEST(GossipTransportTest, ThreeNodesOnLoopbackConvergeOnARevocation) {
   std::vector<netauth::KeyPair> keys{test::test_key(1), test::test_key(2), test::test_key(3)};
   std::vector<std::string> ops{crdt::make_genesis(keys[0], "udp", netauth::ula_prefix({1, 1, 1, 1, 1}), unix_s)};
   crdt::Replica first;
-  first.ingest(bytes_of(ops[0]));
+  (void)first.ingest(bytes_of(ops[0]));
   for (size_t i = 1; i < keys.size(); ++i) {
     ops.push_back(crdt::make_enroll(keys[0], first.org().id, first.heads(),
-                                    crdt::EnrollSpec{keys[i].public_key, "n", crdt::Role::member, {}, 0}, unix_s));
-    first.ingest(bytes_of(ops.back()));
+                                    crdt::EnrollSpec{keys[i].public_key, "n" + std::to_string(i), crdt::Role::member, {}, 0},
+                                    unix_s));
+    (void)first.ingest(bytes_of(ops.back()));
   }
 
-  boost::asio::io_context io;
-  struct Node {
-    crdt::Replica replica;
-    std::unique_ptr<crdt::ReplicaPeers> peers;
-    std::unique_ptr<crdt::GossipEngine> engine;
-    std::unique_ptr<GossipTransport> transport;
-  };
-  std::vector<std::unique_ptr<Node>> nodes;
-  std::map<crdt::PublicKey, udp::endpoint> map;
-  crdt::GossipConfig cfg;
-  cfg.anti_entropy_interval = 200;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    auto n = std::make_unique<Node>();
-    ASSERT_TRUE(n->replica.load_verified(ops).is_ok());
-    n->peers = std::make_unique<crdt::ReplicaPeers>(&n->replica, keys[i].public_key);
-    n->engine = std::make_unique<crdt::GossipEngine>(keys[i], &n->replica, n->peers.get(), cfg, i + 1);
-    nodes.push_back(std::move(n));
-  }
   // Ask the kernel for free ports first, then tell everyone where everyone is.
-  std::vector<std::unique_ptr<StaticAddresses>> books(keys.size());
+  boost::asio::io_context io;
+  std::map<crdt::PublicKey, udp::endpoint> map;
   std::vector<udp::endpoint> where(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     boost::asio::ip::udp::socket s(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
     where[i] = s.local_endpoint();
+    map[keys[i].public_key] = where[i];
   }
-  for (size_t i = 0; i < keys.size(); ++i) map[keys[i].public_key] = where[i];
+  struct Host {
+    crdt::MemoryStore store;
+    std::unique_ptr<StaticAddresses> book;
+    std::unique_ptr<GossipTransport> transport;
+    std::unique_ptr<Node> node;
+  };
+  std::vector<std::unique_ptr<Host>> hosts;
+  NodeOptions options;
+  options.gossip.anti_entropy_interval = 200;
   for (size_t i = 0; i < keys.size(); ++i) {
-    books[i] = std::make_unique<StaticAddresses>(map);
-    nodes[i]->transport = std::make_unique<GossipTransport>(io, nodes[i]->engine.get(), books[i].get(), nullptr);
-    auto st = nodes[i]->transport->start(where[i]);
+    auto h = std::make_unique<Host>();
+    ASSERT_TRUE(h->store.append(ops, true).is_ok());
+    h->book = std::make_unique<StaticAddresses>(map);
+    Host* raw = h.get();
+    h->transport = std::make_unique<GossipTransport>(io, [raw](const crdt::PublicKey& from, std::span<const uint8_t> b) {
+      raw->node->on_datagram(from, b, unix_millis());
+    });
+    h->transport->set_addresses(h->book.get());
+    options.seed = i + 1;
+    auto node = Node::open(keys[i], &h->store, nullptr, h->transport.get(), options, unix_millis());
+    ASSERT_TRUE(node.is_ok()) << node.message();
+    h->node = std::move(*node);
+    ASSERT_TRUE(h->node->start({}, unix_millis()).is_ok());
+    auto st = h->transport->start(where[i]);
     ASSERT_TRUE(st.is_ok()) << st.message();
+    hosts.push_back(std::move(h));
   }
 
-  auto revoke = crdt::make_revoke(keys[0], first.org().id, first.heads(), keys[2].public_key, "t", unix_s);
-  auto res = nodes[0]->replica.ingest(bytes_of(revoke));
-  ASSERT_EQ(res.outcome, crdt::Ingest::applied);
-  nodes[0]->engine->publish(res.applied, unix_millis());
-  nodes[0]->transport->pump();
+  auto done = hosts[0]->node->submit(RevokeCommand{"n2", "t"}, unix_millis());
+  ASSERT_TRUE(done.is_ok()) << done.message();
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (nodes[1]->replica.is_active_member(keys[2].public_key, unix_s) &&
+  while (hosts[1]->node->replica().is_active_member(keys[2].public_key, unix_s) &&
          std::chrono::steady_clock::now() < deadline) {
     io.run_for(std::chrono::milliseconds(20));
+    for (auto& h : hosts) h->node->on_tick(unix_millis());
   }
-  EXPECT_FALSE(nodes[1]->replica.is_active_member(keys[2].public_key, unix_s));
-  EXPECT_EQ(nodes[1]->replica.heads(), nodes[0]->replica.heads());
-  EXPECT_GT(nodes[1]->engine->stats().datagrams_in, 0u);
-  for (auto& n : nodes) n->transport->stop();
+  EXPECT_FALSE(hosts[1]->node->replica().is_active_member(keys[2].public_key, unix_s));
+  EXPECT_EQ(hosts[1]->node->replica().heads(), hosts[0]->node->replica().heads());
+  EXPECT_GT(hosts[1]->node->gossip().stats().datagrams_in, 0u);
+  // What gossip brought is in node 1's store too.
+  auto stored = hosts[1]->store.load_all();
+  ASSERT_TRUE(stored.is_ok());
+  EXPECT_EQ(stored->size(), ops.size() + 1);
+  for (auto& h : hosts) h->transport->stop();
 }
 
 }  // namespace

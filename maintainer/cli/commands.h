@@ -1,0 +1,77 @@
+// The command table of `fortmesh` (private to cli/). Each group of commands
+// lives in its own file and registers its commands here: a command is a
+// CLI11 subcommand and the function that runs it once parsed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "maintainer/daemon/node.h"
+#include "maintainer/daemon/state_dir.h"
+#include "proto/control.pb.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace fm::maintainer::cli {
+
+struct Command {
+  std::string name;  // as errors name it: "org init"
+  CLI::App* app;
+  std::function<Status()> run;
+};
+
+// What every command shares: the state directory.
+struct Context {
+  std::string state_dir = kDefaultStateDir;
+  void add_state_dir(CLI::App* cmd);
+};
+
+void add_identity_commands(CLI::App& app, Context& ctx, std::vector<Command>& out);  // keygen, pubkey
+void add_org_commands(CLI::App& app, Context& ctx, std::vector<Command>& out);       // org init, join
+void add_admin_commands(CLI::App& app, Context& ctx, std::vector<Command>& out);     // enroll, revoke
+void add_query_commands(CLI::App& app, Context& ctx, std::vector<Command>& out);     // members, status, peers
+void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out);    // run, guard
+
+// ---- Shared helpers (common.cc) ----------------------------------------------
+
+uint64_t unix_now();  // seconds
+bool printable_text(std::string_view s);  // 1..64 bytes, no control characters
+Status print_json(const google::protobuf::Message& m);
+Result<std::string> read_file(const std::string& path, size_t max_bytes);
+
+// A Node over the state directory's store, for commands that run with no
+// daemon (org init, join, and admin commands when none runs).
+struct OfflineNode {
+  StateDir dir;
+  std::unique_ptr<Node> node;
+  static Result<OfflineNode> open(const std::string& state_dir,
+                                  RocksDbStore::Mode mode = RocksDbStore::Mode::read_write);
+};
+
+// Asks the running daemon; when none runs (Code::not_running), answers the
+// same request here with the same code on an OfflineNode. `via_daemon` says
+// which it was.
+Result<fortmesh::wire::ControlReply> ask(const std::string& state_dir, const fortmesh::wire::ControlRequest& req,
+                                         bool* via_daemon, RocksDbStore::Mode offline_mode);
+
+// Writes a file through a temporary, fsync and rename, so that a reader
+// never sees half of it; the temporary is removed unless committed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {}
+  ~AtomicFile();
+  Status write(const std::string& data);
+  Status commit();
+
+ private:
+  std::string path_, tmp_;
+  bool committed_ = false;
+};
+
+}  // namespace fm::maintainer::cli

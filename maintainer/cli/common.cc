@@ -1,0 +1,98 @@
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "crdt/op.h"
+#include "maintainer/cli/commands.h"
+#include "maintainer/control/control.h"
+#include "maintainer/daemon/control_handler.h"
+#include "maintainer/util/clock.h"
+
+namespace fm::maintainer::cli {
+
+void Context::add_state_dir(CLI::App* cmd) {
+  cmd->add_option("--state-dir", state_dir, "state directory (node.key, db/)")->default_str(kDefaultStateDir);
+}
+
+uint64_t unix_now() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+bool printable_text(std::string_view s) {
+  return !s.empty() && s.size() <= crdt::kMaxNameBytes &&
+         std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+Status print_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.always_print_primitive_fields = true;
+  opts.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, opts).ok()) return Status::error("cannot render JSON");
+  std::printf("%s", out.c_str());
+  return Status::ok();
+}
+
+Result<std::string> read_file(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error(Code::not_found, "cannot read " + path + ": " + std::strerror(errno));
+  std::string data;
+  char buf[65536];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    data.append(buf, static_cast<size_t>(in.gcount()));
+    if (data.size() > max_bytes) return Status::error(Code::invalid_argument, path + " is too large");
+  }
+  return data;
+}
+
+Result<OfflineNode> OfflineNode::open(const std::string& state_dir, RocksDbStore::Mode mode) {
+  auto dir = StateDir::open(state_dir, mode);
+  if (!dir) return dir.status();
+  auto node = Node::open(dir->key, dir->store.get(), nullptr, nullptr, NodeOptions{}, unix_millis());
+  if (!node) return node.status().prefixed("store " + db_path(state_dir) + ": ");
+  return OfflineNode{std::move(*dir), std::move(*node)};
+}
+
+Result<fortmesh::wire::ControlReply> ask(const std::string& state_dir, const fortmesh::wire::ControlRequest& req,
+                                         bool* via_daemon, RocksDbStore::Mode offline_mode) {
+  auto reply = control_ask(control_socket_path(state_dir), req);
+  *via_daemon = reply.is_ok() || reply.code() != Code::not_running;
+  if (*via_daemon) return reply;
+  auto offline = OfflineNode::open(state_dir, offline_mode);
+  if (!offline) return offline.status();
+  auto here = handle_control(*offline->node, req, unix_millis(), 0);
+  if (!here.error().empty()) return Status::error(static_cast<Code>(here.code()), here.error());
+  return here;
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+Status AtomicFile::write(const std::string& data) {
+  FILE* f = std::fopen(tmp_.c_str(), "wb");
+  if (f == nullptr) return Status::error("cannot write " + tmp_ + ": " + std::strerror(errno));
+  bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size() && std::fflush(f) == 0 &&
+            ::fsync(fileno(f)) == 0;
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) return Status::error("cannot write " + tmp_ + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+Status AtomicFile::commit() {
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return Status::error("cannot rename " + tmp_ + " to " + path_ + ": " + std::strerror(errno));
+  }
+  committed_ = true;
+  return Status::ok();
+}
+
+}  // namespace fm::maintainer::cli

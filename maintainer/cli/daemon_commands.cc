@@ -1,0 +1,57 @@
+// run and guard: the long-running commands.
+#include <spdlog/spdlog.h>
+
+#include "maintainer/cli/commands.h"
+#include "maintainer/daemon/run.h"
+#include "maintainer/guard/guard.h"
+
+namespace fm::maintainer::cli {
+
+void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out) {
+  auto guard = std::make_shared<GuardOptions>();
+  auto* guard_cmd = app.add_subcommand(
+      "guard", "put a TCP service behind org membership (conn_auth); needs `fortmesh run` on this node.\n"
+               "Server side: --listen ADDR:PORT --to HOST:PORT. Client side: --listen 127.0.0.1:PORT\n"
+               "--connect ADDR:PORT --server-key KEY. See docs/guard.md.");
+  guard_cmd->add_option("--listen", guard->listen, "ADDR:PORT to accept connections on")->required();
+  guard_cmd->add_option("--to", guard->to, "server side: the protected service's HOST:PORT (numeric)");
+  guard_cmd->add_option("--connect", guard->connect, "client side: the remote guard's ADDR:PORT");
+  guard_cmd->add_option("--server-key", guard->server_key, "client side: the remote node's identity key (base64)");
+  ctx.add_state_dir(guard_cmd);
+  out.push_back({"guard", guard_cmd, [&ctx, guard] {
+                   guard->state_dir = ctx.state_dir;
+                   return run_guard(*guard);
+                 }});
+
+  auto daemon = std::make_shared<DaemonOptions>();
+  auto log_level = std::make_shared<std::string>("info");
+  auto* run_cmd = app.add_subcommand(
+      "run", "run the node daemon: replicate the org over gossip, keep the store current, and keep\n"
+             "the WireGuard interface's peers equal to the org's active members.");
+  run_cmd->add_option("--gossip-listen", daemon->gossip_listen,
+                      "ADDR:PORT for gossip (default: [overlay address]:51821)");
+  run_cmd->add_option("--gossip-peers", daemon->gossip_peers_file,
+                      "file of \"KEY HOST:PORT\" lines: where peers receive gossip (default: their overlay addresses)");
+  run_cmd->add_option("--listen-port", daemon->listen_port, "WireGuard listen port, announced to peers")
+      ->default_str("51820")
+      ->check(CLI::Range(1, 65535));
+  run_cmd->add_option("--wg-backend", daemon->wg_backend,
+                      "kernel: a wireguard link, generic netlink; userspace: wireguard-go, supervised; "
+                      "auto: kernel if this kernel has WireGuard, else userspace; none: gossip only (loopback tests)")
+      ->default_str("auto")
+      ->check(CLI::IsMember({"auto", "kernel", "userspace", "none"}));
+  run_cmd->add_option("--interface", daemon->interface, "WireGuard interface name")->default_str("fm0");
+  run_cmd->add_option("--log-level", *log_level, "trace, debug, info, warn, error")->default_str("info");
+  ctx.add_state_dir(run_cmd);
+  out.push_back({"run", run_cmd, [&ctx, daemon, log_level] {
+                   auto level = spdlog::level::from_str(*log_level);
+                   if (level == spdlog::level::off && *log_level != "off") {
+                     return Status::error(Code::invalid_argument, "--log-level must be trace, debug, info, warn or error");
+                   }
+                   spdlog::set_level(level);
+                   daemon->state_dir = ctx.state_dir;
+                   return run_daemon(*daemon);
+                 }});
+}
+
+}  // namespace fm::maintainer::cli

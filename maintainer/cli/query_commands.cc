@@ -1,0 +1,102 @@
+// members, status, peers: what a node knows. members works with or without a
+// daemon; status and peers ask the running daemon.
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+
+#include "maintainer/cli/commands.h"
+#include "maintainer/control/control.h"
+
+namespace fm::maintainer::cli {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+
+Status members(const std::string& dir, bool json) {
+  wire::ControlRequest req;
+  req.set_members(true);
+  bool via_daemon = false;
+  auto got = ask(dir, req, &via_daemon, RocksDbStore::Mode::read_only);
+  if (!got) return got.status();
+  const wire::MembersReply& reply = got->members();
+  if (json) return print_json(reply);
+  std::printf("org %s  prefix %s  digest %s\n", reply.org_name().c_str(), reply.prefix().c_str(),
+              reply.digest().substr(0, 16).c_str());
+  std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", "NAME", "ROLE", "STATUS", "ADDRESS", "KEY", "EXPIRES");
+  std::vector<const wire::MemberInfo*> rows;
+  for (const auto& m : reply.members()) rows.push_back(&m);
+  std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
+  for (const auto* mp : rows) {
+    const auto& m = *mp;
+    std::string expires = "never";
+    if (m.expires_at() != 0) {
+      const time_t t = static_cast<time_t>(m.expires_at());
+      char buf[32];
+      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%MZ", std::gmtime(&t));
+      expires = buf;
+    }
+    std::string address = m.address().empty() ? "(no WireGuard key)" : m.address();
+    if (m.address_conflict()) address += " (conflict)";
+    std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", m.name().c_str(), m.role().c_str(), m.status().c_str(),
+                address.c_str(), m.key().c_str(), expires.c_str());
+  }
+  return Status::ok();
+}
+
+Status status(const std::string& dir, bool json) {
+  wire::ControlRequest req;
+  req.set_status(true);
+  auto reply = control_ask(control_socket_path(dir), req);
+  if (!reply) return reply.status();
+  const auto& s = reply->status();
+  if (json) return print_json(s);
+  std::printf("node      %s\norg       %s\naddress   %s\nops       %" PRIu64 "  digest %s\nmembers   %u active\n",
+              s.key().c_str(), s.org_name().c_str(), s.address().c_str(), s.ops(), s.digest().substr(0, 16).c_str(),
+              s.active_members());
+  if (s.interface().empty()) {
+    std::printf("wireguard none (--wg-backend none)\n");
+  } else {
+    std::printf("wireguard %s, %u peers, wireguard-go restarts %" PRIu64 "\n", s.interface().c_str(), s.peers(),
+                s.wireguard_restarts());
+  }
+  std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
+  return Status::ok();
+}
+
+Status peers(const std::string& dir, bool json) {
+  wire::ControlRequest req;
+  req.set_peers(true);
+  auto reply = control_ask(control_socket_path(dir), req);
+  if (!reply) return reply.status();
+  if (json) return print_json(reply->peers());
+  std::printf("%-20s %-40s %-28s %-10s %12s %12s\n", "NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX");
+  for (const auto& p : reply->peers().peers()) {
+    const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
+    std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "\n",
+                p.name().empty() ? "(not a member)" : p.name().c_str(), p.address().c_str(),
+                p.endpoint().empty() ? "(none)" : p.endpoint().c_str(), hs.c_str(), p.rx_bytes(), p.tx_bytes());
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void add_query_commands(CLI::App& app, Context& ctx, std::vector<Command>& out) {
+  auto json = std::make_shared<bool>(false);
+  auto* members_cmd = app.add_subcommand("members", "list the org's members (from the daemon, or the store if none runs)");
+  members_cmd->add_flag("--json", *json, "print the control API message as JSON");
+  ctx.add_state_dir(members_cmd);
+  out.push_back({"members", members_cmd, [&ctx, json] { return members(ctx.state_dir, *json); }});
+
+  auto* status_cmd = app.add_subcommand("status", "the running daemon's state (through its control socket)");
+  status_cmd->add_flag("--json", *json, "print the control API message as JSON");
+  ctx.add_state_dir(status_cmd);
+  out.push_back({"status", status_cmd, [&ctx, json] { return status(ctx.state_dir, *json); }});
+
+  auto* peers_cmd = app.add_subcommand("peers", "the running daemon's WireGuard peers: endpoint, handshake age, rx/tx");
+  peers_cmd->add_flag("--json", *json, "print the control API message as JSON");
+  ctx.add_state_dir(peers_cmd);
+  out.push_back({"peers", peers_cmd, [&ctx, json] { return peers(ctx.state_dir, *json); }});
+}
+
+}  // namespace fm::maintainer::cli

@@ -1,0 +1,151 @@
+#include "maintainer/daemon/control_handler.h"
+
+#include <cstring>
+
+namespace fm::maintainer {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+
+Result<crdt::Role> parse_role(const std::string& text) {
+  if (text == "member" || text.empty()) return crdt::Role::member;
+  if (text == "admin") return crdt::Role::admin;
+  if (text == "lighthouse") return crdt::Role::lighthouse;
+  return Status::error(Code::invalid_argument, "role must be member, admin or lighthouse");
+}
+
+Result<EnrollCommand> enroll_command(const wire::EnrollRequest& r) {
+  if (r.subject().size() != 32) return Status::error(Code::invalid_argument, "enroll wants a 32-byte identity key");
+  auto role = parse_role(r.role());
+  if (!role) return role.status();
+  EnrollCommand c;
+  std::memcpy(c.subject.data(), r.subject().data(), 32);
+  c.name = r.name();
+  c.role = *role;
+  c.endpoints.assign(r.endpoints().begin(), r.endpoints().end());
+  c.expires_at = r.expires_at();
+  return c;
+}
+
+void fill_status(const NodeStatus& s, uint64_t uptime_sec, wire::StatusReply* out) {
+  out->set_key(netauth::to_base64(s.key));
+  out->set_org_name(s.org_name);
+  out->set_address(netauth::format_address(s.address));
+  out->set_ops(s.ops);
+  out->set_digest(netauth::to_hex(s.digest));
+  out->set_active_members(static_cast<uint32_t>(s.active_members));
+  out->set_uptime_sec(uptime_sec);
+  out->set_interface(s.interface);
+  out->set_peers(static_cast<uint32_t>(s.peers));
+  out->set_wireguard_restarts(s.wireguard_restarts);
+}
+
+void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::PeersReply* out) {
+  const auto t = static_cast<int64_t>(now / 1000);
+  for (const auto& ps : peers) {
+    const auto& p = ps.peer;
+    auto* pi = out->add_peers();
+    pi->set_wg_key(netauth::to_base64(p.public_key));
+    if (ps.member) {
+      pi->set_name(ps.member->name);
+      pi->set_key(netauth::to_base64(ps.member->key));
+      pi->set_address(netauth::format_address(ps.member->address));
+    }
+    if (p.endpoint) pi->set_endpoint(p.endpoint->to_string());
+    pi->set_handshake_age_sec(p.last_handshake_sec == 0 ? -1 : t - p.last_handshake_sec);
+    pi->set_rx_bytes(p.rx_bytes);
+    pi->set_tx_bytes(p.tx_bytes);
+  }
+}
+
+void fill_members(const crdt::Replica& r, crdt::Millis now, wire::MembersReply* reply) {
+  const uint64_t t = now / 1000;
+  reply->set_org_id(netauth::to_base64(r.org().id));
+  reply->set_org_name(r.org().name);
+  reply->set_prefix(netauth::format_prefix(r.org().prefix));
+  reply->set_digest(netauth::to_hex(r.digest(t)));
+  for (const auto& m : r.members(t)) {
+    auto* mi = reply->add_members();
+    mi->set_key(netauth::to_base64(m.key));
+    mi->set_name(m.name);
+    mi->set_role(crdt::to_string(m.role));
+    mi->set_status(crdt::to_string(m.standing));
+    mi->set_address(m.no_wireguard_key ? "" : netauth::format_address(m.address));
+    mi->set_expires_at(m.expires_at);
+    for (const auto& e : m.endpoints) mi->add_endpoints(e);
+    mi->set_address_conflict(m.address_conflict);
+    mi->set_no_wireguard_key(m.no_wireguard_key);
+  }
+}
+
+}  // namespace
+
+wire::ControlReply error_reply(const Status& status) {
+  wire::ControlReply reply;
+  reply.set_error(status.message());
+  reply.set_code(static_cast<uint32_t>(status.code()));
+  return reply;
+}
+
+wire::AdminReply to_wire(const AdminOutcome& outcome, const crdt::Replica& replica) {
+  wire::AdminReply a;
+  a.set_subject_key(netauth::to_base64(outcome.subject.key));
+  a.set_subject_name(outcome.subject.name);
+  a.set_role(crdt::to_string(outcome.subject.role));
+  if (replica.has_org()) {
+    if (auto address = netauth::overlay_address_of(replica.org().prefix, outcome.subject.key)) {
+      a.set_address(netauth::format_address(*address));
+    }
+  }
+  a.set_bundle(outcome.bundle);
+  return a;
+}
+
+wire::ControlReply handle_control(Node& node, const wire::ControlRequest& req, crdt::Millis now,
+                                  uint64_t uptime_sec) {
+  wire::ControlReply reply;
+  switch (req.request_case()) {
+    case wire::ControlRequest::kEnroll: {
+      auto command = enroll_command(req.enroll());
+      if (!command) return error_reply(command.status());
+      auto done = node.submit(*command, now);
+      if (!done) return error_reply(done.status());
+      *reply.mutable_admin() = to_wire(*done, node.replica());
+      break;
+    }
+    case wire::ControlRequest::kRevoke: {
+      auto done = node.submit(RevokeCommand{req.revoke().target(), req.revoke().reason()}, now);
+      if (!done) return error_reply(done.status());
+      *reply.mutable_admin() = to_wire(*done, node.replica());
+      break;
+    }
+    case wire::ControlRequest::kMembers:
+      if (!node.replica().has_org()) return error_reply(Status::error(Code::conflict, "this node is not in an org"));
+      fill_members(node.replica(), now, reply.mutable_members());
+      break;
+    case wire::ControlRequest::kStatus:
+      fill_status(node.status(now), uptime_sec, reply.mutable_status());
+      break;
+    case wire::ControlRequest::kPeers: {
+      auto peers = node.peers(now);
+      if (!peers) return error_reply(peers.status());
+      fill_peers(*peers, now, reply.mutable_peers());
+      break;
+    }
+    case wire::ControlRequest::kMemberStatus: {
+      if (req.member_status().size() != 32) {
+        return error_reply(Status::error(Code::invalid_argument, "member_status wants a 32-byte identity key"));
+      }
+      crdt::PublicKey key;
+      std::memcpy(key.data(), req.member_status().data(), 32);
+      auto m = node.member_status(key, now);
+      reply.set_member_status(m ? crdt::to_string(m->standing) : "not_member");
+      break;
+    }
+    default:
+      return error_reply(Status::error(Code::invalid_argument, "unknown control request"));
+  }
+  return reply;
+}
+
+}  // namespace fm::maintainer

@@ -1,0 +1,326 @@
+#include "maintainer/daemon/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "crdt/endpoints.h"
+#include "proto/org.pb.h"
+
+namespace fm::maintainer {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+
+// Endpoint records live in the store's meta entries under this prefix.
+constexpr std::string_view kRecordPrefix = "ep/";
+
+uint64_t seconds(crdt::Millis now) { return now / 1000; }
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// "name (AbCdEfGh)": how logs name a member.
+std::string label(const crdt::Member& m) { return m.name + " (" + netauth::to_base64(m.key).substr(0, 8) + ")"; }
+
+}  // namespace
+
+Node::Node(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard, DatagramSink* sink,
+           NodeOptions options, crdt::Replica replica)
+    : key_(std::move(key)),
+      store_(store),
+      backend_(wireguard),
+      sink_(sink),
+      options_(options),
+      replica_(std::move(replica)),
+      directory_(&replica_, key_.public_key) {
+  engine_ = std::make_unique<crdt::GossipEngine>(key_, &replica_, &directory_, options_.gossip, options_.seed);
+}
+
+Node::~Node() = default;
+
+Result<std::unique_ptr<Node>> Node::open(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard,
+                                         DatagramSink* sink, NodeOptions options, crdt::Millis now) {
+  auto ops = store->load_all();
+  if (!ops) return ops.status();
+  crdt::Replica replica;
+  if (Status st = replica.load_verified(*ops); !st) {
+    return Status::error(Code::corrupt, "the op store is damaged: " + st.message());
+  }
+  std::unique_ptr<Node> node(new Node(std::move(key), store, wireguard, sink, options, std::move(replica)));
+  if (auto records = store->scan_meta(kRecordPrefix)) {
+    for (const auto& [name, record] : *records) node->engine_->restore_record(bytes_of(record), now);
+  }
+  node->digest_ = node->replica_.digest(seconds(now));
+  return node;
+}
+
+Status Node::start(const std::vector<std::string>& endpoints, crdt::Millis now) {
+  if (!replica_.has_org()) {
+    return Status::error(Code::conflict, "this node is not in an org yet (run `fortmesh org init` or `fortmesh join`)");
+  }
+  if (backend_ != nullptr) {
+    wireguard_ = std::make_unique<WireGuardSync>(backend_, key_, &replica_, &engine_->endpoints(), options_.listen_port);
+    if (Status st = wireguard_->start(static_cast<int64_t>(seconds(now))); !st) return st;
+  }
+  next_repair_ = now + options_.repair_interval;
+  membership_changed(now);
+  set_endpoints(endpoints, now);
+  return Status::ok();
+}
+
+// ---- Admin commands ---------------------------------------------------------
+
+Status Node::require_admin(uint64_t now_sec) const {
+  if (!replica_.has_org()) {
+    return Status::error(Code::conflict, "this node is not in an org (run `fortmesh org init` or `fortmesh join`)");
+  }
+  auto me = replica_.member(key_.public_key, now_sec);
+  if (!me || me->standing != crdt::Standing::active ||
+      (me->role != crdt::Role::root && me->role != crdt::Role::admin)) {
+    return Status::error(Code::permission_denied, "this node is not an active admin of org " + replica_.org().name);
+  }
+  return Status::ok();
+}
+
+Result<AdminOutcome> Node::submit(const EnrollCommand& c, crdt::Millis now) {
+  const uint64_t t = seconds(now);
+  if (Status st = require_admin(t); !st) return st;
+  if (c.subject == replica_.org().root) {
+    return Status::error(Code::conflict, "that is the root key; it is always a member");
+  }
+  if (auto m = replica_.member(c.subject, t); m && m->standing == crdt::Standing::revoked) {
+    return Status::error(Code::conflict,
+                         "that key was revoked; revocation is permanent: the node must generate a new key");
+  }
+  crdt::EnrollSpec spec{c.subject, c.name, c.role, c.endpoints, c.expires_at};
+  const std::string op = crdt::make_enroll(key_, replica_.org().id, replica_.heads(), spec, t);
+  auto done = commit_admin_op(op, c.subject, [&](const crdt::Replica& r) {
+    return r.is_active_member(c.subject, t)
+               ? Status::ok()
+               : Status::error(Code::no_effect, "the Enroll had no effect (is this node still an admin?)");
+  }, now);
+  if (!done) return done;
+
+  // The bundle: every op (the new member's replica starts from them) and the
+  // lighthouses it can reach first.
+  wire::JoinBundle bundle;
+  bundle.set_version(1);
+  bundle.set_org_id(replica_.org().id.data(), replica_.org().id.size());
+  bundle.set_subject(c.subject.data(), c.subject.size());
+  for (const auto& id : replica_.all_ops()) bundle.add_ops(*replica_.op_bytes(id));
+  for (const auto& m : replica_.members(t)) {
+    if (m.role != crdt::Role::lighthouse || m.standing != crdt::Standing::active || m.key == c.subject) continue;
+    auto* lh = bundle.add_lighthouses();
+    lh->set_key(m.key.data(), m.key.size());
+    lh->set_name(m.name);
+    for (const auto& e : m.endpoints) lh->add_endpoints(e);
+  }
+  done->bundle = bundle.SerializeAsString();
+  return done;
+}
+
+Result<AdminOutcome> Node::submit(const RevokeCommand& c, crdt::Millis now) {
+  const uint64_t t = seconds(now);
+  if (!replica_.has_org()) return Status::error(Code::conflict, "this node is not in an org");
+  auto target = find_member(c.target, now);
+  if (!target) return target.status();
+  const crdt::Member& m = *target;
+  if (m.role == crdt::Role::root) return Status::error(Code::conflict, "the root cannot be revoked");
+  if (m.standing == crdt::Standing::revoked) return Status::error(Code::conflict, m.name + " is already revoked");
+  if (m.key != key_.public_key) {
+    if (Status st = require_admin(t); !st) return st;
+  }
+  const std::string op = crdt::make_revoke(key_, replica_.org().id, replica_.heads(), m.key, c.reason, t);
+  return commit_admin_op(op, m.key, [&](const crdt::Replica& r) {
+    auto after = r.member(m.key, t);
+    return after && after->standing == crdt::Standing::revoked
+               ? Status::ok()
+               : Status::error(Code::no_effect, "the Revoke had no effect (" + m.name + " is senior to this node?)");
+  }, now);
+}
+
+Result<AdminOutcome> Node::commit_admin_op(const std::string& op, const crdt::PublicKey& subject,
+                                           const std::function<Status(const crdt::Replica&)>& took_effect,
+                                           crdt::Millis now) {
+  auto ids = commit(std::span(&op, 1), took_effect, now);
+  if (!ids) return ids.status();
+  auto after = replica_.member(subject, seconds(now));
+  if (!after) return Status::error("the subject is not a member after the command");
+  spdlog::info("admin: {} {} is now {} ({} ops)", crdt::to_string(after->role), label(*after),
+               crdt::to_string(after->standing), replica_.op_count());
+  return AdminOutcome{std::move(*after), {}};
+}
+
+Result<std::vector<crdt::OpId>> Node::commit(std::span<const std::string> ops,
+                                             const std::function<Status(const crdt::Replica&)>& acceptable,
+                                             crdt::Millis now) {
+  auto trial = replica_.try_apply(ops);
+  if (!trial) return trial.status();
+  if (Status st = acceptable(replica_); !st) return st;  // the trial is undone
+  std::vector<std::string> fresh;
+  for (const auto& id : trial->added()) fresh.push_back(*replica_.op_bytes(id));
+  // Synced before anything is reported or sent: a signed revocation is never
+  // lost to a crash.
+  if (Status st = store_->append(fresh, /*sync=*/true); !st) {
+    return Status::error(Code::unavailable, "cannot store the op: " + st.message());
+  }
+  const std::vector<crdt::OpId> added = trial->added();
+  std::vector<crdt::OpId> applied = trial->keep();
+  if (applied.size() > added.size()) {
+    // Pending ops that waited for these came from gossip: stored unsynced.
+    std::vector<std::string> released;
+    for (size_t i = added.size(); i < applied.size(); ++i) released.push_back(*replica_.op_bytes(applied[i]));
+    if (Status st = store_->append(released, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
+  }
+  if (replica_.has_org()) engine_->publish(added, now);
+  after_event(now);
+  membership_changed(now);
+  return added;
+}
+
+// ---- Gossip and timers --------------------------------------------------------
+
+void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now) {
+  engine_->on_datagram(from, bytes, now);
+  after_event(now);
+}
+
+void Node::set_endpoints(const std::vector<std::string>& endpoints, crdt::Millis now) {
+  engine_->set_endpoints(endpoints, options_.listen_port, now);
+  spdlog::info("announcing {} endpoint(s) for WireGuard port {}", endpoints.size(), options_.listen_port);
+  after_event(now);
+}
+
+void Node::on_tick(crdt::Millis now) {
+  if (now >= engine_->next_deadline()) engine_->on_tick(now);
+  after_event(now);
+  if (next_expiry_ && seconds(now) >= *next_expiry_) membership_changed(now);
+  if (now >= next_repair_) {
+    next_repair_ = now + options_.repair_interval;
+    sync_wireguard(now);  // drift made by hand, a lost interface
+  }
+}
+
+crdt::Millis Node::next_deadline() const {
+  crdt::Millis due = engine_->next_deadline();
+  if (next_expiry_) due = std::min(due, *next_expiry_ * 1000);
+  if (wireguard_) due = std::min(due, next_repair_);
+  return due;
+}
+
+void Node::after_event(crdt::Millis now) {
+  bool changed = false;
+  std::vector<std::string> ops;
+  for (const auto& id : engine_->take_applied_ops()) ops.push_back(*replica_.op_bytes(id));
+  if (!ops.empty()) {
+    // Ops from peers exist elsewhere too: written without sync.
+    if (Status st = store_->append(ops, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
+    spdlog::info("applied {} op(s) from gossip; {} ops", ops.size(), replica_.op_count());
+    changed = true;
+  }
+  for (const auto& record : engine_->take_changed_records()) {
+    crdt::EndpointRecord rec;
+    if (!replica_.has_org() || !crdt::parse_endpoint_record(bytes_of(record), replica_.org().id, &rec)) continue;
+    const std::string name = std::string(kRecordPrefix) + netauth::to_base64(rec.key);
+    if (Status st = store_->put_meta(name, record, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
+    changed = true;
+  }
+  if (sink_ != nullptr) {
+    for (const auto& d : engine_->take_datagrams()) sink_->send(d);
+  } else {
+    (void)engine_->take_datagrams();
+  }
+  if (changed) membership_changed(now);
+}
+
+void Node::membership_changed(crdt::Millis now) {
+  sync_wireguard(now);
+  const uint64_t t = seconds(now);
+  next_expiry_.reset();
+  for (const auto& m : replica_.members(t)) {
+    if (m.standing == crdt::Standing::active && m.expires_at != 0 && (!next_expiry_ || m.expires_at < *next_expiry_)) {
+      next_expiry_ = m.expires_at;
+    }
+  }
+  const auto digest = replica_.digest(t);
+  if (digest == digest_) return;
+  digest_ = digest;
+  if (membership_listener_) membership_listener_(digest);
+}
+
+void Node::sync_wireguard(crdt::Millis now) {
+  if (!wireguard_) return;
+  if (auto r = wireguard_->sync(static_cast<int64_t>(seconds(now))); !r) {
+    spdlog::error("WireGuard {}: {}", wireguard_->ifname(), r.message());
+  }
+}
+
+// ---- Queries ------------------------------------------------------------------
+
+NodeStatus Node::status(crdt::Millis now) const {
+  NodeStatus s;
+  const uint64_t t = seconds(now);
+  s.key = key_.public_key;
+  if (replica_.has_org()) {
+    s.org_name = replica_.org().name;
+    if (auto a = netauth::overlay_address_of(replica_.org().prefix, key_.public_key)) s.address = *a;
+  }
+  s.ops = replica_.op_count();
+  s.pending_ops = replica_.pending_count();
+  s.digest = replica_.digest(t);
+  for (const auto& m : replica_.members(t)) s.active_members += m.standing == crdt::Standing::active;
+  if (wireguard_) {
+    s.interface = wireguard_->ifname();
+    s.wireguard_restarts = wireguard_->restarts();
+    if (auto dev = wireguard_->device()) s.peers = dev->peers.size();
+  }
+  s.gossip = engine_->stats();
+  return s;
+}
+
+Result<std::vector<PeerStatus>> Node::peers(crdt::Millis now) const {
+  if (!wireguard_) {
+    return Status::error(Code::unavailable, "this daemon runs without WireGuard (--wg-backend none)");
+  }
+  auto dev = wireguard_->device();
+  if (!dev) return dev.status();
+  std::map<wg::Key, crdt::Member> by_wg;
+  for (auto& m : replica_.members(seconds(now))) {
+    if (auto k = netauth::wg_public_key(m.key)) by_wg.emplace(*k, std::move(m));
+  }
+  std::vector<PeerStatus> out;
+  for (auto& p : dev->peers) {
+    PeerStatus ps{std::move(p), std::nullopt};
+    if (auto it = by_wg.find(ps.peer.public_key); it != by_wg.end()) ps.member = it->second;
+    out.push_back(std::move(ps));
+  }
+  return out;
+}
+
+std::optional<crdt::Member> Node::member_status(const crdt::PublicKey& key, crdt::Millis now) const {
+  return replica_.member(key, seconds(now));
+}
+
+Result<crdt::Member> Node::find_member(const std::string& target, crdt::Millis now) const {
+  const uint64_t t = seconds(now);
+  if (auto key = netauth::key_from_base64(target)) {
+    if (auto m = replica_.member(*key, t)) return *m;
+    return Status::error(Code::not_found, target + " is not a member of org " + replica_.org().name);
+  }
+  std::vector<crdt::Member> found;
+  for (auto& m : replica_.members(t)) {
+    if (m.name == target) found.push_back(std::move(m));
+  }
+  if (found.empty()) return Status::error(Code::not_found, "no member is named \"" + target + "\"");
+  if (found.size() > 1) {
+    std::string keys;
+    for (const auto& m : found) keys += " " + netauth::to_base64(m.key);
+    return Status::error(Code::invalid_argument,
+                         "\"" + target + "\" names " + std::to_string(found.size()) + " members; give the key:" + keys);
+  }
+  return found.front();
+}
+
+}  // namespace fm::maintainer

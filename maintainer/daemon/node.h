@@ -1,0 +1,174 @@
+// A node: this host's replica of the org, its gossip engine and the sync that
+// keeps its WireGuard interface matched to the membership, built from injected
+// parts (the op store, the WireGuard backend, where datagrams go) and driven by
+// events with the time passed in. It opens no socket and reads no clock, so
+// tests run it in-process with an in-memory store, a fake backend and a fake
+// clock; `fortmesh run` (run.h) wires it to RocksDB, UDP and a real interface.
+//
+// Admin commands (enroll, revoke) are executed here, the same code whether a
+// daemon runs them for the CLI or the CLI runs them itself with no daemon: the
+// op is signed, tried on the replica, checked for the effect it must have,
+// stored with sync, applied and gossiped, and only then reported done.
+//
+// Thread-safety: none; one owner (the daemon's event loop) drives a Node.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "crdt/gossip.h"
+#include "crdt/replica.h"
+#include "crdt/store.h"
+#include "maintainer/wg/device.h"
+#include "maintainer/wg/sync.h"
+#include "netauth/keys.h"
+
+namespace fm::maintainer {
+
+// Where the Node's outgoing gossip goes (the UDP transport in the daemon).
+class DatagramSink {
+ public:
+  virtual ~DatagramSink() = default;
+  virtual void send(const crdt::Datagram& datagram) = 0;
+};
+
+struct EnrollCommand {
+  crdt::PublicKey subject{};
+  std::string name;
+  crdt::Role role = crdt::Role::member;
+  std::vector<std::string> endpoints;  // lighthouses
+  uint64_t expires_at = 0;             // Unix seconds; 0 = never
+};
+
+struct RevokeCommand {
+  std::string target;  // identity key (base64) or member name
+  std::string reason;
+};
+
+// What an admin command did.
+struct AdminOutcome {
+  crdt::Member subject;  // the member as it stands after the command
+  std::string bundle;    // enroll: the serialized JoinBundle
+};
+
+struct NodeStatus {
+  crdt::PublicKey key{};
+  std::string org_name;
+  netauth::Address address{};
+  size_t ops = 0, pending_ops = 0;
+  netauth::Bytes32 digest{};
+  size_t active_members = 0;
+  std::string interface;  // empty: no WireGuard backend
+  size_t peers = 0;
+  uint64_t wireguard_restarts = 0;
+  crdt::GossipStats gossip;
+};
+
+struct PeerStatus {
+  wg::Peer peer;
+  std::optional<crdt::Member> member;  // nothing: a peer that is not a member
+};
+
+struct NodeOptions {
+  uint16_t listen_port = 51820;  // the WireGuard port this node announces
+  crdt::GossipConfig gossip{};
+  uint64_t seed = 1;             // the gossip engine's randomness
+  crdt::Millis repair_interval = 5'000;  // drift repair and a lost interface
+};
+
+class Node {
+ public:
+  // Reads every op in `store` back (verified before it was stored, so not
+  // verified again) and the endpoint records kept there. `store` must outlive
+  // the Node; `wireguard` (nullable: gossip only) and `sink` (nullable: no
+  // gossip, e.g. the CLI with no daemon) too.
+  static Result<std::unique_ptr<Node>> open(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard,
+                                            DatagramSink* sink, NodeOptions options, crdt::Millis now);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Brings the WireGuard interface up with its peers and announces this
+  // node's endpoints. Needs an org.
+  [[nodiscard]] Status start(const std::vector<std::string>& endpoints, crdt::Millis now);
+
+  // ---- Events -------------------------------------------------------------
+
+  // An admin command: done (stored synced, applied, gossiped, WireGuard
+  // updated) when this returns a value. Errors carry a Code: not_found (no
+  // such member), permission_denied (this node may not), conflict (already
+  // revoked, the root), no_effect (valid but it would change nothing),
+  // invalid_argument, unavailable (the store refused the write).
+  Result<AdminOutcome> submit(const EnrollCommand& command, crdt::Millis now);
+  Result<AdminOutcome> submit(const RevokeCommand& command, crdt::Millis now);
+  // Ops from outside gossip (a Genesis made here, a join bundle's ops), kept
+  // only if `acceptable` approves the state they lead to; stored synced.
+  // Returns the ops that were new.
+  Result<std::vector<crdt::OpId>> commit(std::span<const std::string> ops,
+                                         const std::function<Status(const crdt::Replica&)>& acceptable,
+                                         crdt::Millis now);
+
+  // A gossip datagram from the member with key `from` (the transport has
+  // authenticated the source).
+  void on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now);
+  // This host's underlay addresses changed: re-sign and gossip the record.
+  void set_endpoints(const std::vector<std::string>& endpoints, crdt::Millis now);
+  // Timers: gossip rounds, expiries (enforced at the second they fall due),
+  // WireGuard drift repair.
+  void on_tick(crdt::Millis now);
+  crdt::Millis next_deadline() const;
+
+  // Runs after every change of the membership digest (for watchers).
+  void set_membership_listener(std::function<void(const netauth::Bytes32& digest)> listener) {
+    membership_listener_ = std::move(listener);
+  }
+
+  // ---- Queries ------------------------------------------------------------
+
+  NodeStatus status(crdt::Millis now) const;
+  // Fails when there is no WireGuard backend or it cannot be read.
+  Result<std::vector<PeerStatus>> peers(crdt::Millis now) const;
+  std::optional<crdt::Member> member_status(const crdt::PublicKey& key, crdt::Millis now) const;
+  // The member `target` names (a base64 key or a unique name).
+  Result<crdt::Member> find_member(const std::string& target, crdt::Millis now) const;
+
+  const crdt::Replica& replica() const { return replica_; }
+  const netauth::KeyPair& key() const { return key_; }
+  const crdt::GossipEngine& gossip() const { return *engine_; }
+
+ private:
+  Node(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard, DatagramSink* sink, NodeOptions options,
+       crdt::Replica replica);
+  Status require_admin(uint64_t now_sec) const;
+  // Signs nothing: tries `op` (made here), checks `took_effect`, stores it
+  // synced, keeps it and gossips it.
+  Result<AdminOutcome> commit_admin_op(const std::string& op, const crdt::PublicKey& subject,
+                                       const std::function<Status(const crdt::Replica&)>& took_effect,
+                                       crdt::Millis now);
+  // After every event: persist what gossip brought, send what the engine
+  // queued, and follow membership changes.
+  void after_event(crdt::Millis now);
+  void membership_changed(crdt::Millis now);
+  void sync_wireguard(crdt::Millis now);
+
+  netauth::KeyPair key_;
+  crdt::OpStore* store_;
+  wg::Backend* backend_;
+  DatagramSink* sink_;
+  NodeOptions options_;
+  crdt::Replica replica_;
+  crdt::ReplicaPeers directory_;
+  std::unique_ptr<crdt::GossipEngine> engine_;
+  std::unique_ptr<WireGuardSync> wireguard_;
+  std::function<void(const netauth::Bytes32&)> membership_listener_;
+  netauth::Bytes32 digest_{};
+  std::optional<uint64_t> next_expiry_;  // Unix seconds: the next active member's expiry
+  crdt::Millis next_repair_ = 0;
+};
+
+}  // namespace fm::maintainer

@@ -1,0 +1,296 @@
+// The Node in-process: an in-memory store that can "crash" (it drops what was
+// never synced, as a power cut drops a page cache), a fake WireGuard device and
+// a fake clock. What is asserted: admin commands take effect on the device in
+// the same step, expiry is enforced within a second, pending ops survive admin
+// commands, and every acknowledged admin op survives a crash.
+#include "maintainer/daemon/node.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "crdt/op.h"
+#include "proto/gossip.pb.h"
+#include "tests/util/testutil.h"
+
+namespace fm::maintainer {
+namespace {
+
+using test::bytes_of;
+constexpr crdt::Millis kT0 = 1'800'000'000'000;  // the fake clock's start
+constexpr uint64_t kT0s = kT0 / 1000;
+
+// LevelDB's FaultInjectionTestEnv idea for an op store: a synced append makes
+// everything appended so far durable (as RocksDB's WAL sync does); crash()
+// forgets what was not. fail_appends makes writes fail.
+class FaultInjectionStore final : public crdt::OpStore {
+ public:
+  Status append(std::span<const std::string> ops, bool sync) override {
+    if (fail_appends) return Status::error("injected write failure");
+    ops_.insert(ops_.end(), ops.begin(), ops.end());
+    if (sync) {
+      durable_ops_ = ops_.size();
+      durable_meta_ = meta_;
+    }
+    return Status::ok();
+  }
+  Result<std::vector<std::string>> load_all() const override { return ops_; }
+  Status put_meta(std::string_view key, std::string_view value, bool sync) override {
+    if (fail_appends) return Status::error("injected write failure");
+    meta_[std::string(key)] = std::string(value);
+    if (sync) {
+      durable_ops_ = ops_.size();
+      durable_meta_ = meta_;
+    }
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get_meta(std::string_view key) const override {
+    auto it = meta_.find(std::string(key));
+    if (it == meta_.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [k, v] : meta_) {
+      if (k.starts_with(prefix)) out.emplace_back(k, v);
+    }
+    return out;
+  }
+  void crash() {
+    ops_.resize(durable_ops_);
+    meta_ = durable_meta_;
+  }
+  size_t size() const { return ops_.size(); }
+  bool fail_appends = false;
+
+ private:
+  std::vector<std::string> ops_;
+  std::map<std::string, std::string> meta_, durable_meta_;
+  size_t durable_ops_ = 0;
+};
+
+// A WireGuard device in memory: peers are added, changed and removed as the
+// kernel or wireguard-go would.
+class FakeBackend final : public wg::Backend {
+ public:
+  Result<wg::Device> get() const override { return device; }
+  Status set(const wg::DeviceUpdate& u) const override {
+    ++sets;
+    for (const auto& p : u.peers) {
+      auto it = std::find_if(device.peers.begin(), device.peers.end(),
+                             [&](const wg::Peer& q) { return q.public_key == p.public_key; });
+      if (p.remove) {
+        if (it != device.peers.end()) device.peers.erase(it);
+        continue;
+      }
+      if (it == device.peers.end()) {
+        device.peers.push_back(wg::Peer{p.public_key, {}, {}, 0, 0, 0, 0});
+        it = device.peers.end() - 1;
+      }
+      if (p.endpoint) it->endpoint = p.endpoint;
+      if (p.replace_allowed_ips) it->allowed_ips = p.allowed_ips;
+      if (p.keepalive) it->keepalive = *p.keepalive;
+    }
+    return Status::ok();
+  }
+  Status bring_up(const wg::InterfaceConfig& c) override {
+    ++bring_ups;
+    device.private_key = c.private_key;
+    device.listen_port = c.listen_port;
+    return Status::ok();
+  }
+  bool lost() override { return false; }
+  const std::string& ifname() const override { return name_; }
+  std::string describe() const override { return "fake"; }
+
+  bool has_peer(const crdt::PublicKey& identity) const {
+    const auto k = *netauth::wg_public_key(identity);
+    return std::any_of(device.peers.begin(), device.peers.end(), [&](const wg::Peer& p) { return p.public_key == k; });
+  }
+
+  mutable wg::Device device;
+  mutable int sets = 0;
+  int bring_ups = 0;
+
+ private:
+  std::string name_ = "fake0";
+};
+
+// An org made by the root (key 1): alice (2) and bob (3) members, carol (4)
+// enrolled until kT0s + 10.
+class NodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ops_.push_back(crdt::make_genesis(root_, "acme", netauth::ula_prefix({1, 2, 3, 4, 5}), kT0s));
+    (void)model_.ingest(bytes_of(ops_.back()));
+    enroll(alice_, "alice");
+    enroll(bob_, "bob");
+    enroll(carol_, "carol", kT0s + 10);
+    ASSERT_TRUE(store_.append(ops_, /*sync=*/true).is_ok());
+  }
+  void enroll(const netauth::KeyPair& who, const std::string& name, uint64_t expires = 0) {
+    ops_.push_back(crdt::make_enroll(root_, model_.org().id, model_.heads(),
+                                     crdt::EnrollSpec{who.public_key, name, crdt::Role::member, {}, expires}, kT0s));
+    (void)model_.ingest(bytes_of(ops_.back()));
+  }
+  std::unique_ptr<Node> open(crdt::Millis now = kT0) {
+    auto node = Node::open(root_, &store_, &device_, nullptr, NodeOptions{}, now);
+    EXPECT_TRUE(node.is_ok()) << node.message();
+    if (!node) return nullptr;
+    EXPECT_TRUE((*node)->start({}, now).is_ok());
+    return std::move(*node);
+  }
+  static std::string gossip_ops(std::initializer_list<std::string> ops) {
+    fortmesh::wire::Gossip g;
+    for (const auto& op : ops) g.mutable_ops()->add_ops(op);
+    return g.SerializeAsString();
+  }
+
+  netauth::KeyPair root_ = test::test_key(1), alice_ = test::test_key(2), bob_ = test::test_key(3),
+                   carol_ = test::test_key(4), dave_ = test::test_key(5);
+  crdt::Replica model_;  // what the root knew when it made the ops above
+  std::vector<std::string> ops_;
+  FaultInjectionStore store_;
+  FakeBackend device_;
+};
+
+TEST_F(NodeTest, StartConfiguresEveryActiveMember) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  EXPECT_EQ(device_.bring_ups, 1);
+  EXPECT_EQ(device_.device.peers.size(), 3u);
+  for (const auto& p : device_.device.peers) EXPECT_EQ(p.keepalive, 25);
+}
+
+TEST_F(NodeTest, RevokeRemovesThePeerInTheSameStep) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  ASSERT_TRUE(device_.has_peer(alice_.public_key));
+  auto done = node->submit(RevokeCommand{"alice", "left"}, kT0 + 5);
+  ASSERT_TRUE(done.is_ok()) << done.message();
+  EXPECT_EQ(done->subject.standing, crdt::Standing::revoked);
+  EXPECT_FALSE(device_.has_peer(alice_.public_key));
+  EXPECT_TRUE(device_.has_peer(bob_.public_key));
+  // Refusals carry codes and change nothing.
+  const size_t ops = node->replica().op_count();
+  EXPECT_EQ(node->submit(RevokeCommand{"alice", ""}, kT0 + 6).code(), Code::conflict);
+  EXPECT_EQ(node->submit(RevokeCommand{"nobody", ""}, kT0 + 6).code(), Code::not_found);
+  EXPECT_EQ(node->submit(EnrollCommand{alice_.public_key, "alice", crdt::Role::member, {}, 0}, kT0 + 6).code(),
+            Code::conflict);
+  EXPECT_EQ(node->replica().op_count(), ops);
+}
+
+TEST_F(NodeTest, EnrollAddsThePeerAndReturnsABundle) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  auto done = node->submit(EnrollCommand{dave_.public_key, "dave", crdt::Role::member, {}, 0}, kT0 + 5);
+  ASSERT_TRUE(done.is_ok()) << done.message();
+  EXPECT_TRUE(device_.has_peer(dave_.public_key));
+  EXPECT_FALSE(done->bundle.empty());
+  EXPECT_EQ(store_.size(), ops_.size() + 1);
+}
+
+TEST_F(NodeTest, AMemberThatIsNotAnAdminIsRefused) {
+  auto node = Node::open(alice_, &store_, nullptr, nullptr, NodeOptions{}, kT0);
+  ASSERT_TRUE(node.is_ok());
+  auto r = (*node)->submit(RevokeCommand{"bob", ""}, kT0);
+  EXPECT_EQ(r.code(), Code::permission_denied) << r.message();
+  EXPECT_EQ(store_.size(), ops_.size());
+}
+
+TEST_F(NodeTest, ExpiryRemovesThePeerWithinASecond) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  ASSERT_TRUE(device_.has_peer(carol_.public_key));
+  const crdt::Millis expiry = (kT0s + 10) * 1000;
+  // The Node asks to be woken by then, not at its next 5 s repair.
+  EXPECT_LE(node->next_deadline(), expiry);
+  crdt::Millis now = kT0;
+  while (now < expiry - 1) {
+    now = std::min(std::max(node->next_deadline(), now + 1), expiry - 1);
+    node->on_tick(now);
+  }
+  EXPECT_TRUE(device_.has_peer(carol_.public_key)) << "gone before it expired";
+  node->on_tick(std::max(node->next_deadline(), now + 1));
+  EXPECT_FALSE(device_.has_peer(carol_.public_key));
+  EXPECT_TRUE(device_.has_peer(alice_.public_key));
+}
+
+TEST_F(NodeTest, PendingOpsSurviveAnAdminCommand) {
+  // The root made two more ops that this node (a copy of the root's store
+  // without them, i.e. a restarted root) has not seen: a parent P and its child C.
+  enroll(dave_, "dave");
+  const std::string parent = ops_.back();
+  ops_.push_back(crdt::make_revoke(root_, model_.org().id, model_.heads(), dave_.public_key, "", kT0s));
+  const std::string child = ops_.back();
+
+  auto node = open();
+  ASSERT_TRUE(node);
+  const std::string only_child = gossip_ops({child});
+  node->on_datagram(alice_.public_key, bytes_of(only_child), kT0 + 10);
+  ASSERT_EQ(node->replica().pending_count(), 1u);
+
+  ASSERT_TRUE(node->submit(RevokeCommand{"bob", ""}, kT0 + 20).is_ok());
+  EXPECT_EQ(node->replica().pending_count(), 1u) << "the admin command dropped the pending op";
+
+  const std::string the_parent = gossip_ops({parent});
+  node->on_datagram(alice_.public_key, bytes_of(the_parent), kT0 + 30);
+  EXPECT_EQ(node->replica().pending_count(), 0u);
+  auto dave = node->replica().member(dave_.public_key, kT0s);
+  ASSERT_TRUE(dave);
+  EXPECT_EQ(dave->standing, crdt::Standing::revoked);
+}
+
+TEST_F(NodeTest, EveryAcknowledgedAdminOpSurvivesACrash) {
+  {
+    auto node = open();
+    ASSERT_TRUE(node);
+    ASSERT_TRUE(node->submit(RevokeCommand{"alice", ""}, kT0 + 1).is_ok());
+    ASSERT_TRUE(node->submit(EnrollCommand{dave_.public_key, "dave", crdt::Role::member, {}, 0}, kT0 + 2).is_ok());
+  }
+  store_.crash();
+  auto node = open(kT0 + 3);
+  ASSERT_TRUE(node);
+  auto alice = node->replica().member(alice_.public_key, kT0s);
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(alice->standing, crdt::Standing::revoked);
+  EXPECT_TRUE(node->replica().is_active_member(dave_.public_key, kT0s));
+}
+
+TEST_F(NodeTest, AFailedWriteIsNotAcknowledgedAndChangesNothing) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  const auto heads = node->replica().heads();
+  store_.fail_appends = true;
+  auto r = node->submit(RevokeCommand{"alice", ""}, kT0 + 1);
+  EXPECT_EQ(r.code(), Code::unavailable) << r.message();
+  EXPECT_EQ(node->replica().heads(), heads);
+  EXPECT_TRUE(node->replica().is_active_member(alice_.public_key, kT0s));
+  EXPECT_TRUE(device_.has_peer(alice_.public_key));
+  store_.fail_appends = false;
+  store_.crash();
+  auto again = open(kT0 + 2);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->replica().heads(), heads);
+}
+
+TEST_F(NodeTest, OpsFromGossipMayBeLostInACrashButNothingIsCorrupt) {
+  enroll(dave_, "dave");  // made by the root elsewhere, arrives by gossip
+  const std::string from_gossip = ops_.back();
+  {
+    auto node = open();
+    ASSERT_TRUE(node);
+    const std::string datagram = gossip_ops({from_gossip});
+    node->on_datagram(alice_.public_key, bytes_of(datagram), kT0 + 1);
+    ASSERT_TRUE(node->replica().is_active_member(dave_.public_key, kT0s));
+  }
+  store_.crash();  // the gossip op was written without sync: gone
+  auto node = open(kT0 + 2);
+  ASSERT_TRUE(node);
+  EXPECT_FALSE(node->replica().is_active_member(dave_.public_key, kT0s));
+  EXPECT_EQ(node->replica().op_count(), ops_.size() - 1);
+}
+
+}  // namespace
+}  // namespace fm::maintainer
