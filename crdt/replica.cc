@@ -908,12 +908,16 @@ std::vector<Member> Replica::members(uint64_t now) const {
   return sorted;
 }
 
-netauth::Bytes32 Replica::digest(uint64_t now) const {
+netauth::Bytes32 Replica::digest(uint64_t now) const { return membership_digest(members(now)); }
+
+netauth::Bytes32 membership_digest(std::span<const Member> members) {
   std::vector<PublicKey> active, revoked;
-  for (const auto& m : members(now)) {
+  for (const auto& m : members) {
     if (m.standing == Standing::active) active.push_back(m.key);
     if (m.standing == Standing::revoked) revoked.push_back(m.key);
   }
+  std::sort(active.begin(), active.end());
+  std::sort(revoked.begin(), revoked.end());
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, 32);
   const std::string_view domain = "fortmesh/digest/v1";

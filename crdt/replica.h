@@ -170,6 +170,9 @@ class Replica::Trial {
   std::vector<OpId> added_;
 };
 
+// Replica::digest over a members() list already at hand.
+netauth::Bytes32 membership_digest(std::span<const Member> members);
+
 namespace detail {
 // Among active members sharing an address, the one whose smallest valid Enroll
 // id (`first_enroll[i]`, parallel to `members`) is smaller keeps it; the others

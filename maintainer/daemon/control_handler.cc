@@ -58,13 +58,14 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
   }
 }
 
-void fill_members(const crdt::Replica& r, crdt::Millis now, wire::MembersReply* reply) {
-  const uint64_t t = now / 1000;
-  reply->set_org_id(netauth::to_base64(r.org().id));
-  reply->set_org_name(r.org().name);
-  reply->set_prefix(netauth::format_prefix(r.org().prefix));
-  reply->set_digest(netauth::to_hex(r.digest(t)));
-  for (const auto& m : r.members(t)) {
+void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply) {
+  const auto& org = node.replica().org();
+  const auto& members = node.members(now);
+  reply->set_org_id(netauth::to_base64(org.id));
+  reply->set_org_name(org.name);
+  reply->set_prefix(netauth::format_prefix(org.prefix));
+  reply->set_digest(netauth::to_hex(crdt::membership_digest(members)));
+  for (const auto& m : members) {
     auto* mi = reply->add_members();
     mi->set_key(netauth::to_base64(m.key));
     mi->set_name(m.name);
@@ -121,7 +122,7 @@ wire::ControlReply handle_control(Node& node, const wire::ControlRequest& req, c
     }
     case wire::ControlRequest::kMembers:
       if (!node.replica().has_org()) return error_reply(Status::error(Code::conflict, "this node is not in an org"));
-      fill_members(node.replica(), now, reply.mutable_members());
+      fill_members(node, now, reply.mutable_members());
       break;
     case wire::ControlRequest::kStatus:
       fill_status(node.status(now), uptime_sec, reply.mutable_status());

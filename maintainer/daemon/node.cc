@@ -34,7 +34,7 @@ Node::Node(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard, D
       sink_(sink),
       options_(options),
       replica_(std::move(replica)),
-      directory_(&replica_, key_.public_key) {
+      directory_(this) {
   engine_ = std::make_unique<crdt::GossipEngine>(key_, &replica_, &directory_, options_.gossip, options_.seed);
 }
 
@@ -62,7 +62,7 @@ Status Node::start(const std::vector<std::string>& endpoints, crdt::Millis now) 
   }
   if (backend_ != nullptr) {
     wireguard_ = std::make_unique<WireGuardSync>(backend_, key_, &replica_, &engine_->endpoints(), options_.listen_port);
-    if (Status st = wireguard_->start(static_cast<int64_t>(seconds(now))); !st) return st;
+    if (Status st = wireguard_->start(static_cast<int64_t>(seconds(now)), members(now)); !st) return st;
   }
   next_repair_ = now + options_.repair_interval;
   membership_changed(now);
@@ -110,7 +110,7 @@ Result<AdminOutcome> Node::submit(const EnrollCommand& c, crdt::Millis now) {
   bundle.set_org_id(replica_.org().id.data(), replica_.org().id.size());
   bundle.set_subject(c.subject.data(), c.subject.size());
   for (const auto& id : replica_.all_ops()) bundle.add_ops(*replica_.op_bytes(id));
-  for (const auto& m : replica_.members(t)) {
+  for (const auto& m : members(now)) {
     if (m.role != crdt::Role::lighthouse || m.standing != crdt::Standing::active || m.key == c.subject) continue;
     auto* lh = bundle.add_lighthouses();
     lh->set_key(m.key.data(), m.key.size());
@@ -237,14 +237,7 @@ void Node::after_event(crdt::Millis now) {
 
 void Node::membership_changed(crdt::Millis now) {
   sync_wireguard(now);
-  const uint64_t t = seconds(now);
-  next_expiry_.reset();
-  for (const auto& m : replica_.members(t)) {
-    if (m.standing == crdt::Standing::active && m.expires_at != 0 && (!next_expiry_ || m.expires_at < *next_expiry_)) {
-      next_expiry_ = m.expires_at;
-    }
-  }
-  const auto digest = replica_.digest(t);
+  const auto digest = crdt::membership_digest(members(now));
   if (digest == digest_) return;
   digest_ = digest;
   if (membership_listener_) membership_listener_(digest);
@@ -252,16 +245,45 @@ void Node::membership_changed(crdt::Millis now) {
 
 void Node::sync_wireguard(crdt::Millis now) {
   if (!wireguard_) return;
-  if (auto r = wireguard_->sync(static_cast<int64_t>(seconds(now))); !r) {
+  if (auto r = wireguard_->sync(static_cast<int64_t>(seconds(now)), members(now)); !r) {
     spdlog::error("WireGuard {}: {}", wireguard_->ifname(), r.message());
   }
+}
+
+const std::vector<crdt::Member>& Node::members(crdt::Millis now) const {
+  const uint64_t t = seconds(now);
+  if (members_ops_ == replica_.op_count() && members_reevaluations_ == replica_.reevaluations() &&
+      (!next_expiry_ || t < *next_expiry_)) {
+    return members_;
+  }
+  members_ = replica_.members(t);
+  members_ops_ = replica_.op_count();
+  members_reevaluations_ = replica_.reevaluations();
+  ++members_version_;
+  next_expiry_.reset();
+  for (const auto& m : members_) {
+    if (m.standing == crdt::Standing::active && m.expires_at != 0 && (!next_expiry_ || m.expires_at < *next_expiry_)) {
+      next_expiry_ = m.expires_at;
+    }
+  }
+  return members_;
+}
+
+const std::vector<crdt::PublicKey>& Node::Directory::peers(crdt::Millis now) {
+  const auto& members = node_->members(now);
+  if (seen_version_ == node_->members_version_) return peers_;
+  seen_version_ = node_->members_version_;
+  peers_.clear();
+  for (const auto& m : members) {
+    if (m.standing == crdt::Standing::active && m.key != node_->key_.public_key) peers_.push_back(m.key);
+  }
+  return peers_;
 }
 
 // ---- Queries ------------------------------------------------------------------
 
 NodeStatus Node::status(crdt::Millis now) const {
   NodeStatus s;
-  const uint64_t t = seconds(now);
   s.key = key_.public_key;
   if (replica_.has_org()) {
     s.org_name = replica_.org().name;
@@ -269,8 +291,8 @@ NodeStatus Node::status(crdt::Millis now) const {
   }
   s.ops = replica_.op_count();
   s.pending_ops = replica_.pending_count();
-  s.digest = replica_.digest(t);
-  for (const auto& m : replica_.members(t)) s.active_members += m.standing == crdt::Standing::active;
+  s.digest = crdt::membership_digest(members(now));
+  for (const auto& m : members(now)) s.active_members += m.standing == crdt::Standing::active;
   if (wireguard_) {
     s.interface = wireguard_->ifname();
     s.wireguard_restarts = wireguard_->restarts();
@@ -287,8 +309,8 @@ Result<std::vector<PeerStatus>> Node::peers(crdt::Millis now) const {
   auto dev = wireguard_->device();
   if (!dev) return dev.status();
   std::map<wg::Key, crdt::Member> by_wg;
-  for (auto& m : replica_.members(seconds(now))) {
-    if (auto k = netauth::wg_public_key(m.key)) by_wg.emplace(*k, std::move(m));
+  for (const auto& m : members(now)) {
+    if (auto k = netauth::wg_public_key(m.key)) by_wg.emplace(*k, m);
   }
   std::vector<PeerStatus> out;
   for (auto& p : dev->peers) {
@@ -310,8 +332,8 @@ Result<crdt::Member> Node::find_member(const std::string& target, crdt::Millis n
     return Status::error(Code::not_found, target + " is not a member of org " + replica_.org().name);
   }
   std::vector<crdt::Member> found;
-  for (auto& m : replica_.members(t)) {
-    if (m.name == target) found.push_back(std::move(m));
+  for (const auto& m : members(now)) {
+    if (m.name == target) found.push_back(m);
   }
   if (found.empty()) return Status::error(Code::not_found, "no member is named \"" + target + "\"");
   if (found.size() > 1) {

@@ -137,6 +137,11 @@ class Node {
   // The member `target` names (a base64 key or a unique name).
   Result<crdt::Member> find_member(const std::string& target, crdt::Millis now) const;
 
+  // Every member at `now`, sorted by key. Computed once per change of the
+  // replica or expiry and shared by queries, WireGuard and gossip: listing
+  // 10,000 members costs milliseconds, the admin path's budget.
+  const std::vector<crdt::Member>& members(crdt::Millis now) const;
+
   const crdt::Replica& replica() const { return replica_; }
   const netauth::KeyPair& key() const { return key_; }
   const crdt::GossipEngine& gossip() const { return *engine_; }
@@ -144,6 +149,19 @@ class Node {
  private:
   Node(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard, DatagramSink* sink, NodeOptions options,
        crdt::Replica replica);
+  // The gossip engine's peers: the active members but this node, from the
+  // shared members list.
+  class Directory final : public crdt::PeerDirectory {
+   public:
+    explicit Directory(const Node* node) : node_(node) {}
+    const std::vector<crdt::PublicKey>& peers(crdt::Millis now) override;
+
+   private:
+    const Node* node_;
+    uint64_t seen_version_ = UINT64_MAX;
+    std::vector<crdt::PublicKey> peers_;
+  };
+
   Status require_admin(uint64_t now_sec) const;
   // Signs nothing: tries `op` (made here), checks `took_effect`, stores it
   // synced, keeps it and gossips it.
@@ -162,12 +180,18 @@ class Node {
   DatagramSink* sink_;
   NodeOptions options_;
   crdt::Replica replica_;
-  crdt::ReplicaPeers directory_;
+  Directory directory_;
   std::unique_ptr<crdt::GossipEngine> engine_;
   std::unique_ptr<WireGuardSync> wireguard_;
   std::function<void(const netauth::Bytes32&)> membership_listener_;
   netauth::Bytes32 digest_{};
-  std::optional<uint64_t> next_expiry_;  // Unix seconds: the next active member's expiry
+  // The members cache (members()): valid while the replica has as many ops
+  // and evaluations as when it was made, and until the next expiry.
+  mutable std::vector<crdt::Member> members_;
+  mutable uint64_t members_version_ = 0;  // bumped on each refresh
+  mutable size_t members_ops_ = SIZE_MAX;
+  mutable uint64_t members_reevaluations_ = 0;
+  mutable std::optional<uint64_t> next_expiry_;  // Unix seconds: the next active member's expiry
   crdt::Millis next_repair_ = 0;
 };
 

@@ -140,9 +140,13 @@ Status run_daemon(const DaemonOptions& options) {
 
   const auto started = std::chrono::steady_clock::now();
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
-    const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto up = std::chrono::duration_cast<std::chrono::seconds>(t0 - started);
     auto reply = handle_control(*node, req, unix_millis(), static_cast<uint64_t>(up.count()));
     rearm();
+    spdlog::debug("control: request {} answered in {:.2f} ms{}", static_cast<int>(req.request_case()),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                  reply.error().empty() ? "" : ": " + reply.error());
     return reply;
   });
   if (Status st = control.start(control_socket_path(options.state_dir)); !st) return st;

@@ -15,9 +15,9 @@ WireGuardSync::WireGuardSync(wg::Backend* backend, const netauth::KeyPair& self,
       listen_port_(listen_port),
       own_wg_key_(*netauth::wg_public_key(self.public_key)) {}
 
-std::vector<wg::DesiredPeer> WireGuardSync::desired(int64_t now_sec) const {
+std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Member>& members) const {
   std::vector<wg::DesiredPeer> out;
-  for (const auto& m : replica_->members(static_cast<uint64_t>(now_sec))) {
+  for (const auto& m : members) {
     if (m.standing != crdt::Standing::active || m.no_wireguard_key || m.address_conflict ||
         m.key == self_.public_key) {
       continue;
@@ -49,15 +49,15 @@ Status WireGuardSync::bring_up() {
   return backend_->bring_up(config);
 }
 
-Status WireGuardSync::start(int64_t now_sec) {
+Status WireGuardSync::start(int64_t now_sec, const std::vector<crdt::Member>& members) {
   if (Status st = bring_up(); !st) return st;
   spdlog::info("WireGuard {} up ({}), listen port {}, {}", ifname(), backend_->describe(), listen_port_,
                netauth::format_address(*netauth::overlay_address_of(replica_->org().prefix, self_.public_key)));
-  auto changed = sync(now_sec);
+  auto changed = sync(now_sec, members);
   return changed ? Status::ok() : changed.status();
 }
 
-Result<size_t> WireGuardSync::sync(int64_t now_sec) {
+Result<size_t> WireGuardSync::sync(int64_t now_sec, const std::vector<crdt::Member>& members) {
   if (backend_->lost()) {
     ++restarts_;
     spdlog::warn("WireGuard {} is gone ({}); bringing it up again", ifname(), backend_->describe());
@@ -65,7 +65,7 @@ Result<size_t> WireGuardSync::sync(int64_t now_sec) {
   }
   auto device = backend_->get();
   if (!device) return device.status();
-  const auto want = desired(now_sec);
+  const auto want = desired(members);
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, now_sec);
   if (update.empty()) return size_t{0};
   if (Status st = backend_->set(update); !st) return st;

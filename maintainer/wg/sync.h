@@ -17,17 +17,17 @@ namespace fm::maintainer {
 
 class WireGuardSync {
  public:
-  // `backend`, `replica` and `book` must outlive this.
+  // `backend`, `replica` (for the org's prefix) and `book` must outlive this.
   WireGuardSync(wg::Backend* backend, const netauth::KeyPair& self, const crdt::Replica* replica,
                 const crdt::EndpointBook* book, uint16_t listen_port);
 
   // Brings the interface up (key, port, overlay address, MTU, route) and
   // sets the peers.
-  [[nodiscard]] Status start(int64_t now_sec);
-  // Reconciles the peers now; first brings the interface up again if it was
-  // lost (wireguard-go died, the link was deleted). Returns how many peers
-  // changed.
-  Result<size_t> sync(int64_t now_sec);
+  [[nodiscard]] Status start(int64_t now_sec, const std::vector<crdt::Member>& members);
+  // Reconciles the peers with `members` (the replica's members at now_sec)
+  // now; first brings the interface up again if it was lost (wireguard-go
+  // died, the link was deleted). Returns how many peers changed.
+  Result<size_t> sync(int64_t now_sec, const std::vector<crdt::Member>& members);
 
   // What the interface has now (peers, handshakes, traffic).
   Result<wg::Device> device() const { return backend_->get(); }
@@ -36,7 +36,7 @@ class WireGuardSync {
   uint64_t restarts() const { return restarts_; }
 
  private:
-  std::vector<wg::DesiredPeer> desired(int64_t now_sec) const;
+  std::vector<wg::DesiredPeer> desired(const std::vector<crdt::Member>& members) const;
   Status bring_up();
 
   wg::Backend* backend_;
