@@ -4,8 +4,11 @@
 # memory. What each figure means: docs/revoke_bench.md.
 #
 #   tests/e2e/bench_revoke.sh path/to/fortmesh [trials]
-#   WATCH_INTERVAL_US=N   pause between two UAPI polls of one node (default 1000;
-#                         0 = back to back; "off" = no watchers, logs only)
+#   WATCH_INTERVAL_US=N   pause between two UAPI polls of one node (default 5000;
+#                         0 = back to back; "off" = no watchers, logs only).
+#                         Polling costs wireguard-go CPU and slows what it
+#                         measures: docs/revoke_bench.md has the trade-off.
+#   KEEP_TRIALS=FILE      keep the per-trial records (JSON lines)
 #
 # Each trial revokes one of 20 extra enrolled members (keys only, no host) at
 # the root, through its running daemon, and reports:
@@ -56,7 +59,7 @@ echo "all 240 directed pairs have a handshake ($(( $(date +%s) - t_warm )) s aft
 
 # The external watcher: a small C++ program, built here (seconds).
 g++ -std=c++20 -O2 -pthread -o "$MESH_DIR/peer_watch" "$here/peer_watch.cc"
-INTERVAL=${WATCH_INTERVAL_US:-1000}
+INTERVAL=${WATCH_INTERVAL_US:-5000}
 socks=() ifs=() dpids=()
 for h in "${HOSTS[@]}"; do
   socks+=("/var/run/wireguard/${MESH_IF[$h]}.sock"); ifs+=("${MESH_IF[$h]}"); dpids+=("${MESH_PID[$h]}")
@@ -66,6 +69,9 @@ dpids=$(IFS=,; echo "${dpids[*]}")
 [ "$INTERVAL" = off ] && socks=() && echo "no watchers (WATCH_INTERVAL_US=off): log-based figures only"
 [ "$INTERVAL" = off ] || echo "watchers: 16 threads, one UAPI connection each, ${INTERVAL} us between polls"
 echo "load average before the trials: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The idle mesh's CPU, for comparison with a trial's: 500 ms, nothing revoked.
+"$MESH_DIR/peer_watch" -t 500 -w "$wgpids" -d "$dpids" - -- true >"$MESH_DIR/idle.out"
+python3 "$here/revoke_report.py" idle "$MESH_DIR/idle.out"
 # Packets the 16 nodes sent into their tunnels (gossip, mostly), all of them.
 overlay_tx() {
   local sum=0 h

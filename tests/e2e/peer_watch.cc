@@ -20,6 +20,8 @@
 //   gone INDEX LAST_PRESENT_SEND FIRST_GONE_SEND FIRST_GONE_RECV POLLS MEAN_GET_NS MAX_GET_NS
 //   window NS_END                 the CPU window: t0 until the last watcher and CMD are done (or -t)
 //   cpu watcher|cli|wireguard-go|daemons NS    CPU time used in the window
+//   runqueue cli|wireguard-go|daemons NS       time runnable but waiting for a CPU, summed
+//                                 over the processes (the CLI's over its whole life)
 //   sys busy NS                   all CPUs' non-idle time in the window (/proc/stat, tick resolution)
 //   sys psi_some US               time some task waited for a CPU (/proc/pressure/cpu), if there
 //
@@ -29,7 +31,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -102,25 +103,34 @@ bool get(Watch& w, std::string& reply) {
   return false;
 }
 
-// CPU time of a process, all threads, in ns (schedstat's first field).
-int64_t cpu_ns(int pid) {
-  int64_t total = 0;
+// A process's time on a CPU and time runnable but waiting for one, all its
+// threads, ns (the first two fields of /proc/PID/task/TID/schedstat).
+struct Sched {
+  int64_t run = 0, wait = 0;
+  Sched operator-(const Sched& o) const { return {run - o.run, wait - o.wait}; }
+};
+
+Sched sched_of(int pid) {
+  Sched total;
   std::string dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* d = opendir(dir.c_str());
-  if (!d) return 0;
+  if (!d) return total;
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     std::ifstream f(dir + "/" + e->d_name + "/schedstat");
-    int64_t run = 0;
-    if (f >> run) total += run;
+    int64_t run = 0, wait = 0;
+    if (f >> run >> wait) total.run += run, total.wait += wait;
   }
   closedir(d);
   return total;
 }
 
-int64_t cpu_ns(const std::vector<int>& pids) {
-  int64_t t = 0;
-  for (int p : pids) t += cpu_ns(p);
+Sched sched_of(const std::vector<int>& pids) {
+  Sched t;
+  for (int p : pids) {
+    const Sched s = sched_of(p);
+    t.run += s.run, t.wait += s.wait;
+  }
   return t;
 }
 
@@ -145,10 +155,9 @@ int64_t psi_some_us() {
 }
 
 int64_t self_cpu_ns() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return (int64_t{ru.ru_utime.tv_sec} + ru.ru_stime.tv_sec) * 1'000'000'000 +
-         (int64_t{ru.ru_utime.tv_usec} + ru.ru_stime.tv_usec) * 1000;
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 std::vector<int> parse_pids(const char* s) {
@@ -226,8 +235,8 @@ int main(int argc, char** argv) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  const int64_t cpu_self0 = self_cpu_ns(), cpu_wg0 = cpu_ns(wg_pids), cpu_d0 = cpu_ns(daemon_pids),
-                busy0 = busy_ns(), psi0 = psi_some_us();
+  const Sched wg0 = sched_of(wg_pids), d0 = sched_of(daemon_pids);
+  const int64_t busy0 = busy_ns(), psi0 = psi_some_us(), cpu_self0 = self_cpu_ns();
   const int64_t t0 = now_ns();
   deadline = t0 + int64_t{10'000'000'000};
   go.store(true);
@@ -239,20 +248,21 @@ int main(int argc, char** argv) {
     for (auto& t : threads) t.join();
     return 1;
   }
-  int status = 0;
-  rusage cli_ru{};
-  wait4(child, &status, 0, &cli_ru);
+  // The CLI's schedstat is read while it is a zombie, before it is reaped.
+  siginfo_t info{};
+  waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT);
   const int64_t t_cli = now_ns();
+  const Sched cli = sched_of(child);
+  int status = 0;
+  waitpid(child, &status, 0);
   for (auto& t : threads) t.join();
   if (const int64_t until = t0 + min_window_ms * 1'000'000 - now_ns(); until > 0) {
     const timespec ts{until / 1'000'000'000, until % 1'000'000'000};
     nanosleep(&ts, nullptr);
   }
-  const int64_t cpu_self = self_cpu_ns() - cpu_self0, cpu_wg = cpu_ns(wg_pids) - cpu_wg0,
-                cpu_d = cpu_ns(daemon_pids) - cpu_d0, busy = busy_ns() - busy0, psi1 = psi_some_us();
+  const int64_t cpu_self = self_cpu_ns() - cpu_self0, busy = busy_ns() - busy0, psi1 = psi_some_us();
   const int64_t t_end = now_ns();
-  const int64_t cpu_cli = (int64_t{cli_ru.ru_utime.tv_sec} + cli_ru.ru_stime.tv_sec) * 1'000'000'000 +
-                          (int64_t{cli_ru.ru_utime.tv_usec} + cli_ru.ru_stime.tv_usec) * 1000;
+  const Sched wg = sched_of(wg_pids) - wg0, d = sched_of(daemon_pids) - d0;
 
   std::printf("t0 %lld\ncli %lld %d\n", static_cast<long long>(t0), static_cast<long long>(t_cli),
               WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
@@ -265,9 +275,11 @@ int main(int argc, char** argv) {
                 static_cast<long long>(w.polls), static_cast<long long>(w.polls ? w.get_ns_total / w.polls : 0),
                 static_cast<long long>(w.get_ns_max));
   }
-  std::printf("window %lld\ncpu watcher %lld\ncpu cli %lld\ncpu wireguard-go %lld\ncpu daemons %lld\nsys busy %lld\n",
-              static_cast<long long>(t_end), static_cast<long long>(cpu_self), static_cast<long long>(cpu_cli),
-              static_cast<long long>(cpu_wg), static_cast<long long>(cpu_d), static_cast<long long>(busy));
+  auto ll = [](int64_t v) { return static_cast<long long>(v); };
+  std::printf("window %lld\ncpu watcher %lld\ncpu cli %lld\ncpu wireguard-go %lld\ncpu daemons %lld\n", ll(t_end),
+              ll(cpu_self), ll(cli.run), ll(wg.run), ll(d.run));
+  std::printf("runqueue cli %lld\nrunqueue wireguard-go %lld\nrunqueue daemons %lld\nsys busy %lld\n", ll(cli.wait),
+              ll(wg.wait), ll(d.wait), ll(busy));
   if (psi0 >= 0 && psi1 >= 0) std::printf("sys psi_some %lld\n", static_cast<long long>(psi1 - psi0));
   return all_gone ? 0 : 2;
 }

@@ -7,6 +7,7 @@ peer_watch's output and the daemons' logs, and the summary over trials.
         waits (up to 10 s) until every HOST's log, from OFFSET on, has the
         trial's lines, prints one line and appends the record to JSONL
     revoke_report.py packets JSONL N                 adds the trial's overlay packet count to its record
+    revoke_report.py idle WATCH_OUT                  the idle mesh's CPU (peer_watch -t N ... -- true)
     revoke_report.py summary JSONL                   min / median / max over the trials
 
 Log timestamps are spdlog's default, local time with milliseconds, truncated:
@@ -107,6 +108,8 @@ def read_watch(path):
                 w["window_end"] = int(f_[1]) / 1e9
             elif f_[0] == "cpu":
                 w.setdefault("cpu_ms", {})[f_[1]] = int(f_[2]) / 1e6
+            elif f_[0] == "runqueue":
+                w.setdefault("runqueue_ms", {})[f_[1]] = int(f_[2]) / 1e6
             elif f_[0] == "sys":
                 w.setdefault("sys", {})[f_[1]] = int(f_[2])
     return w
@@ -159,7 +162,7 @@ def trial(n, watch_out, root, jsonl, hosts):
     cores = {k: v / win for k, v in w["cpu_ms"].items()}
     cores["all processes"] = w["sys"]["busy"] / 1e6 / win
     cores["others (not this bench)"] = max(0.0, cores["all processes"] - sum(w["cpu_ms"].values()) / win)
-    rec["cpu"] = {"window_ms": win, "cores": cores,
+    rec["cpu"] = {"window_ms": win, "cores": cores, "runqueue_ms": w["runqueue_ms"],
                   "psi_some": w["sys"]["psi_some"] / 1e3 / win if "psi_some" in w["sys"] else None}
     with open(jsonl, "a") as f:
         f.write(json.dumps(rec) + "\n")
@@ -192,10 +195,14 @@ def summary(jsonl):
     ]
     print(f"{len(recs)} trials, ms: {'min':>7} {'median':>7} {'max':>7}")
     for label, v in rows:
-        print(f"  {label:<50} {min(v):7.1f} {statistics.median(v):7.1f} {max(v):7.1f}")
+        print(f"  {label:<56} {min(v):7.1f} {statistics.median(v):7.1f} {max(v):7.1f}")
     if all("overlay_packets" in r for r in recs):
         v = [r["overlay_packets"] for r in recs]
-        print(f"  {'overlay packets sent, all 16 nodes, per trial':<50} {min(v):7d} {statistics.median(v):7.0f} {max(v):7d}")
+        print(f"  {'overlay packets sent, all 16 nodes, per trial':<56} {min(v):7d} {statistics.median(v):7.0f} {max(v):7d}")
+    for k in recs[0]["cpu"]["runqueue_ms"]:
+        v = [r["cpu"]["runqueue_ms"][k] for r in recs]
+        label = {"cli": "the CLI", "daemons": "the 16 daemons", "wireguard-go": "the 16 wireguard-go"}.get(k, k)
+        print(f"  {'time runnable, waiting for a CPU: ' + label:<56} {min(v):7.1f} {statistics.median(v):7.1f} {max(v):7.1f}")
     cores = {k: statistics.mean(r["cpu"]["cores"][k] for r in recs) for k in recs[0]["cpu"]["cores"]}
     print(f"  CPU from t0 until the last removal was seen (or {statistics.mean(r['cpu']['window_ms'] for r in recs):.0f} ms), "
           "mean over trials, in cores (of 2):\n    " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()))
@@ -217,6 +224,12 @@ def main():
         recs[-1]["overlay_packets"] = int(args[1])
         with open(args[0], "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
+    elif cmd == "idle":
+        w = read_watch(args[0])
+        win = (w["window_end"] - w["t0"]) * 1000
+        print(f"idle mesh over {win:.0f} ms, in cores (of 2): " +
+              ", ".join(f"{k} {v / win:.2f}" for k, v in w["cpu_ms"].items() if k in ("wireguard-go", "daemons")) +
+              f", all processes {w['sys']['busy'] / 1e6 / win:.2f}")
     elif cmd == "summary":
         summary(args[0])
     else:
