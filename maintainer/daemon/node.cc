@@ -144,18 +144,26 @@ Result<AdminOutcome> Node::submit(const RevokeCommand& c, crdt::Millis now) {
 Result<AdminOutcome> Node::commit_admin_op(const std::string& op, const crdt::PublicKey& subject,
                                            const std::function<Status(const crdt::Replica&)>& took_effect,
                                            crdt::Millis now) {
-  auto ids = commit(std::span(&op, 1), took_effect, now);
+  auto ids = store_and_keep(std::span(&op, 1), took_effect);
   if (!ids) return ids.status();
   auto after = replica_.member(subject, seconds(now));
   if (!after) return Status::error("the subject is not a member after the command");
-  spdlog::info("admin: {} {} is now {} ({} ops)", crdt::to_string(after->role), label(*after),
+  spdlog::info("admin: {} {} is now {} ({} ops); gossiping", crdt::to_string(after->role), label(*after),
                crdt::to_string(after->standing), replica_.op_count());
+  announce(*ids, now);
   return AdminOutcome{std::move(*after), {}};
 }
 
 Result<std::vector<crdt::OpId>> Node::commit(std::span<const std::string> ops,
                                              const std::function<Status(const crdt::Replica&)>& acceptable,
                                              crdt::Millis now) {
+  auto ids = store_and_keep(ops, acceptable);
+  if (ids) announce(*ids, now);
+  return ids;
+}
+
+Result<std::vector<crdt::OpId>> Node::store_and_keep(std::span<const std::string> ops,
+                                                     const std::function<Status(const crdt::Replica&)>& acceptable) {
   auto trial = replica_.try_apply(ops);
   if (!trial) return trial.status();
   if (Status st = acceptable(replica_); !st) return st;  // the trial is undone
@@ -174,10 +182,14 @@ Result<std::vector<crdt::OpId>> Node::commit(std::span<const std::string> ops,
     for (size_t i = added.size(); i < applied.size(); ++i) released.push_back(*replica_.op_bytes(applied[i]));
     if (Status st = store_->append(released, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
   }
-  if (replica_.has_org()) engine_->publish(added, now);
+  return added;
+}
+
+void Node::announce(const std::vector<crdt::OpId>& ops, crdt::Millis now) {
+  // Gossip first: the other nodes are most of "enforced everywhere".
+  if (replica_.has_org()) engine_->publish(ops, now);
   after_event(now);
   membership_changed(now);
-  return added;
 }
 
 // ---- Gossip and timers --------------------------------------------------------

@@ -163,11 +163,16 @@ class Node {
   };
 
   Status require_admin(uint64_t now_sec) const;
-  // Signs nothing: tries `op` (made here), checks `took_effect`, stores it
-  // synced, keeps it and gossips it.
+  // Tries `op` (made and signed here), checks `took_effect`, stores it
+  // synced, keeps it, then announces it.
   Result<AdminOutcome> commit_admin_op(const std::string& op, const crdt::PublicKey& subject,
                                        const std::function<Status(const crdt::Replica&)>& took_effect,
                                        crdt::Millis now);
+  // The trial, the check and the synced write: on success the ops are kept.
+  Result<std::vector<crdt::OpId>> store_and_keep(std::span<const std::string> ops,
+                                                 const std::function<Status(const crdt::Replica&)>& acceptable);
+  // Gossips ops made here, then follows the membership (WireGuard, watchers).
+  void announce(const std::vector<crdt::OpId>& ops, crdt::Millis now);
   // After every event: persist what gossip brought, send what the engine
   // queued, and follow membership changes.
   void after_event(crdt::Millis now);

@@ -71,4 +71,23 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
   return out;
 }
 
+std::optional<DeviceUpdate> removals_only(std::span<const DesiredPeer> before, std::span<const DesiredPeer> now) {
+  auto by_key = [](const DesiredPeer& a, const DesiredPeer& b) { return a.public_key < b.public_key; };
+  std::vector<DesiredPeer> old_peers(before.begin(), before.end()), new_peers(now.begin(), now.end());
+  std::sort(old_peers.begin(), old_peers.end(), by_key);
+  std::sort(new_peers.begin(), new_peers.end(), by_key);
+  DeviceUpdate update;
+  size_t j = 0;
+  for (const auto& p : old_peers) {
+    if (j < new_peers.size() && new_peers[j].public_key == p.public_key) {
+      if (!(new_peers[j] == p)) return std::nullopt;  // a peer changed
+      ++j;
+    } else {
+      update.peers.push_back(PeerUpdate{.public_key = p.public_key, .remove = true});
+    }
+  }
+  if (j != new_peers.size() || update.peers.empty()) return std::nullopt;  // additions, or nothing
+  return update;
+}
+
 }  // namespace fm::maintainer::wg

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -29,7 +30,14 @@ struct DesiredPeer {
   Key public_key{};               // the member's WireGuard (X25519) key
   netauth::Address address{};     // its overlay address: the only allowed IP
   std::vector<Endpoint> endpoints;  // candidates, most preferred first; may be empty
+  bool operator==(const DesiredPeer&) const = default;
 };
+
+// When `now` is `before` less some peers (and nothing else changed), the
+// removals that take the device from one to the other, sorted by key; else
+// nothing. A revocation is this case: it can be applied without reading the
+// device first.
+std::optional<DeviceUpdate> removals_only(std::span<const DesiredPeer> before, std::span<const DesiredPeer> now);
 
 // `own_key` is this node's WireGuard public key: never a peer of itself.
 // `now_sec` is Unix time. Peers in the result are sorted by key.

@@ -26,7 +26,10 @@ class WireGuardSync {
   [[nodiscard]] Status start(int64_t now_sec, const std::vector<crdt::Member>& members);
   // Reconciles the peers with `members` (the replica's members at now_sec)
   // now; first brings the interface up again if it was lost (wireguard-go
-  // died, the link was deleted). Returns how many peers changed.
+  // died, the link was deleted). When the only change since the last sync is
+  // peers to remove (a revocation, an expiry), they are removed without
+  // reading the device; drift is repaired by the next full sync (the Node
+  // runs one every 5 s). Returns how many peers changed.
   Result<size_t> sync(int64_t now_sec, const std::vector<crdt::Member>& members);
 
   // What the interface has now (peers, handshakes, traffic).
@@ -46,6 +49,10 @@ class WireGuardSync {
   uint16_t listen_port_;
   wg::Key own_wg_key_{};
   uint64_t restarts_ = 0;
+  // The peers the last sync made the device hold, and whether that may be
+  // wrong (a failed set, a lost interface): then the next sync reads first.
+  std::vector<wg::DesiredPeer> last_desired_;
+  bool force_read_ = true;
 };
 
 }  // namespace fm::maintainer

@@ -74,7 +74,10 @@ class FaultInjectionStore final : public crdt::OpStore {
 // kernel or wireguard-go would.
 class FakeBackend final : public wg::Backend {
  public:
-  Result<wg::Device> get() const override { return device; }
+  Result<wg::Device> get() const override {
+    ++gets;
+    return device;
+  }
   Status set(const wg::DeviceUpdate& u) const override {
     ++sets;
     for (const auto& p : u.peers) {
@@ -110,7 +113,7 @@ class FakeBackend final : public wg::Backend {
   }
 
   mutable wg::Device device;
-  mutable int sets = 0;
+  mutable int sets = 0, gets = 0;
   int bring_ups = 0;
 
  private:
@@ -167,11 +170,15 @@ TEST_F(NodeTest, RevokeRemovesThePeerInTheSameStep) {
   auto node = open();
   ASSERT_TRUE(node);
   ASSERT_TRUE(device_.has_peer(alice_.public_key));
+  const int gets = device_.gets, sets = device_.sets;
   auto done = node->submit(RevokeCommand{"alice", "left"}, kT0 + 5);
   ASSERT_TRUE(done.is_ok()) << done.message();
   EXPECT_EQ(done->subject.standing, crdt::Standing::revoked);
   EXPECT_FALSE(device_.has_peer(alice_.public_key));
   EXPECT_TRUE(device_.has_peer(bob_.public_key));
+  // One set, and no read of the device on the revocation's path.
+  EXPECT_EQ(device_.sets, sets + 1);
+  EXPECT_EQ(device_.gets, gets);
   // Refusals carry codes and change nothing.
   const size_t ops = node->replica().op_count();
   EXPECT_EQ(node->submit(RevokeCommand{"alice", ""}, kT0 + 6).code(), Code::conflict);
@@ -179,6 +186,28 @@ TEST_F(NodeTest, RevokeRemovesThePeerInTheSameStep) {
   EXPECT_EQ(node->submit(EnrollCommand{alice_.public_key, "alice", crdt::Role::member, {}, 0}, kT0 + 6).code(),
             Code::conflict);
   EXPECT_EQ(node->replica().op_count(), ops);
+}
+
+TEST_F(NodeTest, DriftIsRepairedAtTheNextRepairTick) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  // By hand: a stranger added, bob removed.
+  device_.device.peers.push_back(wg::Peer{*netauth::wg_public_key(dave_.public_key), {}, {}, 0, 0, 0, 0});
+  std::erase_if(device_.device.peers,
+                [&](const wg::Peer& p) { return p.public_key == *netauth::wg_public_key(bob_.public_key); });
+  // A revocation in between takes the fast path and leaves the drift.
+  ASSERT_TRUE(node->submit(RevokeCommand{"alice", ""}, kT0 + 1).is_ok());
+  EXPECT_TRUE(device_.has_peer(dave_.public_key));
+  const crdt::Millis due = node->next_deadline();
+  EXPECT_LE(due, kT0 + NodeOptions{}.repair_interval);
+  crdt::Millis now = kT0 + 1;
+  while (now < kT0 + NodeOptions{}.repair_interval) {
+    now = std::max(node->next_deadline(), now + 1);
+    node->on_tick(now);
+  }
+  EXPECT_FALSE(device_.has_peer(dave_.public_key));
+  EXPECT_TRUE(device_.has_peer(bob_.public_key));
+  EXPECT_FALSE(device_.has_peer(alice_.public_key));
 }
 
 TEST_F(NodeTest, EnrollAddsThePeerAndReturnsABundle) {

@@ -38,6 +38,26 @@ const PeerUpdate* find(const DeviceUpdate& u, uint8_t n) {
   return nullptr;
 }
 
+TEST(RemovalsOnly, ARevocationIsOnlyRemovals) {
+  const std::vector<DesiredPeer> before{want(1, {ep("192.0.2.1:51820")}), want(2), want(3)};
+  auto r = removals_only(before, std::vector<DesiredPeer>{want(1, {ep("192.0.2.1:51820")}), want(3)});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->peers.size(), 1u);
+  EXPECT_EQ(r->peers[0].public_key, key(2));
+  EXPECT_TRUE(r->peers[0].remove);
+  // Order does not matter.
+  EXPECT_TRUE(removals_only(before, std::vector<DesiredPeer>{want(3), want(1, {ep("192.0.2.1:51820")})}));
+}
+
+TEST(RemovalsOnly, AnythingElseNeedsTheFullReconcile) {
+  const std::vector<DesiredPeer> before{want(1), want(2)};
+  EXPECT_FALSE(removals_only(before, before)) << "nothing to do is not a removal";
+  EXPECT_FALSE(removals_only(before, std::vector<DesiredPeer>{want(1), want(2), want(3)})) << "an addition";
+  EXPECT_FALSE(removals_only(before, std::vector<DesiredPeer>{want(1, {ep("192.0.2.9:1")})})) << "a changed peer";
+  EXPECT_FALSE(removals_only(before, std::vector<DesiredPeer>{want(3)})) << "a removal and an addition";
+  EXPECT_FALSE(removals_only({}, std::vector<DesiredPeer>{}));
+}
+
 TEST(Reconcile, MatchingStateNeedsNoChange) {
   std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820")}), want(2)};
   Device dev;
