@@ -2,7 +2,8 @@
 # (wireguard-go) in network namespaces on one bridge. Sourced by the e2e
 # tests and by scripts/demo-mesh.sh.
 #
-#   mesh_init FORTMESH_BINARY      names, a work directory, the cleanup trap
+#   mesh_init [FORTMESH_BINARY]    names, a work directory, the cleanup trap
+#                                  (a test that runs no daemon passes none)
 #   mesh_add_host NAME             a namespace on the bridge, underlay 10.N.0.i/24
 #   fm NAME ARGS...                `fortmesh ARGS --state-dir <NAME's dir>`
 #   mesh_start NAME [ARGS...]      `fortmesh run` in NAME's namespace (pid kept)
@@ -14,15 +15,18 @@
 # Everything is named after this shell's pid, so parallel runs do not meet,
 # and the EXIT trap removes what was started (daemons by pid, then the
 # namespaces, which take their links and wireguard-go's TUNs with them).
+# Helpers that add namespaces of their own (nat_lib.sh's NAT routers) list
+# them in MESH_NETNS so the same trap deletes them.
 set -euo pipefail
 
 mesh_init() {
-  FM_BIN=$(readlink -f "$1")
+  FM_BIN=""
+  if [ $# -gt 0 ]; then FM_BIN=$(readlink -f "$1"); fi
   MESH_ID=$$
   MESH_NET=$(( MESH_ID % 200 + 20 ))  # underlay 10.$MESH_NET.0.0/24
   MESH_DIR=$(mktemp -d "/tmp/fortmesh-e2e-$MESH_ID-XXXX")
   MESH_HUB="fmh$MESH_ID"
-  MESH_HOSTS=()
+  MESH_HOSTS=() MESH_NETNS=()
   declare -gA MESH_PID=() MESH_IP=() MESH_IF=()
   trap mesh_cleanup EXIT
   ip netns add "$MESH_HUB"
@@ -42,6 +46,9 @@ mesh_cleanup() {
   for h in "${MESH_HOSTS[@]}"; do
     ip netns del "fm$MESH_ID-$h" 2>/dev/null
     rm -f "/var/run/wireguard/${MESH_IF[$h]}.sock"
+  done
+  for ns in "${MESH_NETNS[@]}"; do
+    ip netns del "$ns" 2>/dev/null
   done
   ip netns del "$MESH_HUB" 2>/dev/null
   if [ "$rc" -ne 0 ] && [ -d "$MESH_DIR" ]; then
