@@ -68,7 +68,7 @@ Result<fortmesh::wire::ControlReply> ask(const std::string& state_dir, const for
   if (*via_daemon) return reply;
   auto offline = OfflineNode::open(state_dir, offline_mode);
   if (!offline) return offline.status();
-  auto here = handle_control(*offline->node, req, unix_millis(), 0);
+  auto here = handle_control(*offline->node, req, unix_millis());
   if (!here.error().empty()) return Status::error(static_cast<Code>(here.code()), here.error());
   return here;
 }

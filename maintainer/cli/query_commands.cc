@@ -59,6 +59,10 @@ Status status(const std::string& dir, bool json) {
     std::printf("wireguard %s, %u peers, wireguard-go restarts %" PRIu64 "\n", s.interface().c_str(), s.peers(),
                 s.wireguard_restarts());
   }
+  std::printf("gossip    %" PRIu64 " in, %" PRIu64 " out, %" PRIu64 " junk, %" PRIu64 " throttled, %" PRIu64
+              " from unknown sources, %" PRIu64 " not through WireGuard; %" PRIu64 " ops pending\n",
+              s.gossip_datagrams_in(), s.gossip_datagrams_out(), s.gossip_junk(), s.gossip_throttled(),
+              s.gossip_unknown_sources(), s.gossip_wrong_interface(), s.pending_ops());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
 }

@@ -27,14 +27,21 @@ Result<EnrollCommand> enroll_command(const wire::EnrollRequest& r) {
   return c;
 }
 
-void fill_status(const NodeStatus& s, uint64_t uptime_sec, wire::StatusReply* out) {
+void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply* out) {
   out->set_key(netauth::to_base64(s.key));
   out->set_org_name(s.org_name);
   out->set_address(netauth::format_address(s.address));
   out->set_ops(s.ops);
   out->set_digest(netauth::to_hex(s.digest));
   out->set_active_members(static_cast<uint32_t>(s.active_members));
-  out->set_uptime_sec(uptime_sec);
+  out->set_uptime_sec(shell.uptime_sec);
+  out->set_pending_ops(s.pending_ops);
+  out->set_gossip_datagrams_in(s.gossip.datagrams_in);
+  out->set_gossip_datagrams_out(s.gossip.datagrams_out);
+  out->set_gossip_junk(s.gossip.junk);
+  out->set_gossip_throttled(s.gossip.throttled);
+  out->set_gossip_unknown_sources(shell.gossip_unknown_sources);
+  out->set_gossip_wrong_interface(shell.gossip_wrong_interface);
   out->set_interface(s.interface);
   out->set_peers(static_cast<uint32_t>(s.peers));
   out->set_wireguard_restarts(s.wireguard_restarts);
@@ -103,7 +110,7 @@ wire::AdminReply to_wire(const AdminOutcome& outcome, const crdt::Replica& repli
 }
 
 wire::ControlReply handle_control(Node& node, const wire::ControlRequest& req, crdt::Millis now,
-                                  uint64_t uptime_sec) {
+                                  const ShellStats& shell) {
   wire::ControlReply reply;
   switch (req.request_case()) {
     case wire::ControlRequest::kEnroll: {
@@ -125,7 +132,7 @@ wire::ControlReply handle_control(Node& node, const wire::ControlRequest& req, c
       fill_members(node, now, reply.mutable_members());
       break;
     case wire::ControlRequest::kStatus:
-      fill_status(node.status(now), uptime_sec, reply.mutable_status());
+      fill_status(node.status(now), shell, reply.mutable_status());
       break;
     case wire::ControlRequest::kPeers: {
       auto peers = node.peers(now);

@@ -7,10 +7,16 @@
 
 namespace fm::maintainer {
 
-// `uptime_sec` is reported in status. Never throws; every failure is an
-// error reply with its Code.
+// What the daemon's shell knows beside the Node, for status.
+struct ShellStats {
+  uint64_t uptime_sec = 0;
+  uint64_t gossip_unknown_sources = 0;   // datagrams from addresses that name no member
+  uint64_t gossip_wrong_interface = 0;   // datagrams that did not arrive through WireGuard
+};
+
+// Never throws; every failure is an error reply with its Code.
 fortmesh::wire::ControlReply handle_control(Node& node, const fortmesh::wire::ControlRequest& request,
-                                            crdt::Millis now, uint64_t uptime_sec);
+                                            crdt::Millis now, const ShellStats& shell = {});
 
 // The same conversions for the CLI when it runs an admin command itself.
 fortmesh::wire::AdminReply to_wire(const AdminOutcome& outcome, const crdt::Replica& replica);

@@ -1,6 +1,12 @@
 #include "maintainer/daemon/gossip_transport.h"
 
+#include <net/if.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <boost/asio/ip/address_v6.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -98,6 +104,17 @@ Status GossipTransport::start(const udp::endpoint& listen) {
   socket_.open(listen.protocol(), ec);
   if (!ec && listen.address().is_v6()) socket_.set_option(boost::asio::ip::v6_only(true), ec);
   if (!ec) socket_.bind(listen, ec);
+  if (!ec) socket_.non_blocking(true, ec);
+  // Ask for each datagram's arrival interface.
+  const int on = 1;
+  if (!ec && listen.address().is_v6() &&
+      ::setsockopt(socket_.native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  if (!ec && listen.address().is_v4() &&
+      ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
   if (ec) {
     std::ostringstream where;
     where << listen;
@@ -120,19 +137,67 @@ udp::endpoint GossipTransport::local_endpoint() const {
 }
 
 void GossipTransport::receive() {
-  socket_.async_receive_from(boost::asio::buffer(buf_), from_, [this](boost::system::error_code ec, size_t n) {
+  socket_.async_wait(udp::socket::wait_read, [this](boost::system::error_code ec) {
     if (!running_) return;
-    if (!ec) {
-      if (auto key = addresses_->key_of(from_)) {
-        receiver_(*key, std::span<const uint8_t>(buf_.data(), n));
-      } else {
-        ++unknown_sources_;  // not a member we can name: dropped
-      }
-    } else if (ec != boost::asio::error::operation_aborted) {
-      spdlog::debug("gossip receive: {}", ec.message());
-    }
+    if (ec && ec != boost::asio::error::operation_aborted) spdlog::debug("gossip receive: {}", ec.message());
+    if (!ec) drain();
     receive();
   });
+}
+
+bool GossipTransport::arrived_on_interface(int ifindex) {
+  if (interface_.empty()) return true;
+  if (ifindex != 0 && ifindex == ifindex_) return true;
+  // The interface may have been re-created (wireguard-go restarted): look again.
+  ifindex_ = static_cast<int>(::if_nametoindex(interface_.c_str()));
+  return ifindex != 0 && ifindex == ifindex_;
+}
+
+void GossipTransport::drain() {
+  // Bounded: a flood yields to the event loop after a batch.
+  for (int n = 0; n < 256; ++n) {
+    sockaddr_storage from{};
+    iovec iov{buf_.data(), buf_.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo))];
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof(from);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    const ssize_t got = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    if (got < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        spdlog::debug("gossip receive: {}", std::strerror(errno));
+      }
+      return;
+    }
+    int ifindex = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        in6_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+        ifindex = static_cast<int>(info.ipi6_ifindex);
+      } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        in_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+        ifindex = info.ipi_ifindex;
+      }
+    }
+    if (!arrived_on_interface(ifindex)) {
+      ++wrong_interface_;  // not through WireGuard: its source address proves nothing
+      continue;
+    }
+    udp::endpoint sender;
+    std::memcpy(sender.data(), &from, std::min<size_t>(msg.msg_namelen, sender.capacity()));
+    sender.resize(msg.msg_namelen);
+    if (auto key = addresses_->key_of(sender)) {
+      receiver_(*key, std::span<const uint8_t>(buf_.data(), static_cast<size_t>(got)));
+    } else {
+      ++unknown_sources_;  // not a member we can name: dropped
+    }
+  }
 }
 
 void GossipTransport::send(const crdt::Datagram& d) {

@@ -63,12 +63,22 @@ class StaticAddresses final : public PeerAddresses {
 // Gossip datagrams over one UDP socket: what arrives from a known peer goes to
 // `receiver`; send() maps a key to its address. A datagram from an address
 // that names no member is dropped and counted.
+//
+// Over the overlay a source address proves who sent a datagram only if the
+// datagram came through WireGuard: Linux accepts a packet for a local address
+// on any interface, so a host on the LAN could send to our overlay address
+// with a member's address as source. With set_interface(), the transport
+// reads each datagram's arrival interface (IPV6_PKTINFO / IP_PKTINFO) and
+// drops every datagram that did not arrive on that interface.
 class GossipTransport final : public DatagramSink {
  public:
   using Receiver = std::function<void(const crdt::PublicKey& from, std::span<const uint8_t> bytes)>;
   GossipTransport(boost::asio::io_context& io, Receiver receiver) : receiver_(std::move(receiver)), socket_(io) {}
   // Before start(); `addresses` must outlive the transport.
   void set_addresses(PeerAddresses* addresses) { addresses_ = addresses; }
+  // Before start(): accept only datagrams that arrived on interface `name`
+  // (the WireGuard interface). Empty: any (loopback tests).
+  void set_interface(std::string name) { interface_ = std::move(name); }
 
   // Binds and starts receiving.
   [[nodiscard]] Status start(const udp::endpoint& listen);
@@ -78,16 +88,20 @@ class GossipTransport final : public DatagramSink {
   udp::endpoint local_endpoint() const;
 
   uint64_t unknown_sources() const { return unknown_sources_; }
+  uint64_t wrong_interface() const { return wrong_interface_; }
 
  private:
   void receive();
+  void drain();  // reads every datagram queued on the socket
+  bool arrived_on_interface(int ifindex);
 
   PeerAddresses* addresses_ = nullptr;
   Receiver receiver_;
   udp::socket socket_;
-  udp::endpoint from_;
+  std::string interface_;
+  int ifindex_ = 0;  // interface_'s index when last looked up (it changes if the interface is re-created)
   std::array<uint8_t, 2048> buf_{};
-  uint64_t unknown_sources_ = 0;
+  uint64_t unknown_sources_ = 0, wrong_interface_ = 0;
   bool running_ = false;
 };
 

@@ -136,13 +136,18 @@ Status run_daemon(const DaemonOptions& options) {
   }
   auto listen = gossip_listen(options, *node);
   if (!listen) return listen.status();
+  // On the overlay, only what came through WireGuard counts (a source
+  // address alone proves nothing).
+  if (options.gossip_listen.empty() && *backend) transport->set_interface((*backend)->ifname());
   if (Status st = transport->start(*listen); !st) return st;
 
   const auto started = std::chrono::steady_clock::now();
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto up = std::chrono::duration_cast<std::chrono::seconds>(t0 - started);
-    auto reply = handle_control(*node, req, unix_millis(), static_cast<uint64_t>(up.count()));
+    const ShellStats shell{static_cast<uint64_t>(up.count()), transport->unknown_sources(),
+                           transport->wrong_interface()};
+    auto reply = handle_control(*node, req, unix_millis(), shell);
     rearm();
     spdlog::debug("control: request {} answered in {:.2f} ms{}", static_cast<int>(req.request_case()),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
