@@ -3,13 +3,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <deque>
 #include <memory>
 
+#include "maintainer/util/accept_loop.h"
 #include "maintainer/util/unix_request.h"
 
 namespace fm::maintainer {
@@ -22,6 +26,12 @@ using boost::asio::local::stream_protocol;
 // bundle with every op of the org.
 constexpr uint32_t kMaxRequest = 64 << 10;
 constexpr uint32_t kMaxReply = 64 << 20;
+// Bounds on what clients can hold: a request must arrive within the deadline;
+// past kMaxPending connections still waiting for theirs, the oldest is closed
+// (a real client's request takes milliseconds); watchers are capped.
+constexpr auto kRequestDeadline = std::chrono::seconds(5);
+constexpr size_t kMaxPending = 32;
+constexpr size_t kMaxWatchers = 64;
 
 std::string frame(const google::protobuf::Message& m) {
   const std::string body = m.SerializeAsString();
@@ -38,23 +48,30 @@ uint32_t length_of(const std::array<uint8_t, 4>& h) {
 }  // namespace
 
 // One connection: read a request, answer it, close; or, for a watch, stay and
-// pass on broadcasts.
+// pass on broadcasts. The request is read as it arrives, never allocated at
+// the size a client announces, and must be complete within kRequestDeadline.
 class ControlSession : public std::enable_shared_from_this<ControlSession> {
  public:
   ControlSession(stream_protocol::socket socket, ControlServer* server)
-      : socket_(std::move(socket)), server_(server) {}
+      : socket_(std::move(socket)), server_(server), deadline_(socket_.get_executor()) {}
   void start() {
     auto self = shared_from_this();
-    boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
-      if (ec) return;
-      const uint32_t n = length_of(self->header_);
-      if (n > kMaxRequest) return;
-      self->body_.resize(n);
-      boost::asio::async_read(self->socket_, boost::asio::buffer(self->body_),
-                              [self](const boost::system::error_code& ec2, size_t) {
-                                if (!ec2) self->answer();
-                              });
+    deadline_.expires_after(kRequestDeadline);
+    deadline_.async_wait([self](const boost::system::error_code& ec) {
+      if (!ec) self->close();  // too slow: a stalled or hostile client
     });
+    boost::asio::async_read(socket_, boost::asio::buffer(header_), [self](const boost::system::error_code& ec, size_t) {
+      if (ec) return self->close();
+      self->expected_ = length_of(self->header_);
+      if (self->expected_ > kMaxRequest) return self->close();
+      self->read_body();
+    });
+  }
+  bool waiting_for_request() const { return socket_.is_open() && !answered_; }
+  void close() {
+    boost::system::error_code ignored;
+    deadline_.cancel();
+    socket_.close(ignored);
   }
 
   // Queues a frame; writes go out one at a time, in order.
@@ -64,14 +81,37 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
   }
 
  private:
+  void read_body() {
+    if (body_.size() == expected_) {
+      answered_ = true;
+      deadline_.cancel();
+      return answer();
+    }
+    auto self = shared_from_this();
+    socket_.async_read_some(boost::asio::buffer(chunk_), [self](const boost::system::error_code& ec, size_t n) {
+      if (ec) return self->close();
+      self->body_.append(reinterpret_cast<const char*>(self->chunk_.data()),
+                         std::min<size_t>(n, self->expected_ - self->body_.size()));
+      self->read_body();
+    });
+  }
+
   void answer() {
     wire::ControlRequest request;
     if (!request.ParseFromString(body_)) {
       wire::ControlReply reply;
       reply.set_error("not a control request");
+      reply.set_code(static_cast<uint32_t>(Code::invalid_argument));
       return send(reply);
     }
     if (request.has_watch()) {
+      std::erase_if(server_->watchers_, [](const auto& w) { return w.expired(); });
+      if (server_->watchers_.size() >= kMaxWatchers) {
+        wire::ControlReply reply;
+        reply.set_error("too many watchers (" + std::to_string(kMaxWatchers) + ")");
+        reply.set_code(static_cast<uint32_t>(Code::unavailable));
+        return send(reply);
+      }
       server_->watchers_.push_back(weak_from_this());
       wire::ControlReply hello;
       hello.mutable_changed();
@@ -79,8 +119,7 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
       // Reading on notices the client going away (EOF) and ends the session.
       auto self = shared_from_this();
       socket_.async_read_some(boost::asio::buffer(header_), [self](const boost::system::error_code&, size_t) {
-        boost::system::error_code ignored;
-        self->socket_.close(ignored);
+        self->close();
       });
       return;
     }
@@ -97,8 +136,12 @@ class ControlSession : public std::enable_shared_from_this<ControlSession> {
 
   stream_protocol::socket socket_;
   ControlServer* server_;
+  boost::asio::steady_timer deadline_;
   std::array<uint8_t, 4> header_{};
+  uint32_t expected_ = 0;
+  std::array<uint8_t, 4096> chunk_{};
   std::string body_;
+  bool answered_ = false;
   std::deque<std::string> queue_;
 };
 
@@ -170,13 +213,16 @@ Status ControlServer::start(const std::string& path) {
   acceptor_.listen(16, ec);
   if (ec) return Status::error("cannot listen on " + path + ": " + ec.message());
   path_ = path;
-  accept();
+  accept_loop_ = std::make_unique<AcceptLoop<stream_protocol::acceptor>>(
+      acceptor_, "control socket " + path, [this](stream_protocol::socket socket) { admit(std::move(socket)); });
+  accept_loop_->start();
   return Status::ok();
 }
 
 void ControlServer::stop() {
   if (path_.empty()) return;
   boost::system::error_code ec;
+  if (accept_loop_) accept_loop_->stop();
   acceptor_.close(ec);
   ::unlink(path_.c_str());
   path_.clear();
@@ -222,12 +268,18 @@ void ControlWatcher::read_event() {
   });
 }
 
-void ControlServer::accept() {
-  acceptor_.async_accept([this](const boost::system::error_code& ec, stream_protocol::socket socket) {
-    if (ec) return;
-    std::make_shared<ControlSession>(std::move(socket), this)->start();
-    accept();
+void ControlServer::admit(stream_protocol::socket socket) {
+  std::erase_if(pending_, [](const auto& w) {
+    auto s = w.lock();
+    return !s || !s->waiting_for_request();
   });
+  if (pending_.size() >= kMaxPending) {
+    if (auto oldest = pending_.front().lock()) oldest->close();
+    pending_.pop_front();
+  }
+  auto session = std::make_shared<ControlSession>(std::move(socket), this);
+  pending_.push_back(session);
+  session->start();
 }
 
 }  // namespace fm::maintainer

@@ -8,11 +8,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <functional>
+#include <deque>
 #include <memory>
 #include <vector>
 #include <string>
 
 #include "base/result.h"
+#include "maintainer/util/accept_loop.h"
 #include "proto/control.pb.h"
 
 namespace fm::maintainer {
@@ -60,7 +62,10 @@ class ControlServer {
  public:
   using Handler = std::function<fortmesh::wire::ControlReply(const fortmesh::wire::ControlRequest&)>;
   // Requests with `watch` are not given to the handler: the connection stays
-  // open and receives every broadcast() until the client closes it.
+  // open and receives every broadcast() until the client closes it (at most
+  // 64 watchers). A request must arrive within 5 s; of the connections still
+  // sending theirs, at most 32 are kept (the oldest is closed first). Accept
+  // errors (EMFILE...) never stop the server: it retries with a backoff.
   ControlServer(boost::asio::io_context& io, Handler handler) : acceptor_(io), handler_(std::move(handler)) {}
   ~ControlServer();
   // Binds the socket (a stale one from a crashed run is replaced; a live one
@@ -70,10 +75,12 @@ class ControlServer {
   void broadcast(const fortmesh::wire::ControlReply& event);
 
  private:
-  void accept();
+  void admit(boost::asio::local::stream_protocol::socket socket);
   friend class ControlSession;
   std::vector<std::weak_ptr<ControlSession>> watchers_;
+  std::deque<std::weak_ptr<ControlSession>> pending_;  // connections still sending their request
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::unique_ptr<AcceptLoop<boost::asio::local::stream_protocol::acceptor>> accept_loop_;
   Handler handler_;
   std::string path_;
 };

@@ -16,6 +16,8 @@
 #include <set>
 
 #include "maintainer/control/control.h"
+#include "maintainer/util/accept_loop.h"
+#include "maintainer/util/connection_limit.h"
 #include "maintainer/util/ip_port.h"
 #include "maintainer/util/clock.h"
 #include "maintainer/daemon/node.h"
@@ -28,6 +30,12 @@ namespace {
 namespace asio = boost::asio;
 namespace wire = ::fortmesh::wire;
 using asio::ip::tcp;
+
+// Connections still authenticating (each for at most the handshake's 5 s):
+// in all, and from one address. Far under the default limit of 1,024 open
+// files, so that idle connections cannot exhaust them.
+constexpr size_t kMaxUnauthenticated = 256;
+constexpr size_t kMaxUnauthenticatedPerSource = 16;
 
 Result<tcp::endpoint> parse_endpoint(const std::string& option, const std::string& text) {
   auto ip = parse_ip_port(option, text);
@@ -136,13 +144,14 @@ class Guard {
     if (ec) return Status::error("cannot listen on " + options_.listen + ": " + ec.message());
     spdlog::info("guard: {} side on {}, {} {}", server_mode() ? "server" : "client", options_.listen,
                  server_mode() ? "relaying members to" : "to the guard at", server_mode() ? options_.to : options_.connect);
-    accept();
+    accept_loop_.start();
     watch_.connect();  // the membership stream; tick() reconnects it if it drops
     tick();
     return Status::ok();
   }
   void stop() {
     boost::system::error_code ignored;
+    accept_loop_.stop();
     acceptor_.close(ignored);
     timer_.cancel();
     watch_.close();
@@ -161,19 +170,30 @@ class Guard {
     return c;
   }
 
-  void accept() {
-    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
-      if (ec) return;
-      accept();
-      if (server_mode()) {
-        serve(std::move(socket));
-      } else {
-        connect_out(std::move(socket));
+  void on_connection(tcp::socket socket) {
+    boost::system::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    if (ec) return;
+    // Until it has authenticated a connection holds a slot: at most
+    // kMaxUnauthenticated in all and kMaxUnauthenticatedPerSource from one
+    // address, each for at most the handshake's 5 s.
+    auto ticket = unauthenticated_.admit(remote.address().to_string());
+    if (!ticket) {
+      if (++refused_busy_ % 100 == 1) {
+        spdlog::warn("guard: refusing connections from {}: too many unauthenticated ({} so far)",
+                     remote.address().to_string(), refused_busy_);
       }
-    });
+      socket.close(ec);
+      return;
+    }
+    if (server_mode()) {
+      serve(std::move(socket), std::move(ticket));
+    } else {
+      connect_out(std::move(socket), std::move(ticket));
+    }
   }
 
-  void serve(tcp::socket in) {
+  void serve(tcp::socket in, std::shared_ptr<ConnectionLimit::Ticket> ticket) {
     boost::system::error_code ec;
     const auto remote = in.remote_endpoint(ec);
     if (ec || !limiter_.allow(remote.address(), now_ms())) {
@@ -183,13 +203,13 @@ class Guard {
     auto sock = std::make_shared<tcp::socket>(std::move(in));
     auto cfg = config();
     cfg.peer_address = netauth::overlay_peer_address(*sock, cfg.org_prefix);
-    netauth::async_server_auth(*sock, cfg, [this, sock, remote](netauth::TcpAuthResult r) {
+    netauth::async_server_auth(*sock, cfg, [this, sock, remote, ticket](netauth::TcpAuthResult r) {
       if (r.error != netauth::AuthError::ok) {
         spdlog::info("guard: refused {}: {}", remote.address().to_string(), netauth::to_string(r.error));
         return;
       }
       auto out = std::make_shared<tcp::socket>(io_);
-      out->async_connect(target_, [this, sock, out, r](const boost::system::error_code& ec) {
+      out->async_connect(target_, [this, sock, out, r, ticket](const boost::system::error_code& ec) {
         if (ec) {
           spdlog::warn("guard: cannot reach {}: {}", options_.to, ec.message());
           boost::system::error_code ignored;
@@ -201,10 +221,10 @@ class Guard {
     });
   }
 
-  void connect_out(tcp::socket local) {
+  void connect_out(tcp::socket local, std::shared_ptr<ConnectionLimit::Ticket> ticket) {
     auto in = std::make_shared<tcp::socket>(std::move(local));
     auto out = std::make_shared<tcp::socket>(io_);
-    out->async_connect(target_, [this, in, out](const boost::system::error_code& ec) {
+    out->async_connect(target_, [this, in, out, ticket](const boost::system::error_code& ec) {
       if (ec) {
         spdlog::warn("guard: cannot reach {}: {}", options_.connect, ec.message());
         boost::system::error_code ignored;
@@ -213,7 +233,7 @@ class Guard {
       }
       auto cfg = config();
       cfg.peer_address = netauth::overlay_peer_address(*out, cfg.org_prefix);
-      netauth::async_client_auth(*out, cfg, server_key_, [this, in, out](netauth::TcpAuthResult r) {
+      netauth::async_client_auth(*out, cfg, server_key_, [this, in, out, ticket](netauth::TcpAuthResult r) {
         if (r.error != netauth::AuthError::ok) {
           spdlog::info("guard: the server refused or failed: {}", netauth::to_string(r.error));
           boost::system::error_code ignored;
@@ -270,6 +290,9 @@ class Guard {
   Node& node_;
   DaemonView view_;
   tcp::acceptor acceptor_;
+  AcceptLoop<tcp::acceptor> accept_loop_{acceptor_, "guard", [this](tcp::socket s) { on_connection(std::move(s)); }};
+  ConnectionLimit unauthenticated_{kMaxUnauthenticated, kMaxUnauthenticatedPerSource};
+  uint64_t refused_busy_ = 0;
   asio::steady_timer timer_;
   ControlWatcher watch_;
   tcp::endpoint target_;

@@ -1,5 +1,6 @@
 #include "maintainer/util/unix_request.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -24,12 +25,20 @@ Result<std::string> unix_request(const std::string& path, const std::string& pee
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Non-blocking, so that a server whose backlog is full (EAGAIN) cannot
+  // hang us: retried until the deadline.
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  while (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int err = errno;
+    if ((err == EAGAIN || err == EINTR) && std::chrono::steady_clock::now() < deadline) {
+      ::poll(nullptr, 0, 10);
+      continue;
+    }
+    if (err == EAGAIN) return Status::error(Code::unavailable, peer + " accepts no connection (its backlog is full)");
     return Status::error(err == EACCES || err == EPERM ? Code::permission_denied : Code::unavailable,
                          "cannot reach " + peer + ": " + std::strerror(err));
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto wait = [&](short events) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{fd, events, 0};

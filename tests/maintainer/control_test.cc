@@ -1,13 +1,16 @@
 // The control socket (maintainer/control.h): a request and its reply, what a
 // malformed or oversized request gets, and the watch stream.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <cstring>
+#include <chrono>
 #include <thread>
+#include <vector>
 
 #include "maintainer/control/control.h"
 #include "tests/util/tempdir.h"
@@ -134,6 +137,70 @@ TEST(ControlClient, NoDaemonIsAClearError) {
   auto r = control_call(dir / "control.sock", req, 500);
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.message().find("fortmesh is not running"), std::string::npos) << r.message();
+}
+
+// Idle clients that announce the largest request and send nothing cannot
+// starve real requests (the oldest is closed past 32) nor hold memory they
+// did not send, and each is closed at its deadline.
+TEST_F(ControlTest, IdleClientsAnnouncingLargeRequestsDoNotBlockRealOnes) {
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) {
+    const int fd = raw_connect();
+    const uint8_t header[4] = {0, 0, 0xff, 0x00};  // 65,280 bytes announced, none sent
+    ASSERT_EQ(::write(fd, header, 4), 4);
+    idle.push_back(fd);
+  }
+  wire::ControlRequest req;
+  req.set_member_status(std::string(32, 'k'));
+  auto reply = control_call(path_, req, 2'000);
+  ASSERT_TRUE(reply.is_ok()) << reply.message();
+  EXPECT_EQ(reply->member_status(), "active");
+  // The last idle one is closed by its 5 s deadline: its read sees EOF.
+  ::timeval tv{8, 0};
+  ::setsockopt(idle.back(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const auto t0 = std::chrono::steady_clock::now();
+  char c;
+  EXPECT_EQ(::read(idle.back(), &c, 1), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(7));
+  for (int fd : idle) ::close(fd);
+}
+
+// Running out of file descriptors (EMFILE) makes accept fail; the server must
+// go on accepting once descriptors are free again, not stop for good.
+TEST_F(ControlTest, TheServerSurvivesRunningOutOfFileDescriptors) {
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  // Use up every descriptor but a few, then connect until none is left:
+  // those connections wait in the backlog and the server's accept fails.
+  std::vector<int> held;
+  rlimit tight = old;
+  tight.rlim_cur = 64;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  for (;;) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, path_.c_str());
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      ::close(fd);
+      break;
+    }
+    held.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // accept fails meanwhile (EMFILE)
+  for (int fd : held) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  wire::ControlRequest req;
+  req.set_member_status(std::string(32, 'k'));
+  Result<wire::ControlReply> reply = Status::error("not tried");
+  for (int i = 0; i < 20 && !reply; ++i) {  // the loop retries within its backoff (at most 1 s)
+    reply = control_call(path_, req, 2'000);
+    if (!reply) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(reply.is_ok()) << reply.message();
+  EXPECT_EQ(reply->member_status(), "active");
+  EXPECT_GT(held.size(), 0u);
 }
 
 }  // namespace
