@@ -103,11 +103,13 @@ Status join(const std::string& dir, const std::string& file) {
     return Status::ok();
   }, unix_millis());
   if (!done) return done.status().prefixed(file + ": ");
+  std::vector<std::string> records(bundle.endpoint_records().begin(), bundle.endpoint_records().end());
+  const size_t kept = n.import_records(records, unix_millis());
   const auto& org = n.replica().org();
-  std::printf("joined org %s (%s)\naddress: %s\nmembers: %zu, lighthouses: %d\n", org.name.c_str(),
-              to_base64(org.id).c_str(),
+  std::printf("joined org %s (%s)\naddress: %s\nmembers: %zu, lighthouses: %d, endpoint records: %zu\n",
+              org.name.c_str(), to_base64(org.id).c_str(),
               netauth::format_address(*netauth::overlay_address_of(org.prefix, subject)).c_str(),
-              n.replica().members(now).size(), bundle.lighthouses_size());
+              n.replica().members(now).size(), bundle.lighthouses_size(), kept);
   return Status::ok();
 }
 

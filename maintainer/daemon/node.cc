@@ -117,6 +117,7 @@ Result<AdminOutcome> Node::submit(const EnrollCommand& c, crdt::Millis now) {
     lh->set_name(m.name);
     for (const auto& e : m.endpoints) lh->add_endpoints(e);
   }
+  for (const auto* rec : engine_->endpoints().all()) bundle.add_endpoint_records(rec->wire);
   done->bundle = bundle.SerializeAsString();
   return done;
 }
@@ -193,6 +194,22 @@ void Node::announce(const std::vector<crdt::OpId>& ops, crdt::Millis now) {
 }
 
 // ---- Gossip and timers --------------------------------------------------------
+
+size_t Node::import_records(std::span<const std::string> records, crdt::Millis now) {
+  if (!replica_.has_org()) return 0;
+  size_t kept = 0;
+  for (const auto& wire : records) {
+    crdt::EndpointRecord rec;
+    if (!crdt::parse_endpoint_record(bytes_of(wire), replica_.org().id, &rec)) continue;
+    engine_->restore_record(bytes_of(wire), now);
+    const auto* held = engine_->endpoints().find(rec.key);
+    if (held == nullptr || held->id != rec.id) continue;  // not a member, or older than the one held
+    const std::string name = std::string(kRecordPrefix) + netauth::to_base64(rec.key);
+    if (Status st = store_->put_meta(name, wire, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
+    ++kept;
+  }
+  return kept;
+}
 
 void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now) {
   engine_->on_datagram(from, bytes, now);

@@ -113,6 +113,10 @@ class Node {
                                          const std::function<Status(const crdt::Replica&)>& acceptable,
                                          crdt::Millis now);
 
+  // Endpoint records carried by a join bundle: each verified and kept if it
+  // is a member's and newer than what is held. Returns how many were kept.
+  size_t import_records(std::span<const std::string> records, crdt::Millis now);
+
   // A gossip datagram from the member with key `from` (the transport has
   // authenticated the source).
   void on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now);
