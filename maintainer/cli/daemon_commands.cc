@@ -4,6 +4,7 @@
 #include "maintainer/cli/commands.h"
 #include "maintainer/daemon/run.h"
 #include "maintainer/guard/guard.h"
+#include "maintainer/wg/device.h"
 
 namespace fm::maintainer::cli {
 
@@ -41,6 +42,12 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
       ->default_str("auto")
       ->check(CLI::IsMember({"auto", "kernel", "userspace", "none"}));
   run_cmd->add_option("--interface", daemon->interface, "WireGuard interface name")->default_str("fm0");
+  run_cmd->add_option("--advertise", daemon->advertise,
+                      "IP:PORT to announce besides this host's own addresses, e.g. a port forward\n"
+                      "or a public address the node cannot see (repeatable, numeric, at most 8)")
+      ->each([](const std::string& e) {
+        if (!wg::Endpoint::parse(e)) throw CLI::ValidationError("--advertise", e + " is not a numeric IP:PORT");
+      });
   run_cmd->add_option("--log-level", *log_level, "trace, debug, info, warn, error")->default_str("info");
   ctx.add_state_dir(run_cmd);
   out.push_back({"run", run_cmd, [&ctx, daemon, log_level] {

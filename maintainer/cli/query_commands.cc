@@ -63,6 +63,9 @@ Status status(const std::string& dir, bool json) {
               " from unknown sources, %" PRIu64 " not through WireGuard; %" PRIu64 " ops pending\n",
               s.gossip_datagrams_in(), s.gossip_datagrams_out(), s.gossip_junk(), s.gossip_throttled(),
               s.gossip_unknown_sources(), s.gossip_wrong_interface(), s.pending_ops());
+  std::string announced;
+  for (const auto& e : s.endpoints()) announced += (announced.empty() ? "" : ", ") + e;
+  std::printf("endpoints %s\n", announced.empty() ? "(none announced)" : announced.c_str());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
 }

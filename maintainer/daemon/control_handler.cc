@@ -42,6 +42,7 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
   out->set_gossip_throttled(s.gossip.throttled);
   out->set_gossip_unknown_sources(shell.gossip_unknown_sources);
   out->set_gossip_wrong_interface(shell.gossip_wrong_interface);
+  for (const auto& e : s.endpoints) out->add_endpoints(e);
   out->set_interface(s.interface);
   out->set_peers(static_cast<uint32_t>(s.peers));
   out->set_wireguard_restarts(s.wireguard_restarts);

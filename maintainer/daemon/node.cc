@@ -328,6 +328,7 @@ NodeStatus Node::status(crdt::Millis now) const {
     if (auto dev = wireguard_->device()) s.peers = dev->peers.size();
   }
   s.gossip = engine_->stats();
+  if (const auto* own = engine_->endpoints().find(key_.public_key)) s.endpoints = own->endpoints;
   return s;
 }
 

@@ -67,6 +67,7 @@ struct NodeStatus {
   size_t peers = 0;
   uint64_t wireguard_restarts = 0;
   crdt::GossipStats gossip;
+  std::vector<std::string> endpoints;  // announced in this node's endpoint record
 };
 
 struct PeerStatus {

@@ -9,11 +9,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
 
 #include "maintainer/control/control.h"
+#include "maintainer/daemon/address_watch.h"
 #include "maintainer/daemon/control_handler.h"
 #include "maintainer/daemon/gossip_transport.h"
 #include "maintainer/daemon/node.h"
@@ -91,6 +93,17 @@ std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint
   return out;
 }
 
+std::vector<std::string> announced_endpoints(const DaemonOptions& options, const netauth::Prefix& org_prefix) {
+  std::vector<std::string> out;
+  for (const auto& e : options.advertise) {
+    if (out.size() < crdt::kMaxEndpoints && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+  }
+  for (auto& e : local_endpoints(org_prefix, options.listen_port)) {
+    if (out.size() < crdt::kMaxEndpoints && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
 Status run_daemon(const DaemonOptions& options) {
   auto dir = StateDir::open(options.state_dir);
   if (!dir) return dir.status();
@@ -131,9 +144,18 @@ Status run_daemon(const DaemonOptions& options) {
   transport->set_addresses(addresses->get());
 
   // WireGuard first: gossip binds to the overlay address, which lives on the interface.
-  if (Status st = node->start(local_endpoints(node->replica().org().prefix, options.listen_port), unix_millis()); !st) {
-    return st;
-  }
+  std::vector<std::string> endpoints = announced_endpoints(options, node->replica().org().prefix);
+  if (Status st = node->start(endpoints, unix_millis()); !st) return st;
+  // Addresses come and go (DHCP, roaming, a network that comes up late): the
+  // record follows within a second.
+  AddressWatch addresses_changed(io, [&] {
+    auto now = announced_endpoints(options, node->replica().org().prefix);
+    if (now == endpoints) return;
+    endpoints = std::move(now);
+    node->set_endpoints(endpoints, unix_millis());
+    rearm();
+  });
+  if (Status st = addresses_changed.start(); !st) spdlog::warn("{}; endpoints are announced at start only", st.message());
   auto listen = gossip_listen(options, *node);
   if (!listen) return listen.status();
   // On the overlay, only what came through WireGuard counts (a source
@@ -172,6 +194,7 @@ Status run_daemon(const DaemonOptions& options) {
     spdlog::info("signal {}: shutting down", sig);
     transport->stop();
     control.stop();
+    addresses_changed.stop();
     timer.cancel();
     io.stop();
   });

@@ -27,7 +27,14 @@ struct DaemonOptions {
   // "userspace" (wireguard-go) or "none" (gossip only).
   std::string wg_backend = "auto";
   std::string interface = "fm0";
+  // Endpoints the operator gives ("IP:PORT": a port forward, a public address
+  // the node cannot see), announced first, before this host's own addresses.
+  std::vector<std::string> advertise;
 };
+
+// What this node announces: the advertised endpoints, then this host's own
+// addresses with the WireGuard port; at most crdt::kMaxEndpoints, no repeats.
+std::vector<std::string> announced_endpoints(const DaemonOptions& options, const netauth::Prefix& org_prefix);
 
 // This host's addresses worth announcing as "ip:port": up, not loopback, not
 // link-local, not inside the org prefix (the overlay itself).
