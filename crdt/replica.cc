@@ -829,6 +829,11 @@ const OrgInfo& Replica::org() const { return impl_->org; }
 size_t Replica::op_count() const { return impl_->nodes.size(); }
 bool Replica::contains(const OpId& id) const { return impl_->index.contains(id); }
 
+bool Replica::is_valid(const OpId& id) const {
+  auto it = impl_->index.find(id);
+  return it != impl_->index.end() && impl_->nodes[it->second].valid;
+}
+
 const std::string* Replica::op_bytes(const OpId& id) const {
   auto it = impl_->index.find(id);
   return it == impl_->index.end() ? nullptr : &impl_->nodes[it->second].wire;

@@ -30,7 +30,8 @@ struct ReplicaLimits {
 };
 
 enum class Ingest : uint8_t {
-  applied,    // stored in the DAG (valid or not: validity is part of the state)
+  applied,    // stored in the DAG (valid or not: validity is part of the state;
+              // see Replica::is_valid)
   duplicate,  // already stored or already pending; nothing changed
   pending,    // some parents are missing; see IngestResult::missing
   rejected,   // see IngestResult::reject; nothing changed
@@ -108,6 +109,9 @@ class Replica {
 
   size_t op_count() const;
   bool contains(const OpId& id) const;
+  // True iff the op is stored here and valid in the current state (validity
+  // can change as ops arrive: a Revoke may cut an op off). Cheap: one lookup.
+  bool is_valid(const OpId& id) const;
   // The serialized SignedOp as received, or nullptr.
   const std::string* op_bytes(const OpId& id) const;
   // The DAG's current heads (ops no other op names as parent), sorted.

@@ -6,6 +6,7 @@
 
 #include "crdt/replica.h"
 #include "proto/org.pb.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::crdt {
@@ -493,6 +494,41 @@ TEST_F(OrgFixture, LoadVerifiedRebuildsTheSameStateAndRefusesADamagedStore) {
   EXPECT_FALSE(damaged.load_verified(missing_parent).is_ok());
   EXPECT_FALSE(damaged.has_org());
 }
+
+// ---- The adversarial review (issue 14), on OrgBuilder ---------------------
+
+using test::OrgBuilder;
+
+// What gossip needs to push wide only valid Revokes (docs/gossip.md).
+TEST(IsValid, ReportsAStoredOpsValidityAsItStandsNow) {
+  OrgBuilder org;
+  const auto admin = test_key(10), alice = test_key(20), bob = test_key(21);
+  const OpId ea = org.admin(org.root(), admin);
+  const OpId enroll_alice = org.enroll(admin, alice);
+  EXPECT_TRUE(org.replica().is_valid(ea));
+  EXPECT_TRUE(org.replica().is_valid(enroll_alice));
+  EXPECT_TRUE(org.replica().is_valid(org.org()));
+  // Revoked, the admin's concurrent op loses its validity when the Revoke lands.
+  const auto concurrent = org.enroll_op(admin, bob.public_key, Role::member, 0, std::vector<OpId>{enroll_alice});
+  const auto revoke = org.revoke_op(org.root(), admin.public_key, std::vector<OpId>{enroll_alice});
+  const OpId eb = org.apply(concurrent);
+  EXPECT_TRUE(org.replica().is_valid(eb));
+  const OpId r = org.apply(revoke);
+  EXPECT_TRUE(org.replica().is_valid(r));
+  EXPECT_FALSE(org.replica().is_valid(eb));
+  EXPECT_TRUE(org.replica().is_valid(enroll_alice));  // the Revoke saw it
+  // Stored but invalid: the revoked admin's later Revoke.
+  const OpId late = org.revoke(admin, alice);
+  EXPECT_TRUE(org.replica().contains(late));
+  EXPECT_FALSE(org.replica().is_valid(late));
+  // Not stored.
+  OpId unknown{};
+  unknown[0] = 1;
+  EXPECT_FALSE(org.replica().is_valid(unknown));
+  EXPECT_TRUE(org.reloaded().is_valid(r));
+  EXPECT_FALSE(org.reloaded().is_valid(eb));
+}
+
 
 }  // namespace
 }  // namespace fm::crdt
