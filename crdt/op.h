@@ -40,6 +40,8 @@ enum class Reject : uint8_t {
   second_genesis,  // a Genesis when this replica already has one (or a different org's)
   no_org,          // a non-Genesis op before this replica knows its org
   pending_full,    // parents missing and the pending buffer is full
+  inadmissible,    // its author has no possible standing in its causal past
+                   // (docs/crdt.md "Admission"), or it descends from such an op
   kCount,
 };
 const char* to_string(Reject reason);

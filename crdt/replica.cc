@@ -1,5 +1,12 @@
 // Membership evaluation (docs/crdt.md).
 //
+// Admission comes first: an op whose author has no possible standing in its
+// causal past (not the root; no Enroll naming it as admin among its ancestors,
+// or for a self-Revoke no Enroll naming it) is refused before its signature is
+// checked and never stored. The check reads the op's parents and per-key
+// indices (the author's first Enroll), and walks only the few ops whose full
+// prefix does not already cover that Enroll (admits_below).
+//
 // Validity is decided in seniority order, like Dijkstra's algorithm over admins:
 // the root first, then the most senior admin not yet processed, and so on. When
 // an admin is processed, every admin senior to it has been, so everything its
@@ -20,13 +27,21 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <queue>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace fm::crdt {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
+// Ids of inadmissible ops remembered, so that an op naming one as parent is
+// refused at once instead of waiting for a parent that will never be stored.
+constexpr size_t kRememberedInadmissible = 4096;
+// (key, op) pairs known to have no Enroll of the key below them (admits_below):
+// about 40 bytes each; forgotten all at once past this.
+constexpr size_t kRememberedNoStanding = 1 << 18;
 
 struct IdHash {
   template <size_t N>
@@ -64,6 +79,9 @@ class Marks {
   uint32_t epoch_ = 0;
 };
 
+// What an op's author must have in the op's causal past to be admitted.
+enum class Need : uint8_t { nothing, admin_enroll, any_enroll };
+
 }  // namespace
 
 const char* to_string(Standing standing) {
@@ -84,6 +102,10 @@ struct Replica::Impl {
     uint32_t author = kNone;        // key index
     uint32_t subject = kNone;       // key index (Enroll, Revoke)
     uint32_t depth = 0;             // longest path from the Genesis
+    // Every op with a smaller index than this is this op or one of its
+    // ancestors (a lower bound: exact for an op made on all the heads).
+    uint32_t prefix = 0;
+    uint32_t head_pos = kNone;      // its place in `heads`, if it is one
     OpKind kind = OpKind::genesis;
     Role role = Role::none;
     bool valid = false;
@@ -97,6 +119,8 @@ struct Replica::Impl {
     std::vector<uint32_t> authored;  // ops by this key, index order
     std::vector<uint32_t> enrolls;   // Enrolls naming it
     std::vector<uint32_t> revokes;   // Revokes naming it
+    uint32_t first_enroll = kNone;        // smallest index among `enrolls`
+    uint32_t first_admin_enroll = kNone;  // ... among its admin Enrolls
     bool processed = false;          // decided as root or admin
     Seniority seniority;             // when processed
     bool ever_admin = false;         // some admin Enroll, valid or not, names it
@@ -110,6 +134,7 @@ struct Replica::Impl {
     uint32_t enroll;
     bool operator>(const Candidate& o) const { return seniority > o.seniority; }
   };
+  using Queue = std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>;
 
   struct Pending {
     Op op;
@@ -135,10 +160,13 @@ struct Replica::Impl {
   std::unordered_map<OpId, std::vector<OpId>, IdHash> waiting;  // parent -> pending children
   size_t pending_bytes = 0;
   std::unordered_map<uint32_t, size_t> pending_by_source;
+  std::unordered_set<OpId, IdHash> inadmissible;
+  std::deque<OpId> inadmissible_order;
+  mutable std::unordered_set<uint64_t> no_standing;  // (key, need, op), see admits_below
 
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
   uint64_t reevaluations = 0;
-  mutable Marks marks_a, marks_b;  // scratch for traversals
+  mutable Marks marks_a, marks_b, marks_c;  // scratch for traversals
   uint32_t newly_ever_admin = kNone;  // set by insert: its op is the first admin Enroll of this key
 
   // ---- DAG -------------------------------------------------------------
@@ -152,10 +180,45 @@ struct Replica::Impl {
     return it->second;
   }
 
-  // Adds a parsed op whose parents are all present. Returns its index.
+  Seniority root_seniority() const { return Seniority{0, org.id}; }
+
+  // The `prefix` an op with these (stored) parents gets as the next index.
+  uint32_t prefix_for(std::span<const uint32_t> parents) const {
+    const auto next = static_cast<uint32_t>(nodes.size());
+    uint32_t f = 0;
+    size_t heads_named = 0;
+    for (uint32_t p : parents) {
+      f = std::max(f, nodes[p].prefix);
+      if (nodes[p].head_pos != kNone) ++heads_named;
+    }
+    // Parents are distinct, so naming as many heads as there are names them all.
+    if (heads_named == heads.size() || f == next) return next + 1;
+    return f;
+  }
+
+  void remove_head(uint32_t h) {
+    const uint32_t pos = nodes[h].head_pos;
+    if (pos == kNone) return;
+    heads[pos] = heads.back();
+    nodes[heads[pos]].head_pos = pos;
+    heads.pop_back();
+    nodes[h].head_pos = kNone;
+  }
+
+  void set_heads(std::vector<uint32_t> hs) {
+    for (uint32_t h : heads) nodes[h].head_pos = kNone;
+    heads = std::move(hs);
+    for (uint32_t p = 0; p < heads.size(); ++p) nodes[heads[p]].head_pos = p;
+  }
+
+  // Adds a parsed, admitted op whose parents are all present. Returns its index.
   uint32_t insert(Op& op, std::string wire) {
     const auto i = static_cast<uint32_t>(nodes.size());
     newly_ever_admin = kNone;
+    std::vector<uint32_t> parents;
+    parents.reserve(op.parents.size());
+    for (const auto& p : op.parents) parents.push_back(index.at(p));
+    const uint32_t prefix = op.kind == OpKind::genesis ? 1 : prefix_for(parents);
     Node& n = nodes.emplace_back();
     n.id = op.id;
     n.wire = std::move(wire);
@@ -165,27 +228,31 @@ struct Replica::Impl {
     n.name = std::move(op.name);
     n.endpoints = std::move(op.endpoints);
     n.author = key_of(op.author);
-    for (const auto& p : op.parents) {
-      uint32_t pi = index.at(p);
-      n.parents.push_back(pi);
+    n.prefix = prefix;
+    n.parents = std::move(parents);
+    for (uint32_t pi : n.parents) {
       nodes[pi].children.push_back(i);
       n.depth = std::max(n.depth, nodes[pi].depth + 1);
+      remove_head(pi);
     }
     index.emplace(op.id, i);
     keys[n.author].authored.push_back(i);
     if (op.kind == OpKind::enroll || op.kind == OpKind::revoke) {
       n.subject = key_of(op.subject);
-      auto& list = op.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
-      list.push_back(i);
-      if (op.kind == OpKind::enroll && op.role == Role::admin && !keys[n.subject].ever_admin) {
-        keys[n.subject].ever_admin = true;
-        newly_ever_admin = n.subject;
+      Key& s = keys[n.subject];
+      if (op.kind == OpKind::enroll) {
+        s.enrolls.push_back(i);
+        if (s.first_enroll == kNone) s.first_enroll = i;
+        if (op.role == Role::admin && s.first_admin_enroll == kNone) s.first_admin_enroll = i;
+        if (op.role == Role::admin && !s.ever_admin) {
+          s.ever_admin = true;
+          newly_ever_admin = n.subject;
+        }
+      } else {
+        s.revokes.push_back(i);
       }
     }
-    // Heads: the parents stop being heads, the new op is one.
-    std::erase_if(heads, [&](uint32_t h) {
-      return std::find(n.parents.begin(), n.parents.end(), h) != n.parents.end();
-    });
+    n.head_pos = static_cast<uint32_t>(heads.size());
     heads.push_back(i);
     if (op.kind == OpKind::genesis) {
       have_org = true;
@@ -228,17 +295,117 @@ struct Replica::Impl {
     }
   }
 
-  // True when every op already stored is an ancestor of `n` (its parents are
-  // all the heads it had): the common case of an op made by an up-to-date node.
-  bool extends_all(uint32_t n) const {
-    const auto& ps = nodes[n].parents;
-    return std::all_of(heads.begin(), heads.end(), [&](uint32_t h) {
-      return h == n || std::find(ps.begin(), ps.end(), h) != ps.end();
-    });
-  }
-
   bool is_self_revoke(const Node& n) const {
     return n.kind == OpKind::revoke && n.subject == n.author;
+  }
+
+  // ---- Admission ---------------------------------------------------------
+
+  Need need_of(const Op& op) const {
+    if (op.kind == OpKind::genesis || (have_org && op.author == org.root)) return Need::nothing;
+    if (op.kind == OpKind::revoke && op.subject == op.author) return Need::any_enroll;
+    return Need::admin_enroll;
+  }
+
+  // Does an op by key `k`, made on `parents`, have among its ancestors what
+  // `need` asks (an Enroll naming k as admin; any Enroll naming k)? `first` is
+  // the smallest index of such an Enroll. The answer is exact and depends only
+  // on the ancestors, which never change, so negative answers are remembered.
+  //
+  // Cost: nothing when `first` is below a parent's full prefix (every op made
+  // on all the heads after that Enroll, and every op above one). Otherwise a
+  // walk down the ancestors stored after `first`, stopping at an op whose
+  // prefix covers it, at an Enroll naming k, at an op by k (it was admitted,
+  // so it has k's Enroll below it), or at an op already known to have none:
+  // each (key, op) pair is walked at most once (while `no_standing` holds it),
+  // so repeating a refused op, or any op on the same parents, costs a lookup
+  // per parent.
+  bool admits_below(uint32_t k, Need need, std::span<const uint32_t> parents, uint32_t first) const {
+    const uint64_t tag = (uint64_t{k} << 33) | (uint64_t{need == Need::any_enroll} << 32);
+    auto proves = [&](uint32_t q) {
+      const Node& n = nodes[q];
+      if (n.prefix > first) return true;
+      if (n.kind == OpKind::enroll && n.subject == k && (need == Need::any_enroll || n.role == Role::admin)) return true;
+      return n.author == k && (need == Need::any_enroll || !is_self_revoke(n));
+    };
+    marks_c.begin(nodes.size());
+    std::vector<uint32_t> stack, seen;
+    auto visit = [&](uint32_t p) {
+      if (p < first || !marks_c.set(p) || no_standing.contains(tag | p)) return false;
+      if (proves(p)) return true;
+      stack.push_back(p);
+      seen.push_back(p);
+      return false;
+    };
+    for (uint32_t p : parents) {
+      if (visit(p)) return true;
+    }
+    while (!stack.empty()) {
+      const uint32_t q = stack.back();
+      stack.pop_back();
+      for (uint32_t p : nodes[q].parents) {
+        if (visit(p)) return true;
+      }
+    }
+    if (no_standing.size() + seen.size() > kRememberedNoStanding) no_standing.clear();
+    for (uint32_t q : seen) no_standing.insert(tag | q);
+    return false;
+  }
+
+  // DESIGN section 3 "Admission": structural, reads only the op's ancestors
+  // (here: their indices), so every replica admits the same ops.
+  bool admissible(const Op& op, std::span<const uint32_t> parents) const {
+    const Need need = need_of(op);
+    if (need == Need::nothing) return true;
+    auto it = key_index.find(op.author);
+    if (it == key_index.end()) return false;
+    const Key& a = keys[it->second];
+    const uint32_t first = need == Need::admin_enroll ? a.first_admin_enroll : a.first_enroll;
+    if (first == kNone) return false;
+    if (first < prefix_for(parents)) return true;
+    return admits_below(it->second, need, parents, first);
+  }
+
+  // The indices of `op`'s parents, or nothing if one is not stored.
+  std::optional<std::vector<uint32_t>> stored_parents(const Op& op) const {
+    std::vector<uint32_t> out;
+    out.reserve(op.parents.size());
+    for (const auto& p : op.parents) {
+      auto it = index.find(p);
+      if (it == index.end()) return std::nullopt;
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  void remember_inadmissible(const OpId& id) {
+    if (!inadmissible.insert(id).second) return;
+    inadmissible_order.push_back(id);
+    if (inadmissible_order.size() > kRememberedInadmissible) {
+      inadmissible.erase(inadmissible_order.front());
+      inadmissible_order.pop_front();
+    }
+  }
+
+  // Counts an inadmissible op and drops the pending ops that wait for it,
+  // and theirs: none of them can ever be applied.
+  void refuse_inadmissible(const OpId& id) {
+    std::vector<OpId> todo{id};
+    while (!todo.empty()) {
+      const OpId x = todo.back();
+      todo.pop_back();
+      ++rejects[static_cast<size_t>(Reject::inadmissible)];
+      remember_inadmissible(x);
+      auto w = waiting.find(x);
+      if (w == waiting.end()) continue;
+      std::vector<OpId> children = std::move(w->second);
+      waiting.erase(w);
+      for (const OpId& c : children) {
+        if (!pending.contains(c)) continue;
+        drop_pending(c);
+        todo.push_back(c);
+      }
+    }
   }
 
   // ---- Evaluation ------------------------------------------------------
@@ -279,7 +446,7 @@ struct Replica::Impl {
   }
 
   // Decides every op of key `k`, processed now with seniority `sen`.
-  void process(uint32_t k, const Seniority& sen, std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>& queue) {
+  void process(uint32_t k, const Seniority& sen, Queue& queue) {
     Key& key = keys[k];
     key.processed = true;
     key.seniority = sen;
@@ -342,9 +509,9 @@ struct Replica::Impl {
       for (uint32_t i : keys[k].authored) nodes[i].valid = false;
     }
 
-    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+    Queue queue;
     if (keep == 0) {
-      process(root, Seniority{0, org.id}, queue);
+      process(root, root_seniority(), queue);
     } else {
       for (uint32_t k : order) {
         for (uint32_t i : keys[k].authored) {
@@ -369,13 +536,14 @@ struct Replica::Impl {
     }
   }
 
-  // Decides a newly inserted op `n` against the current state, then restarts
-  // evaluation if it changes anything beyond itself.
+  // Decides a newly inserted op `i` against the current state, then restarts
+  // evaluation if it changes anything beyond itself. An invalid op changes
+  // nothing: it is decided and that is all.
   void apply_new(uint32_t i) {
     Node& n = nodes[i];
     const uint32_t k = n.author;
     if (n.kind == OpKind::genesis) {
-      evaluate_from(Seniority{0, org.id});
+      evaluate_from(root_seniority());
       return;
     }
     if (newly_ever_admin != kNone) {
@@ -390,7 +558,7 @@ struct Replica::Impl {
       }
       if (from) evaluate_from(*from);
     }
-    const bool leaf_of_all = extends_all(i);
+    const bool leaf_of_all = n.prefix == i + 1;  // every stored op is its ancestor
     if (is_self_revoke(n)) {
       n.valid = k != root;
     } else if (!keys[k].processed) {
@@ -430,11 +598,11 @@ struct Replica::Impl {
     } else if (n.kind == OpKind::enroll && n.role == Role::admin) {
       Key& t = keys[n.subject];
       Seniority offered{keys[k].seniority.rank + 1, n.id};
-      if (t.processed && !(offered < t.seniority)) return;
-      if (follows_revoke_of_subject(i)) return;
-      // A key with no ops and no Revokes aimed at it only needs its place in
-      // the order; otherwise everything from its new place is decided again.
-      if (t.authored.empty() && t.revokes.empty()) {
+      if ((t.processed && !(offered < t.seniority)) || follows_revoke_of_subject(i)) {
+        // No new rank.
+      } else if (t.authored.empty() && t.revokes.empty()) {
+        // A key with no ops and no Revokes aimed at it only needs its place
+        // in the order; otherwise everything from its new place is decided again.
         if (t.processed) std::erase(order, n.subject);
         t.processed = true;
         t.seniority = offered;
@@ -462,64 +630,51 @@ struct Replica::Impl {
   }
 
   IngestResult reject(Reject r) {
-    ++rejects[static_cast<size_t>(r)];
+    if (r != Reject::inadmissible) ++rejects[static_cast<size_t>(r)];  // refuse_inadmissible counts those
     IngestResult res;
     res.outcome = Ingest::rejected;
     res.reject = r;
     return res;
   }
 
-  // Applies `op` and then every pending op it releases, parents first.
-  void apply_and_release(Op op, std::string wire, std::vector<OpId>* applied) {
-    std::vector<std::pair<Op, std::string>> ready;
-    ready.emplace_back(std::move(op), std::move(wire));
-    drain(ready, applied);
-  }
+  struct Ready {
+    Op op;
+    std::string wire;
+    bool admitted = false;  // already checked
+  };
 
   // Moves the pending ops that waited only for `id` to `ready`.
-  void release_children(const OpId& id, std::vector<std::pair<Op, std::string>>& ready) {
+  void release_children(const OpId& id, std::vector<Ready>& ready) {
     auto it = waiting.find(id);
     if (it == waiting.end()) return;
     for (const OpId& child : it->second) {
       auto p = pending.find(child);
       if (p == pending.end() || --p->second.missing != 0) continue;
       forget_pending_accounting(p->second);
-      ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
+      ready.push_back({std::move(p->second.op), std::move(p->second.wire), false});
       pending.erase(p);
     }
     waiting.erase(it);
   }
 
-  void drain(std::vector<std::pair<Op, std::string>>& ready, std::vector<OpId>* applied) {
+  // Applies the ready ops and every pending op they release, parents first.
+  // A released op is checked for admission now that its parents are here.
+  void drain(std::vector<Ready>& ready, std::vector<OpId>* applied) {
     while (!ready.empty()) {
-      auto [o, w] = std::move(ready.back());
+      Ready r = std::move(ready.back());
       ready.pop_back();
-      const OpId id = o.id;
-      apply_new(insert(o, std::move(w)));
+      const OpId id = r.op.id;
+      if (!r.admitted && !admissible(r.op, *stored_parents(r.op))) {
+        refuse_inadmissible(id);
+        continue;
+      }
+      apply_new(insert(r.op, std::move(r.wire)));
       applied->push_back(id);
       release_children(id, ready);
     }
   }
 
-  // ---- Trials ------------------------------------------------------------
-
-  // Removes the newest op, which no other op names as parent. Its effects on
-  // validity are restored separately (restore()).
-  void remove_last() {
-    const auto i = static_cast<uint32_t>(nodes.size() - 1);
-    Node& n = nodes.back();
-    for (uint32_t p : n.parents) {
-      auto& c = nodes[p].children;
-      while (!c.empty() && c.back() == i) c.pop_back();
-    }
-    keys[n.author].authored.pop_back();
-    if (n.subject != kNone) {
-      auto& list = n.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
-      list.pop_back();
-    }
-    index.erase(n.id);
-    nodes.pop_back();
-  }
+  // ---- Pending ops -------------------------------------------------------
 
   size_t pending_from(uint32_t source) const {
     auto it = pending_by_source.find(source);
@@ -532,25 +687,47 @@ struct Replica::Impl {
     if (it != pending_by_source.end() && --it->second == 0) pending_by_source.erase(it);
   }
 
-  size_t drop_pending_from(uint32_t source) {
-    size_t dropped = 0;
-    for (auto it = pending.begin(); it != pending.end();) {
-      if (it->second.source != source) {
-        ++it;
-        continue;
-      }
-      forget_pending_accounting(it->second);
-      it = pending.erase(it);
-      ++dropped;
+  // Removes pending op `id` and its places in the waiting lists.
+  void drop_pending(const OpId& id) {
+    auto p = pending.find(id);
+    if (p == pending.end()) return;
+    for (const auto& parent : p->second.op.parents) {
+      auto w = waiting.find(parent);
+      if (w == waiting.end()) continue;
+      std::erase(w->second, id);
+      if (w->second.empty()) waiting.erase(w);
     }
-    // Waiting lists may now name ops that are gone; they are skipped on release.
-    for (auto it = waiting.begin(); it != waiting.end();) {
-      std::erase_if(it->second, [&](const OpId& c) { return !pending.contains(c); });
-      it = it->second.empty() ? waiting.erase(it) : std::next(it);
-    }
-    return dropped;
+    forget_pending_accounting(p->second);
+    pending.erase(p);
   }
 
+  bool make_room(uint32_t source, size_t bytes) const {
+    return pending.size() < limits.max_pending_ops && pending_bytes + bytes <= limits.max_pending_bytes &&
+           pending_from(source) < limits.max_pending_per_source;
+  }
+
+  void add_pending(Op op, std::string wire, size_t missing, uint32_t source) {
+    for (const auto& p : op.parents) {
+      if (!index.contains(p)) waiting[p].push_back(op.id);
+    }
+    pending_bytes += wire.size();
+    ++pending_by_source[source];
+    const OpId id = op.id;
+    pending.emplace(id, Pending{std::move(op), std::move(wire), missing, source});
+  }
+
+  size_t drop_pending_from(uint32_t source) {
+    std::vector<OpId> ids;
+    for (const auto& [id, p] : pending) {
+      if (p.source == source) ids.push_back(id);
+    }
+    for (const auto& id : ids) drop_pending(id);
+    return ids.size();
+  }
+
+  // parse -> org -> parents present -> admission -> signature -> apply. An op
+  // whose parents are not all here waits (signed ops only) and is checked for
+  // admission when they come.
   IngestResult ingest(std::span<const uint8_t> bytes, uint32_t source) {
     Op op;
     if (Reject r = parse_op(bytes, &op); r != Reject::none) return reject(r);
@@ -560,35 +737,73 @@ struct Replica::Impl {
       return res;
     }
     if (Reject r = check_org(op); r != Reject::none) return reject(r);
-    if (!verify_op(op)) return reject(Reject::bad_signature);
-    op.body.clear();  // the wire bytes hold it; keep one copy
 
     std::vector<OpId> missing;
+    std::vector<uint32_t> parents;
     for (const auto& p : op.parents) {
-      if (!index.contains(p)) missing.push_back(p);
+      if (auto it = index.find(p); it != index.end()) {
+        parents.push_back(it->second);
+      } else {
+        missing.push_back(p);
+      }
     }
     std::string wire(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     IngestResult res;
     if (!missing.empty()) {
-      if (pending.size() >= limits.max_pending_ops ||
-          pending_bytes + wire.size() > limits.max_pending_bytes ||
-          pending_from(source) >= limits.max_pending_per_source) {
-        return reject(Reject::pending_full);
+      if (std::any_of(missing.begin(), missing.end(), [&](const OpId& p) { return inadmissible.contains(p); })) {
+        refuse_inadmissible(op.id);
+        return reject(Reject::inadmissible);
       }
-      for (const auto& p : missing) waiting[p].push_back(op.id);
-      pending_bytes += wire.size();
-      ++pending_by_source[source];
-      const OpId id = op.id;
-      pending.emplace(id, Pending{std::move(op), std::move(wire), missing.size(), source});
+      if (!verify_op(op)) return reject(Reject::bad_signature);
+      op.body.clear();  // the wire bytes hold it; keep one copy
+      if (!make_room(source, wire.size())) return reject(Reject::pending_full);
+      const size_t n_missing = missing.size();
+      add_pending(std::move(op), std::move(wire), n_missing, source);
       res.outcome = Ingest::pending;
       // A parent that is itself pending is not missing from the network's view.
       std::erase_if(missing, [&](const OpId& p) { return pending.contains(p); });
       res.missing = std::move(missing);
       return res;
     }
+    if (!admissible(op, parents)) {
+      refuse_inadmissible(op.id);
+      return reject(Reject::inadmissible);
+    }
+    if (!verify_op(op)) return reject(Reject::bad_signature);
+    op.body.clear();
     res.outcome = Ingest::applied;
-    apply_and_release(std::move(op), std::move(wire), &res.applied);
+    std::vector<Ready> ready;
+    ready.push_back({std::move(op), std::move(wire), true});
+    drain(ready, &res.applied);
     return res;
+  }
+
+  // ---- Trials ------------------------------------------------------------
+
+  // Removes the newest op, which no other op names as parent. Its effects on
+  // validity are restored separately (Trial::~Trial).
+  void remove_last() {
+    const auto i = static_cast<uint32_t>(nodes.size() - 1);
+    Node& n = nodes.back();
+    remove_head(i);
+    for (uint32_t p : n.parents) {
+      auto& c = nodes[p].children;
+      while (!c.empty() && c.back() == i) c.pop_back();
+    }
+    keys[n.author].authored.pop_back();
+    if (n.subject != kNone) {
+      Key& s = keys[n.subject];
+      if (n.kind == OpKind::enroll) {
+        s.enrolls.pop_back();
+        if (s.first_enroll == i) s.first_enroll = kNone;
+        if (s.first_admin_enroll == i) s.first_admin_enroll = kNone;
+      } else {
+        s.revokes.pop_back();
+      }
+    }
+    index.erase(n.id);
+    nodes.pop_back();
+    no_standing.clear();  // indices are reused
   }
 
   // ---- State -----------------------------------------------------------
@@ -699,7 +914,7 @@ Replica::Trial::~Trial() {
     impl.keys[k].seniority = s.key_states[k].seniority;
     impl.keys[k].ever_admin = s.key_states[k].ever_admin;
   }
-  impl.heads = s.heads;
+  impl.set_heads(s.heads);
   impl.order = s.order;
   impl.have_org = s.have_org;
   impl.org = s.org;
@@ -711,7 +926,7 @@ std::vector<OpId> Replica::Trial::keep() {
   saved_.reset();
   auto& impl = *replica_->impl_;
   std::vector<OpId> applied = added_;
-  std::vector<std::pair<Op, std::string>> ready;
+  std::vector<Impl::Ready> ready;
   for (const auto& id : added_) {
     // An op that was also waiting for its parents is applied now: forget it
     // there (waiting lists that name it skip it).
@@ -751,11 +966,13 @@ Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_op
     Reject r = parse_op(bytes, &op);
     if (r == Reject::none && impl.index.contains(op.id)) continue;
     if (r == Reject::none) r = impl.check_org(op);
-    if (r == Reject::none && !verify_op(op)) r = Reject::bad_signature;
-    if (r == Reject::none && std::any_of(op.parents.begin(), op.parents.end(),
-                                         [&](const OpId& p) { return !impl.index.contains(p); })) {
-      return Status::error(Code::invalid_argument, which + " names a parent that is not here");
+    std::optional<std::vector<uint32_t>> parents;
+    if (r == Reject::none) {
+      parents = impl.stored_parents(op);
+      if (!parents) return Status::error(Code::invalid_argument, which + " names a parent that is not here");
+      if (!impl.admissible(op, *parents)) r = Reject::inadmissible;
     }
+    if (r == Reject::none && !verify_op(op)) r = Reject::bad_signature;
     if (r != Reject::none) {
       ++impl.rejects[static_cast<size_t>(r)];
       return Status::error(Code::invalid_argument, which + " was refused (" + std::string(to_string(r)) + ")");
@@ -799,6 +1016,9 @@ Status Replica::load_verified(std::span<const std::string> signed_ops) {
   Impl fresh;
   fresh.expected_org = impl_->expected_org;
   fresh.limits = impl_->limits;
+  // Ops refused for admission (a store written before it existed may hold
+  // some) and the ops above them.
+  std::unordered_set<OpId, IdHash> refused;
   size_t n = 0;
   for (const auto& wire : signed_ops) {
     ++n;
@@ -807,19 +1027,28 @@ Status Replica::load_verified(std::span<const std::string> signed_ops) {
     if (Reject r = parse_op(bytes, &op); r != Reject::none) {
       return Status::error("stored op " + std::to_string(n) + " is " + to_string(r));
     }
-    if (fresh.index.contains(op.id)) continue;
+    if (fresh.index.contains(op.id) || refused.contains(op.id)) continue;
     if (Reject r = fresh.check_org(op); r != Reject::none) {
       return Status::error("stored op " + std::to_string(n) + ": " + to_string(r));
     }
-    for (const auto& p : op.parents) {
-      if (!fresh.index.contains(p)) {
-        return Status::error("stored op " + std::to_string(n) + " names a parent that is not stored");
-      }
+    if (std::any_of(op.parents.begin(), op.parents.end(), [&](const OpId& p) { return refused.contains(p); })) {
+      refused.insert(op.id);
+      ++fresh.rejects[static_cast<size_t>(Reject::inadmissible)];
+      continue;
+    }
+    auto parents = fresh.stored_parents(op);
+    if (!parents) {
+      return Status::error("stored op " + std::to_string(n) + " names a parent that is not stored");
+    }
+    if (!fresh.admissible(op, *parents)) {
+      refused.insert(op.id);
+      ++fresh.rejects[static_cast<size_t>(Reject::inadmissible)];
+      continue;
     }
     op.body.clear();
     fresh.insert(op, wire);
   }
-  if (fresh.have_org) fresh.evaluate_from(Seniority{0, fresh.org.id});
+  if (fresh.have_org) fresh.evaluate_from(fresh.root_seniority());
   *impl_ = std::move(fresh);
   return Status::ok();
 }
@@ -845,7 +1074,6 @@ std::vector<OpId> Replica::heads() const {
   std::sort(out.begin(), out.end());
   return out;
 }
-
 std::vector<OpId> Replica::all_ops() const {
   std::vector<OpId> out;
   out.reserve(impl_->nodes.size());

@@ -34,7 +34,8 @@ enum class Ingest : uint8_t {
               // see Replica::is_valid)
   duplicate,  // already stored or already pending; nothing changed
   pending,    // some parents are missing; see IngestResult::missing
-  rejected,   // see IngestResult::reject; nothing changed
+  rejected,   // see IngestResult::reject; nothing stored (an inadmissible op
+              // also takes the pending ops waiting for it with it)
 };
 
 struct IngestResult {

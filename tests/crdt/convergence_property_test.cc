@@ -8,7 +8,8 @@
 // parents deep in the past). Four replicas then receive the ops in different
 // random orders with duplicates, one more reloads them as already verified,
 // and all must show the same heads, members and digest as the replica that
-// saw them in creation order.
+// saw them in creation order. Some ops are inadmissible (strangers' and
+// members' ops, ops on top of those): every replica refuses the same ones.
 //
 // FORTMESH_TEST_SEED=<n> runs that seed alone (the seed of a failure is in its
 // message); FORTMESH_PROPERTY_SEEDS=<k> runs k seeds instead of the default.
@@ -37,21 +38,30 @@ constexpr size_t kKeys = 160;
 struct Coverage {
   size_t ops = 0, backdated = 0, concurrent = 0, self_revokes = 0, by_outsiders = 0;
   size_t revoked_admins = 0, revoked = 0, expired = 0, admins = 0, lighthouses = 0;
-  size_t pending_peak = 0, duplicates = 0;
+  size_t pending_peak = 0, duplicates = 0, inadmissible = 0, above_inadmissible = 0;
 };
 
 struct History {
-  std::vector<std::string> ops;  // in creation order
+  std::vector<std::string> ops;  // in creation order, the inadmissible ones too
   OpId org{};
+  std::vector<OpId> admitted;    // sorted
 };
+
+const std::vector<KeyPair>& all_keys() {
+  static const std::vector<KeyPair> keys = [] {
+    std::vector<KeyPair> k;
+    for (size_t i = 0; i < kKeys; ++i) k.push_back(test_key(static_cast<uint8_t>(i + 1)));
+    return k;
+  }();
+  return keys;
+}
 
 History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
   std::mt19937_64 rng(seed);
   auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
   auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
 
-  std::vector<KeyPair> keys;
-  for (size_t i = 0; i < kKeys; ++i) keys.push_back(test_key(static_cast<uint8_t>(i + 1)));
+  const std::vector<KeyPair>& keys = all_keys();
   History h;
   h.ops.push_back(make_genesis(keys[0], "prop", netauth::ula_prefix({9, 8, 7, 6, 5}), kNow));
   Op g;
@@ -63,6 +73,7 @@ History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
   Replica ref(h.org, ReplicaLimits{1 << 20, 1 << 30, 1 << 20});
   EXPECT_EQ(ref.ingest(bytes_of(h.ops[0])).outcome, Ingest::applied);
   std::vector<OpId> ids{g.id};
+  std::vector<OpId> refused;  // inadmissible ops made so far
 
   while (h.ops.size() < n_ops) {
     std::vector<size_t> admins{0}, active;
@@ -81,10 +92,15 @@ History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
       ++cov->by_outsiders;
     }
     // Parents: usually the heads; else concurrent (one recent op) or
-    // backdated (an op from the first half of history).
+    // backdated (an op from the first half of history), or on top of an
+    // inadmissible op (so inadmissible too).
     std::vector<OpId> parents = ref.heads();
     if (parents.size() > kMaxParents) parents.resize(kMaxParents);
-    if (chance(0.2)) {
+    bool above_refused = false;
+    if (!refused.empty() && chance(0.03)) {
+      parents = {ids[ids.size() - 1 - pick(std::min<size_t>(ids.size(), 12))], refused[pick(refused.size())]};
+      above_refused = true;
+    } else if (chance(0.2)) {
       parents = {ids[ids.size() - 1 - pick(std::min<size_t>(ids.size(), 12))]};
       ++cov->concurrent;
     } else if (chance(0.08)) {
@@ -120,14 +136,30 @@ History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
       op = make_revoke(keys[author], h.org, parents, keys[subject].public_key, "r" + std::to_string(h.ops.size()), kNow);
     }
     auto res = ref.ingest(bytes_of(op));
-    if (res.outcome != Ingest::applied) {
+    h.ops.push_back(op);
+    if (res.outcome == Ingest::rejected && res.reject == Reject::inadmissible) {
+      Op parsed;
+      parse_op(bytes_of(op), &parsed);
+      refused.push_back(parsed.id);
+      ++cov->inadmissible;
+      if (above_refused) ++cov->above_inadmissible;
+      continue;
+    }
+    if (res.outcome != Ingest::applied || above_refused) {
       ADD_FAILURE() << "seed " << seed << ": creation-order ingest " << to_string(res.reject);
       break;
     }
-    h.ops.push_back(op);
     ids.push_back(res.applied.back());
   }
+  h.admitted = ref.all_ops();
+  std::sort(h.admitted.begin(), h.admitted.end());
   return h;
+}
+
+std::vector<OpId> sorted_ops(const Replica& r) {
+  auto ops = r.all_ops();
+  std::sort(ops.begin(), ops.end());
+  return ops;
 }
 
 // The state a replica shows, for comparison.
@@ -197,10 +229,12 @@ void check_seed(uint64_t seed, size_t n_ops, Coverage* cov) {
   const History h = make_history(seed, n_ops, cov);
   cov->ops += h.ops.size();
 
+
   Replica ref(h.org);
-  for (const auto& op : h.ops) ASSERT_EQ(ref.ingest(bytes_of(op)).outcome, Ingest::applied);
+  for (const auto& op : h.ops) ref.ingest(bytes_of(op));
   const View want = view_of(ref);
   ASSERT_EQ(want.pending, 0u);
+  ASSERT_EQ(sorted_ops(ref), h.admitted);
 
   std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
   for (int r = 0; r < 4; ++r) {
@@ -210,20 +244,25 @@ void check_seed(uint64_t seed, size_t n_ops, Coverage* cov) {
     for (size_t i : delivery_order(h.ops.size(), rng, &cov->duplicates)) {
       const auto res = rep.ingest(bytes_of(h.ops[i]), static_cast<uint32_t>(i % 7));
       // Before the Genesis, a replica that does not know its org refuses ops
-      // (no_org); they come again later, as gossip would resend them.
+      // (no_org); they come again later, as gossip would resend them. The
+      // inadmissible ones are refused whenever their parents are here.
       if (res.outcome == Ingest::rejected) {
-        ASSERT_EQ(res.reject, Reject::no_org) << "op " << i;
+        ASSERT_TRUE(res.reject == Reject::no_org || res.reject == Reject::inadmissible) << "op " << i;
       }
       cov->pending_peak = std::max(cov->pending_peak, rep.pending_count());
     }
     for (const auto& op : h.ops) rep.ingest(bytes_of(op));  // the refused ones, and more duplicates
- EXPECT_TRUE(view_of(rep) == want) << diff(view_of(rep), want) << "replica " << r << ": " << rep.op_count() << " ops, "
+    EXPECT_TRUE(view_of(rep) == want) << diff(view_of(rep), want) << "replica " << r << ": " << rep.op_count() << " ops, "
                                       << rep.pending_count() << " pending, " << rep.heads().size() << " heads";
+    // Admission is order-independent: the same ops admitted, whatever the order.
+    EXPECT_TRUE(sorted_ops(rep) == h.admitted) << "replica " << r << " admitted other ops";
   }
-  // A restart: the stored ops reloaded without verifying them again.
+  // A restart: the stored ops reloaded without verifying them again (a store
+  // written before admission existed may hold the inadmissible ones too).
   Replica reloaded(h.org);
   ASSERT_TRUE(reloaded.load_verified(h.ops).is_ok());
   EXPECT_TRUE(view_of(reloaded) == want) << "load_verified: " << diff(view_of(reloaded), want);
+  EXPECT_TRUE(sorted_ops(reloaded) == h.admitted);
 
   for (const auto& m : ref.members(kNow)) {
     if (m.standing == Standing::revoked) ++cov->revoked;
@@ -253,10 +292,11 @@ TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
     check_seed(seed, ops_for(seed), &cov);
   }
   std::printf("[ coverage ] %zu seeds, %zu ops: %zu backdated, %zu concurrent, %zu self-revokes, %zu by "
-              "non-admins; final states: %zu admins (%zu revoked), %zu revoked, %zu expired, %zu lighthouses; "
-              "%zu duplicates delivered, up to %zu ops pending at once\n",
-              seeds, cov.ops, cov.backdated, cov.concurrent, cov.self_revokes, cov.by_outsiders, cov.admins,
-              cov.revoked_admins, cov.revoked, cov.expired, cov.lighthouses, cov.duplicates, cov.pending_peak);
+              "non-admins (%zu inadmissible, %zu of them above one); final states: %zu admins (%zu revoked), "
+              "%zu revoked, %zu expired, %zu lighthouses; %zu duplicates delivered, up to %zu ops pending at once\n",
+              seeds, cov.ops, cov.backdated, cov.concurrent, cov.self_revokes, cov.by_outsiders, cov.inadmissible,
+              cov.above_inadmissible, cov.admins, cov.revoked_admins, cov.revoked, cov.expired, cov.lighthouses,
+              cov.duplicates, cov.pending_peak);
   // The cases the generator exists for did occur.
   EXPECT_GT(cov.backdated, 50u);
   EXPECT_GT(cov.concurrent, 100u);
@@ -266,6 +306,8 @@ TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
   EXPECT_GT(cov.expired, 5u);
   EXPECT_GT(cov.lighthouses, 5u);
   EXPECT_GT(cov.pending_peak, 100u);
+  EXPECT_GT(cov.inadmissible, 100u);
+  EXPECT_GT(cov.above_inadmissible, 20u);
 }
 
 }  // namespace

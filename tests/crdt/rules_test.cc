@@ -51,6 +51,12 @@ class OrgFixture : public ::testing::Test {
               std::optional<std::vector<OpId>> parents = std::nullopt) {
     return add(revoke_op(by, who, parents.value_or(replica_.heads())));
   }
+  // An op refused for admission: its author has no standing in its past.
+  void inadmissible(const std::string& op) {
+    auto res = replica_.ingest(bytes_of(op));
+    EXPECT_EQ(res.outcome, Ingest::rejected);
+    EXPECT_EQ(res.reject, Reject::inadmissible);
+  }
 
   const OpId& org() const { return genesis_; }
   bool active(const KeyPair& k, uint64_t now = kNow) const {
@@ -101,8 +107,8 @@ TEST_F(OrgFixture, GenesisMakesItsAuthorTheRootAndTheOrgIdItsId) {
 TEST_F(OrgFixture, RootAndAdminsEnrollMembersOthersCannot) {
   enroll(root_, admin_a_, Role::admin);
   enroll(admin_a_, alice_);
-  enroll(alice_, bob_);       // a plain member may not enroll
-  enroll(stranger_, carol_);  // nor may a key nobody enrolled
+  inadmissible(enroll_op(alice_, bob_, Role::member, replica_.heads()));       // a plain member may not enroll
+  inadmissible(enroll_op(stranger_, carol_, Role::member, replica_.heads()));  // nor may a key nobody enrolled
   EXPECT_TRUE(active(admin_a_));
   EXPECT_TRUE(active(alice_));
   EXPECT_FALSE(active(bob_));
@@ -115,11 +121,19 @@ TEST_F(OrgFixture, RootAndAdminsEnrollMembersOthersCannot) {
 TEST_F(OrgFixture, AdminAuthorityMustBeInTheOpsCausalPast) {
   OpId g = genesis_;
   OpId a = enroll(root_, admin_a_, Role::admin);
-  // admin_a's Enroll that does not have its own admin Enroll as an ancestor.
-  enroll(admin_a_, alice_, Role::member, std::vector<OpId>{g});
+  // admin_a's Enroll that does not have its own admin Enroll as an ancestor
+  // is not even admitted.
+  inadmissible(enroll_op(admin_a_, alice_, Role::member, {g}));
   EXPECT_FALSE(active(alice_));
   enroll(admin_a_, bob_, Role::member, std::vector<OpId>{a});
   EXPECT_TRUE(active(bob_));
+  // One on top of an admin Enroll of admin_a that is invalid (by a revoked
+  // admin) is admitted, and invalid: authority is a valid Enroll.
+  OpId c = enroll(root_, admin_c_, Role::admin, std::vector<OpId>{g});
+  OpId rc = revoke(root_, admin_c_, std::vector<OpId>{c});
+  OpId bogus = enroll(admin_c_, admin_a_, Role::admin, std::vector<OpId>{rc});
+  enroll(admin_a_, carol_, Role::member, std::vector<OpId>{bogus});
+  EXPECT_FALSE(active(carol_));
   expect_order_independent();
 }
 
@@ -247,7 +261,7 @@ TEST_F(OrgFixture, RevocationIsPermanentReEnrollingHasNoEffect) {
 TEST_F(OrgFixture, AnyMemberMayRevokeItselfButNotOthers) {
   enroll(root_, alice_);
   enroll(root_, bob_);
-  revoke(alice_, bob_);
+  inadmissible(revoke_op(alice_, bob_, replica_.heads()));
   EXPECT_TRUE(active(bob_));
   revoke(alice_, alice_);
   EXPECT_EQ(standing(alice_), Standing::revoked);
@@ -499,6 +513,37 @@ TEST_F(OrgFixture, LoadVerifiedRebuildsTheSameStateAndRefusesADamagedStore) {
 
 using test::OrgBuilder;
 
+size_t rejected(const Replica& r, Reject why) { return r.reject_counts()[static_cast<size_t>(why)]; }
+
+// Every replica that gets `ops` in any order (and a reload) shows the state
+// of `org`'s reference replica.
+void expect_same_state_in_any_order(const OrgBuilder& org, unsigned seed = 1) {
+  const auto want = org.replica().members(kNow + 50);
+  const auto want_digest = org.replica().digest(kNow);
+  auto same = [&](const Replica& r, const std::string& how) {
+    EXPECT_EQ(r.heads(), org.replica().heads()) << how;
+    EXPECT_EQ(r.digest(kNow), want_digest) << how;
+    auto got = r.members(kNow + 50);
+    ASSERT_EQ(got.size(), want.size()) << how;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].key, want[i].key) << how;
+      EXPECT_EQ(got[i].role, want[i].role) << how;
+      EXPECT_EQ(got[i].standing, want[i].standing) << how;
+      EXPECT_EQ(got[i].expires_at, want[i].expires_at) << how;
+    }
+  };
+  same(org.reloaded(), "load_verified");
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 4; ++round) {
+    auto shuffled = org.ops();
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    Replica r(org.org());
+    for (const auto& op : shuffled) r.ingest(bytes_of(op));
+    EXPECT_EQ(r.pending_count(), 0u);
+    same(r, "delivery order " + std::to_string(round));
+  }
+}
+
 // What gossip needs to push wide only valid Revokes (docs/gossip.md).
 TEST(IsValid, ReportsAStoredOpsValidityAsItStandsNow) {
   OrgBuilder org;
@@ -527,6 +572,168 @@ TEST(IsValid, ReportsAStoredOpsValidityAsItStandsNow) {
   EXPECT_FALSE(org.replica().is_valid(unknown));
   EXPECT_TRUE(org.reloaded().is_valid(r));
   EXPECT_FALSE(org.reloaded().is_valid(eb));
+}
+
+TEST(Admission, AnOpWhoseAuthorHasNoStandingInItsPastIsRejectedAndNeverStored) {
+  OrgBuilder org;
+  const auto admin = test_key(10), member = test_key(20), stranger = test_key(99), other = test_key(21);
+  const OpId g = org.org();
+  const OpId ea = org.admin(org.root(), admin);
+  org.enroll(admin, member);
+  const auto heads = org.replica().heads();
+  const size_t ops = org.replica().op_count();
+  struct Case {
+    const char* what;
+    std::string op;
+  };
+  const Case refused[] = {
+      {"a stranger's Enroll of itself as admin", org.enroll_op(stranger, stranger.public_key, Role::admin)},
+      {"a stranger's Revoke of the root", org.revoke_op(stranger, org.root().public_key)},
+      {"a stranger's self-Revoke", org.revoke_op(stranger, stranger.public_key)},
+      {"a member's Enroll", org.enroll_op(member, other.public_key)},
+      {"a member's Revoke of another key", org.revoke_op(member, other.public_key)},
+      {"an admin's Enroll beside its own admin Enroll", org.enroll_op(admin, other.public_key, Role::member, 0, std::vector<OpId>{g})},
+      {"a member's self-Revoke beside its Enroll", org.revoke_op(member, member.public_key, std::vector<OpId>{ea})},
+  };
+  for (const auto& c : refused) {
+    auto res = org.add(c.op);
+    EXPECT_EQ(res.outcome, Ingest::rejected) << c.what;
+    EXPECT_EQ(res.reject, Reject::inadmissible) << c.what;
+  }
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), std::size(refused));
+  EXPECT_EQ(org.replica().op_count(), ops);
+  EXPECT_EQ(org.replica().heads(), heads);
+  // Standing is structural: a revoked admin's op and a member's self-Revoke on
+  // top of its Enroll are admitted (and decided invalid or valid later).
+  org.revoke(org.root(), admin);
+  org.enroll(admin, other);
+  EXPECT_FALSE(org.replica().is_active_member(other.public_key, kNow));
+  org.revoke(member, member);
+  EXPECT_EQ(org.replica().member(member.public_key, kNow)->standing, Standing::revoked);
+  expect_same_state_in_any_order(org);
+}
+
+TEST(Admission, RunsBeforeTheSignatureCheck) {
+  OrgBuilder org;
+  auto op = org.enroll_op(test_key(99), test_key(99).public_key, Role::admin);
+  op[op.size() - 3] ^= 1;  // a signature byte
+  EXPECT_EQ(org.add(op).reject, Reject::inadmissible);
+  EXPECT_EQ(rejected(org.replica(), Reject::bad_signature), 0u);
+}
+
+TEST(Admission, AnInadmissibleOpIsNeverAParentItsWaitingChildrenAreDropped) {
+  OrgBuilder org;
+  const auto stranger = test_key(99);
+  const auto bad = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  const OpId bad_id = OrgBuilder::id_of(bad);
+  // The root's op on top of it: admissible by itself, but its parent never will be.
+  const auto child = org.enroll_op(org.root(), test_key(20).public_key, Role::member, 0,
+                                   std::vector<OpId>{org.org(), bad_id});
+  const auto grandchild = org.enroll_op(org.root(), test_key(21).public_key, Role::member, 0,
+                                        std::vector<OpId>{OrgBuilder::id_of(child)});
+  EXPECT_EQ(org.add(grandchild).outcome, Ingest::pending);
+  EXPECT_EQ(org.add(child).outcome, Ingest::pending);
+  EXPECT_EQ(org.replica().pending_count(), 2u);
+  auto res = org.add(bad);
+  EXPECT_EQ(res.outcome, Ingest::rejected);
+  EXPECT_EQ(res.reject, Reject::inadmissible);
+  EXPECT_TRUE(res.applied.empty());
+  EXPECT_EQ(org.replica().pending_count(), 0u);
+  EXPECT_TRUE(org.replica().missing_parents().empty());
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), 3u);
+  EXPECT_EQ(org.replica().op_count(), 1u);
+  // Sent again after it: refused at once, not kept waiting for a parent that
+  // will never be stored.
+  EXPECT_EQ(org.add(child).reject, Reject::inadmissible);
+  EXPECT_EQ(org.replica().pending_count(), 0u);
+}
+
+TEST(Admission, LoadVerifiedAndTryApplyAdmitTheSameOps) {
+  OrgBuilder org;
+  const auto admin = test_key(10), stranger = test_key(99);
+  org.admin(org.root(), admin);
+  org.enroll(admin, test_key(20));
+  // A store written before admission existed may hold a stranger's op and
+  // ops on top of it.
+  auto stored = org.ops();
+  const auto bad = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  const auto on_bad = org.enroll_op(org.root(), test_key(21).public_key, Role::member, 0,
+                                    std::vector<OpId>{OrgBuilder::id_of(bad)});
+  stored.push_back(bad);
+  stored.push_back(on_bad);
+  Replica reloaded;
+  ASSERT_TRUE(reloaded.load_verified(stored).is_ok());
+  EXPECT_EQ(reloaded.op_count(), org.replica().op_count());
+  EXPECT_EQ(reloaded.heads(), org.replica().heads());
+  EXPECT_EQ(reloaded.digest(kNow), org.replica().digest(kNow));
+  EXPECT_EQ(rejected(reloaded, Reject::inadmissible), 2u);
+  // A trial refuses it too, and changes nothing.
+  const auto digest = org.replica().digest(kNow);
+  const auto good = org.enroll_op(admin, test_key(22).public_key);
+  std::vector<std::string> batch{good, bad};
+  auto trial = org.replica().try_apply(batch);
+  ASSERT_FALSE(trial.is_ok());
+  EXPECT_NE(trial.message().find("inadmissible"), std::string::npos) << trial.message();
+  EXPECT_EQ(org.replica().digest(kNow), digest);
+  EXPECT_FALSE(org.replica().contains(OrgBuilder::id_of(good)));
+  {
+    std::vector<std::string> one{good};
+    auto ok = org.replica().try_apply(one);
+    ASSERT_TRUE(ok.is_ok());
+    EXPECT_TRUE(org.replica().is_active_member(test_key(22).public_key, kNow));
+  }  // undone
+  EXPECT_FALSE(org.replica().contains(OrgBuilder::id_of(good)));
+}
+
+TEST(Admission, AFloodOfStrangersOpsLeavesNoHeadsAndNoState) {
+  OrgBuilder org;
+  org.admin(org.root(), test_key(10));
+  for (int i = 0; i < 20; ++i) org.enroll(test_key(10), test_key(static_cast<uint8_t>(30 + i)));
+  const auto heads = org.replica().heads();
+  const auto reevaluations = org.replica().reevaluations();
+  const auto ids = org.replica().all_ops();
+  std::mt19937 rng(7);
+  for (uint32_t i = 0; i < 2000; ++i) {
+    const auto k = test::test_key(static_cast<uint8_t>(100 + i % 150));
+    const std::vector<OpId> parents{ids[rng() % ids.size()]};
+    org.add(i % 2 ? org.enroll_op(k, k.public_key, Role::admin, 0, parents)
+                  : org.revoke_op(k, org.root().public_key, parents));
+  }
+  EXPECT_EQ(org.replica().heads(), heads);
+  EXPECT_EQ(org.replica().op_count(), ids.size());
+  EXPECT_EQ(org.replica().reevaluations(), reevaluations);
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), 2000u);
+}
+
+TEST(Reevaluation, InvalidOpsNeverCauseOne) {
+  OrgBuilder org;
+  const auto admin = test_key(10), revoked = test_key(11);
+  org.admin(org.root(), admin);
+  org.admin(org.root(), revoked);
+  for (int i = 0; i < 10; ++i) org.enroll(admin, test_key(static_cast<uint8_t>(30 + i)));
+  org.revoke(org.root(), revoked);
+  const uint64_t base = org.replica().reevaluations();
+  // Never-enrolled keys: [Revoke(root), Enroll(itself as admin)].
+  for (uint8_t i = 0; i < 50; ++i) {
+    const auto k = test_key(static_cast<uint8_t>(100 + i));
+    const auto r = org.revoke_op(k, org.root().public_key);
+    org.add(r);
+    org.add(org.enroll_op(k, k.public_key, Role::admin, 0, std::vector<OpId>{OrgBuilder::id_of(r)}));
+  }
+  EXPECT_EQ(org.replica().reevaluations(), base);
+  // Admitted but invalid: a revoked admin enrolls admins, they revoke and
+  // enroll, and revoke the admin and the root.
+  for (uint8_t i = 0; i < 20; ++i) {
+    const auto k = test_key(static_cast<uint8_t>(160 + i));
+    const OpId e = org.admin(revoked, k);
+    org.revoke(k, admin, std::vector<OpId>{e});
+    org.revoke(k, org.root(), std::vector<OpId>{e});
+    org.admin(k, test_key(static_cast<uint8_t>(200 + i)), 0, std::vector<OpId>{e});
+    org.admin(revoked, test_key(static_cast<uint8_t>(200 + i)));
+  }
+  EXPECT_EQ(org.replica().reevaluations(), base);
+  EXPECT_TRUE(org.replica().is_active_member(admin.public_key, kNow));
+  expect_same_state_in_any_order(org);
 }
 
 
