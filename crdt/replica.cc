@@ -13,14 +13,17 @@
 // ops' validity depends on (its authority Enrolls, the Revokes aimed at it, the
 // seniority of the keys it revokes) is already decided, and its valid admin
 // Enrolls queue their subjects with rank + 1. Keys that never become admins are
-// handled last: the only op they can author validly is a self-Revoke.
+// handled last: the only op they can author validly is a self-Revoke. Only
+// valid ops have effects: a promotion is blocked only by a Revoke of its
+// subject that is valid (promotion_blocked).
 //
 // Ingest is incremental. A new op is a leaf, so only its own validity has to be
 // decided, against the state as it stands. Other ops change validity only when
 // the new op is a valid Revoke that cuts off ops its subject made beside it, or
-// an admin Enroll that makes a key with history more senior; then evaluation
-// restarts from that key's place in the seniority order, keeping everything
-// decided for the admins senior to it (which cannot depend on it).
+// a valid admin Enroll that makes a key with history more senior; then
+// evaluation restarts from that key's place in the seniority order, keeping
+// everything decided for the admins senior to it (which cannot depend on it).
+// An invalid op never causes a restart.
 #include "crdt/replica.h"
 
 #include <sodium.h>
@@ -123,7 +126,6 @@ struct Replica::Impl {
     uint32_t first_admin_enroll = kNone;  // ... among its admin Enrolls
     bool processed = false;          // decided as root or admin
     Seniority seniority;             // when processed
-    bool ever_admin = false;         // some admin Enroll, valid or not, names it
     mutable std::optional<netauth::Address> address;  // derived on first use;
                                                       // all zero: no X25519 key
   };
@@ -167,7 +169,6 @@ struct Replica::Impl {
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
   uint64_t reevaluations = 0;
   mutable Marks marks_a, marks_b, marks_c;  // scratch for traversals
-  uint32_t newly_ever_admin = kNone;  // set by insert: its op is the first admin Enroll of this key
 
   // ---- DAG -------------------------------------------------------------
 
@@ -214,7 +215,6 @@ struct Replica::Impl {
   // Adds a parsed, admitted op whose parents are all present. Returns its index.
   uint32_t insert(Op& op, std::string wire) {
     const auto i = static_cast<uint32_t>(nodes.size());
-    newly_ever_admin = kNone;
     std::vector<uint32_t> parents;
     parents.reserve(op.parents.size());
     for (const auto& p : op.parents) parents.push_back(index.at(p));
@@ -244,10 +244,6 @@ struct Replica::Impl {
         s.enrolls.push_back(i);
         if (s.first_enroll == kNone) s.first_enroll = i;
         if (op.role == Role::admin && s.first_admin_enroll == kNone) s.first_admin_enroll = i;
-        if (op.role == Role::admin && !s.ever_admin) {
-          s.ever_admin = true;
-          newly_ever_admin = n.subject;
-        }
       } else {
         s.revokes.push_back(i);
       }
@@ -445,6 +441,31 @@ struct Replica::Impl {
     return true;
   }
 
+  // Does the admin Enroll `e`, offering its subject seniority `offer`, follow
+  // a Revoke of its subject that blocks it? Such a promotion grants no rank,
+  // so that re-enrolling a revoked key cannot change what its earlier ops may
+  // do. Only a valid Revoke blocks, decided in seniority order: the subject's
+  // own (always valid), or a valid one by a key decided before `offer` (senior
+  // to it). A Revoke by a key junior to `offer` is not decided yet and blocks
+  // nothing: if the promotion stands, its subject outranks that key, whose
+  // Revoke of it is then invalid (rule 4). So an invalid op blocks nothing and
+  // the single pass stays a single pass.
+  bool promotion_blocked(uint32_t e, const Seniority& offer) const {
+    const uint32_t s = nodes[e].subject;
+    std::vector<uint32_t> revokes;
+    for (uint32_t r : keys[s].revokes) {
+      if (r > e) break;  // stored after it: not its ancestor
+      const Node& rn = nodes[r];
+      const Key& a = keys[rn.author];
+      if (rn.author != s && !(rn.valid && a.processed && a.seniority < offer)) continue;
+      if (r < nodes[e].prefix) return true;  // below its full prefix: an ancestor
+      revokes.push_back(r);
+    }
+    if (revokes.empty()) return false;
+    mark_ancestors(marks_b, std::span(&e, 1), revokes.front());
+    return std::any_of(revokes.begin(), revokes.end(), [&](uint32_t r) { return marks_b.test(r); });
+  }
+
   // Decides every op of key `k`, processed now with seniority `sen`.
   void process(uint32_t k, const Seniority& sen, Queue& queue) {
     Key& key = keys[k];
@@ -479,23 +500,6 @@ struct Replica::Impl {
     }
   }
 
-  // An admin Enroll made after its author saw a Revoke of the subject grants
-  // no rank, so re-enrolling a revoked key never undoes the revocation by
-  // making the key senior to its revoker. Which Revokes count must not depend
-  // on validity (that would be circular): those by the subject itself, the
-  // root, or a key some admin Enroll names; a stranger's Revoke cannot block a
-  // promotion.
-  bool follows_revoke_of_subject(uint32_t enroll) {
-    std::vector<uint32_t> revokes;
-    for (uint32_t r : keys[nodes[enroll].subject].revokes) {
-      uint32_t a = nodes[r].author;
-      if (a == nodes[r].subject || a == root || keys[a].ever_admin) revokes.push_back(r);
-    }
-    if (revokes.empty()) return false;
-    mark_ancestors(marks_b, std::span(&enroll, 1), *std::min_element(revokes.begin(), revokes.end()));
-    return std::any_of(revokes.begin(), revokes.end(), [&](uint32_t r) { return marks_b.test(r); });
-  }
-
   // Re-decides every key with seniority >= `from` (everything when `from` is
   // the root's), keeping what was decided for the keys before it.
   void evaluate_from(const Seniority& from) {
@@ -526,7 +530,7 @@ struct Replica::Impl {
     while (!queue.empty()) {
       Candidate c = queue.top();
       queue.pop();
-      if (keys[c.key].processed || follows_revoke_of_subject(c.enroll)) continue;
+      if (keys[c.key].processed || promotion_blocked(c.enroll, c.seniority)) continue;
       process(c.key, c.seniority, queue);
     }
     // Keys that are not admins: only their self-Revokes can be valid.
@@ -545,18 +549,6 @@ struct Replica::Impl {
     if (n.kind == OpKind::genesis) {
       evaluate_from(root_seniority());
       return;
-    }
-    if (newly_ever_admin != kNone) {
-      // Its Revokes now block promotions of their subjects that saw them
-      // (follows_revoke_of_subject): decide again from the most senior
-      // subject that holds a place.
-      std::optional<Seniority> from;
-      for (uint32_t a : keys[newly_ever_admin].authored) {
-        const Node& r = nodes[a];
-        if (r.kind != OpKind::revoke || r.subject == newly_ever_admin || !keys[r.subject].processed) continue;
-        if (!from || keys[r.subject].seniority < *from) from = keys[r.subject].seniority;
-      }
-      if (from) evaluate_from(*from);
     }
     const bool leaf_of_all = n.prefix == i + 1;  // every stored op is its ancestor
     if (is_self_revoke(n)) {
@@ -598,7 +590,7 @@ struct Replica::Impl {
     } else if (n.kind == OpKind::enroll && n.role == Role::admin) {
       Key& t = keys[n.subject];
       Seniority offered{keys[k].seniority.rank + 1, n.id};
-      if ((t.processed && !(offered < t.seniority)) || follows_revoke_of_subject(i)) {
+      if ((t.processed && !(offered < t.seniority)) || promotion_blocked(i, offered)) {
         // No new rank.
       } else if (t.authored.empty() && t.revokes.empty()) {
         // A key with no ops and no Revokes aimed at it only needs its place
@@ -884,7 +876,6 @@ struct Replica::Trial::Saved {
   struct KeyState {
     bool processed;
     Seniority seniority;
-    bool ever_admin;
   };
   std::vector<KeyState> key_states;
   bool have_org = false;
@@ -912,7 +903,6 @@ Replica::Trial::~Trial() {
   for (size_t k = 0; k < s.keys; ++k) {
     impl.keys[k].processed = s.key_states[k].processed;
     impl.keys[k].seniority = s.key_states[k].seniority;
-    impl.keys[k].ever_admin = s.key_states[k].ever_admin;
   }
   impl.set_heads(s.heads);
   impl.order = s.order;
@@ -950,7 +940,7 @@ Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_op
   saved->valid.reserve(impl.nodes.size());
   for (const auto& n : impl.nodes) saved->valid.push_back(n.valid);
   saved->key_states.reserve(impl.keys.size());
-  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority, k.ever_admin});
+  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority});
   saved->have_org = impl.have_org;
   saved->org = impl.org;
   saved->root = impl.root;

@@ -11,6 +11,10 @@
 // saw them in creation order. Some ops are inadmissible (strangers' and
 // members' ops, ops on top of those): every replica refuses the same ones.
 //
+// One more property on random orgs: invalid ops are inert (an invalid leaf
+// op, or several, changes no key's standing, role, term or digest, nor any
+// other op's validity).
+//
 // FORTMESH_TEST_SEED=<n> runs that seed alone (the seed of a failure is in its
 // message); FORTMESH_PROPERTY_SEEDS=<k> runs k seeds instead of the default.
 #include <gtest/gtest.h>
@@ -39,6 +43,7 @@ struct Coverage {
   size_t ops = 0, backdated = 0, concurrent = 0, self_revokes = 0, by_outsiders = 0;
   size_t revoked_admins = 0, revoked = 0, expired = 0, admins = 0, lighthouses = 0;
   size_t pending_peak = 0, duplicates = 0, inadmissible = 0, above_inadmissible = 0;
+  size_t inert_checked = 0, inert_batches = 0;
 };
 
 struct History {
@@ -224,6 +229,105 @@ std::vector<size_t> delivery_order(size_t n, std::mt19937_64& rng, size_t* dupli
   return order;
 }
 
+// What an invalid op must not change: the view without the DAG's shape.
+View state_of(const Replica& r) {
+  View v = view_of(r);
+  v.heads.clear();
+  v.ops = v.pending = 0;
+  return v;
+}
+
+std::vector<char> validity_of(const Replica& r, const std::vector<OpId>& ids) {
+  std::vector<char> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) out.push_back(r.is_valid(id));
+  return out;
+}
+
+// Invalid ops are inert (DESIGN section 3): random leaf ops are tried on the
+// reference replica (one, or a few at once); those admitted and invalid must
+// leave every member's role, standing, term and the digests as they were, and
+// every other op's validity. A few are checked by a full evaluation too.
+void check_invalid_ops_are_inert(uint64_t seed, const History& h, Replica& ref, Coverage* cov) {
+  std::mt19937_64 rng(seed * 7919 + 1);
+  auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  const auto& keys = all_keys();
+  const std::vector<OpId> ids = ref.all_ops();
+  const View base = state_of(ref);
+  const std::vector<char> base_validity = validity_of(ref, ids);
+  // Authors with some standing to be admitted: keys an admin Enroll names.
+  // Subjects worth naming: keys that have made Revokes (an admin Enroll of
+  // one, even invalid, must not let its Revokes block anything).
+  std::vector<size_t> admins_ever{0}, revokers;
+  auto index_of = [&](const PublicKey& k) {
+    return static_cast<size_t>(std::find_if(keys.begin(), keys.end(), [&](const KeyPair& kp) { return kp.public_key == k; }) -
+                               keys.begin());
+  };
+  for (const auto& m : ref.members(kNow)) {
+    if (m.role == Role::admin) admins_ever.push_back(index_of(m.key));
+  }
+  for (const auto& id : ids) {
+    Op op;
+    parse_op(bytes_of(*ref.op_bytes(id)), &op);
+    if (op.kind == OpKind::revoke && op.author != op.subject) revokers.push_back(index_of(op.author));
+  }
+  if (revokers.empty()) revokers.push_back(0);
+  size_t checked = 0;
+  for (int attempt = 0; attempt < 60 && checked < 12; ++attempt) {
+    std::vector<std::string> batch;
+    const size_t n = chance(0.25) ? 2 + pick(2) : 1;
+    for (size_t b = 0; b < n; ++b) {
+      const size_t author = chance(0.7) ? admins_ever[pick(admins_ever.size())] : pick(kKeys);
+      std::vector<OpId> parents;
+      const double p = std::uniform_real_distribution<double>(0, 1)(rng);
+      if (p < 0.4) {
+        parents = ref.heads();
+        if (parents.size() > kMaxParents) parents.resize(kMaxParents);
+      } else {
+        parents = {ids[pick(ids.size())]};
+        if (p > 0.7 && ids.size() > 1) {
+          const OpId other = ids[pick(ids.size())];
+          if (other != parents[0]) parents.push_back(other);
+        }
+      }
+      const double what = std::uniform_real_distribution<double>(0, 1)(rng);
+      size_t subject = chance(0.1) ? author : pick(kKeys);
+      const std::string tag = "inert" + std::to_string(attempt) + "." + std::to_string(b);
+      if (what < 0.6) {
+        if (what < 0.3) subject = revokers[pick(revokers.size())];
+        EnrollSpec spec{keys[subject].public_key, tag, what < 0.3 || chance(0.5) ? Role::admin : Role::member, {}, 0};
+        spec.expires_at = chance(0.5) ? 0 : kNow + 1 + pick(2'000'000);
+        batch.push_back(make_enroll(keys[author], h.org, parents, spec, kNow));
+      } else {
+        batch.push_back(make_revoke(keys[author], h.org, parents, keys[subject].public_key, tag, kNow));
+      }
+    }
+    auto trial = ref.try_apply(batch);
+    if (!trial.is_ok()) continue;  // inadmissible: nothing to check
+    const auto& added = trial->added();
+    if (added.size() != batch.size() ||
+        std::any_of(added.begin(), added.end(), [&](const OpId& id) { return ref.is_valid(id); })) {
+      continue;  // undone when `trial` goes
+    }
+    ++checked;
+    cov->inert_checked += added.size();
+    if (added.size() > 1) ++cov->inert_batches;
+    EXPECT_TRUE(state_of(ref) == base) << "seed " << seed << ": invalid leaf op(s) changed the state: "
+                                       << diff(state_of(ref), base);
+    EXPECT_TRUE(validity_of(ref, ids) == base_validity) << "seed " << seed << ": invalid leaf op(s) changed validity";
+    if (h.ops.size() < 1000 || checked % 2 == 1) {
+      auto all = h.ops;
+      all.insert(all.end(), batch.begin(), batch.end());
+      Replica full(h.org);
+      ASSERT_TRUE(full.load_verified(all).is_ok());
+      EXPECT_TRUE(state_of(full) == base) << "seed " << seed << ": full evaluation: " << diff(state_of(full), base);
+      for (const auto& id : added) EXPECT_FALSE(full.is_valid(id)) << "seed " << seed;
+    }
+  }
+  EXPECT_TRUE(state_of(ref) == base) << "a trial was not undone";
+}
+
 void check_seed(uint64_t seed, size_t n_ops, Coverage* cov) {
   SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with FORTMESH_TEST_SEED=" + std::to_string(seed) + ")");
   const History h = make_history(seed, n_ops, cov);
@@ -264,6 +368,8 @@ void check_seed(uint64_t seed, size_t n_ops, Coverage* cov) {
   EXPECT_TRUE(view_of(reloaded) == want) << "load_verified: " << diff(view_of(reloaded), want);
   EXPECT_TRUE(sorted_ops(reloaded) == h.admitted);
 
+  check_invalid_ops_are_inert(seed, h, ref, cov);
+
   for (const auto& m : ref.members(kNow)) {
     if (m.standing == Standing::revoked) ++cov->revoked;
     if (m.standing == Standing::revoked && m.role == Role::admin) ++cov->revoked_admins;
@@ -293,10 +399,11 @@ TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
   }
   std::printf("[ coverage ] %zu seeds, %zu ops: %zu backdated, %zu concurrent, %zu self-revokes, %zu by "
               "non-admins (%zu inadmissible, %zu of them above one); final states: %zu admins (%zu revoked), "
-              "%zu revoked, %zu expired, %zu lighthouses; %zu duplicates delivered, up to %zu ops pending at once\n",
+              "%zu revoked, %zu expired, %zu lighthouses; %zu duplicates delivered, up to %zu ops pending at once; "
+              "%zu invalid leaf ops found inert (%zu batches)\n",
               seeds, cov.ops, cov.backdated, cov.concurrent, cov.self_revokes, cov.by_outsiders, cov.inadmissible,
               cov.above_inadmissible, cov.admins, cov.revoked_admins, cov.revoked, cov.expired, cov.lighthouses,
-              cov.duplicates, cov.pending_peak);
+              cov.duplicates, cov.pending_peak, cov.inert_checked, cov.inert_batches);
   // The cases the generator exists for did occur.
   EXPECT_GT(cov.backdated, 50u);
   EXPECT_GT(cov.concurrent, 100u);
@@ -308,6 +415,8 @@ TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
   EXPECT_GT(cov.pending_peak, 100u);
   EXPECT_GT(cov.inadmissible, 100u);
   EXPECT_GT(cov.above_inadmissible, 20u);
+  EXPECT_GT(cov.inert_checked, 100u);
+  EXPECT_GT(cov.inert_batches, 10u);
 }
 
 }  // namespace

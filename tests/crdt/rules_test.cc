@@ -246,15 +246,33 @@ TEST_F(OrgFixture, RevocationIsPermanentReEnrollingHasNoEffect) {
   revoke(root_, alice_);
   enroll(root_, alice_);
   EXPECT_EQ(standing(alice_), Standing::revoked);
-  // Not even as an admin senior to the junior admin who revoked the key.
+  // Nor as an admin, by any admin junior to the revoker.
   enroll(root_, admin_a_, Role::admin);
   enroll(admin_a_, admin_b_, Role::admin);
-  enroll(admin_b_, bob_);
-  revoke(admin_b_, bob_);
-  enroll(root_, bob_, Role::admin);
+  enroll(admin_a_, bob_);
+  revoke(admin_a_, bob_);
+  enroll(admin_b_, bob_, Role::admin);
   EXPECT_EQ(standing(bob_), Standing::revoked);
   enroll(bob_, carol_);  // and it cannot act as one
   EXPECT_FALSE(active(carol_));
+  expect_order_independent();
+}
+
+// The other side of deciding in seniority order (docs/crdt.md "Promotions
+// after a Revoke"): a promotion ranking a key above the admin who revoked it
+// is decided before that admin, so it stands, and the Revoke then names an
+// admin senior to its author (rule 4). `fortmesh enroll` refuses to sign one.
+TEST_F(OrgFixture, APromotionAboveTheRevokerOverrulesAJuniorsRevoke) {
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, admin_b_, Role::admin);  // rank 2
+  enroll(admin_b_, bob_);
+  OpId r = revoke(admin_b_, bob_);
+  EXPECT_EQ(standing(bob_), Standing::revoked);
+  enroll(root_, bob_, Role::admin);  // rank 1
+  EXPECT_EQ(standing(bob_), Standing::active);
+  EXPECT_FALSE(replica_.is_valid(r));
+  enroll(bob_, carol_);
+  EXPECT_TRUE(active(carol_));
   expect_order_independent();
 }
 
@@ -734,6 +752,65 @@ TEST(Reevaluation, InvalidOpsNeverCauseOne) {
   EXPECT_EQ(org.replica().reevaluations(), base);
   EXPECT_TRUE(org.replica().is_active_member(admin.public_key, kNow));
   expect_same_state_in_any_order(org);
+}
+
+TEST(InvalidOpsAreInert, AnInvalidRevokeBlocksNoPromotion) {
+  // The review's case: a stranger's self-Enroll as admin and its Revoke of T.
+  OrgBuilder org;
+  const auto stranger = test_key(99), t = test_key(10), alice = test_key(20), bob = test_key(21);
+  const auto self_enroll = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  org.add(self_enroll);
+  org.add(org.revoke_op(stranger, t.public_key, std::vector<OpId>{OrgBuilder::id_of(self_enroll)}));
+  org.admin(org.root(), t);
+  org.enroll(t, alice);
+  EXPECT_TRUE(org.replica().is_active_member(alice.public_key, kNow)) << "t is an admin whose ops are all invalid";
+  // The same through admitted ops: a revoked admin's (invalid) admin Enroll
+  // of k, and k's (invalid) Revoke of t2 before t2's promotion.
+  const auto revoked = test_key(11), k = test_key(12), t2 = test_key(13);
+  org.admin(org.root(), revoked);
+  org.revoke(org.root(), revoked);
+  const OpId ek = org.admin(revoked, k);
+  org.revoke(k, t2, std::vector<OpId>{ek});
+  org.enroll(org.root(), t2);
+  org.admin(org.root(), t2);
+  org.enroll(t2, bob);
+  EXPECT_TRUE(org.replica().is_active_member(bob.public_key, kNow));
+  EXPECT_EQ(org.replica().member(t2.public_key, kNow)->standing, Standing::active);
+  expect_same_state_in_any_order(org);
+}
+
+// A promotion that saw a valid Revoke of its subject by a key senior to the
+// rank it offers grants no rank: re-enrolling a revoked key does not change
+// what its earlier ops may do. The same with an invalid Revoke: it blocks
+// nothing.
+TEST(InvalidOpsAreInert, OnlyAValidRevokeBlocksAPromotion) {
+  for (const bool valid_revoke : {true, false}) {
+    SCOPED_TRACE(valid_revoke ? "a valid Revoke" : "an invalid Revoke");
+    OrgBuilder org;
+    const auto bob = test_key(20), z = test_key(21), gone = test_key(13);
+    // Rank 1 admins, seniority by Enroll id: z before bob.
+    const OpId ez = org.admin(org.root(), z);
+    std::string e1 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    while (!(ez < OrgBuilder::id_of(e1))) e1 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    org.apply(e1);
+    const OpId bob_revokes_z = org.revoke(bob, z);  // refused: z is senior (rule 4)
+    EXPECT_FALSE(org.replica().is_valid(bob_revokes_z));
+    if (valid_revoke) {
+      org.revoke(org.root(), bob);
+    } else {
+      org.admin(org.root(), gone);
+      org.revoke(org.root(), gone);
+      org.revoke(gone, bob);  // after its own revocation: invalid
+    }
+    // The root enrolls bob again, with an id that would rank it before z.
+    std::string e2 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    while (!(OrgBuilder::id_of(e2) < ez)) e2 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    org.apply(e2);
+    EXPECT_EQ(org.replica().is_valid(bob_revokes_z), !valid_revoke);
+    EXPECT_EQ(org.replica().member(z.public_key, kNow)->standing, valid_revoke ? Standing::active : Standing::revoked);
+    EXPECT_EQ(org.replica().member(bob.public_key, kNow)->standing, valid_revoke ? Standing::revoked : Standing::active);
+    expect_same_state_in_any_order(org);
+  }
 }
 
 
