@@ -24,6 +24,10 @@
 // evaluation restarts from that key's place in the seniority order, keeping
 // everything decided for the admins senior to it (which cannot depend on it).
 // An invalid op never causes a restart.
+//
+// Terms (how long a key's membership lasts) are a widest-path value over the
+// valid Enrolls from the root, recomputed after an evaluation and raised in
+// place by a new valid Enroll.
 #include "crdt/replica.h"
 
 #include <sodium.h>
@@ -39,6 +43,7 @@ namespace fm::crdt {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
+constexpr uint64_t kForever = UINT64_MAX;  // a term that never ends
 // Ids of inadmissible ops remembered, so that an op naming one as parent is
 // refused at once instead of waiting for a parent that will never be stored.
 constexpr size_t kRememberedInadmissible = 4096;
@@ -126,6 +131,7 @@ struct Replica::Impl {
     uint32_t first_admin_enroll = kNone;  // ... among its admin Enrolls
     bool processed = false;          // decided as root or admin
     Seniority seniority;             // when processed
+    uint64_t term = 0;               // 0: no valid Enroll; kForever: never ends
     mutable std::optional<netauth::Address> address;  // derived on first use;
                                                       // all zero: no X25519 key
   };
@@ -432,13 +438,14 @@ struct Replica::Impl {
   }
 
   // Is an op that `author` (processed, with authority and not cut off) made
-  // valid by its kind? Enrolling the root is meaningless; revoking the root or
-  // a key senior to the author is not allowed.
+  // valid by its kind? Enrolling the root or oneself is meaningless (an admin
+  // cannot renew itself); revoking the root or a key senior to the author is
+  // not allowed.
   bool permitted(uint32_t author, const Node& n) const {
     if (n.kind == OpKind::genesis) return author == root;
     if (n.subject == root) return false;
-    if (n.kind == OpKind::revoke) return n.subject == author || !senior(n.subject, author);
-    return true;
+    if (n.kind == OpKind::enroll) return n.subject != author;
+    return n.subject == author || !senior(n.subject, author);
   }
 
   // Does the admin Enroll `e`, offering its subject seniority `offer`, follow
@@ -538,6 +545,49 @@ struct Replica::Impl {
       if (keys[k].processed) continue;
       for (uint32_t i : keys[k].authored) nodes[i].valid = is_self_revoke(nodes[i]);
     }
+    compute_terms();
+  }
+
+  // ---- Terms -------------------------------------------------------------
+
+  // Widest paths from the root over valid Enrolls: an Enroll's term is the
+  // earlier of its expires_at and its author's term; a key's the latest of its
+  // valid Enrolls'. Only the root and admins author valid Enrolls.
+  void relax_terms(std::priority_queue<std::pair<uint64_t, uint32_t>>& queue) {
+    while (!queue.empty()) {
+      auto [t, k] = queue.top();
+      queue.pop();
+      if (t != keys[k].term) continue;  // raised again since
+      for (uint32_t i : keys[k].authored) {
+        const Node& n = nodes[i];
+        if (!n.valid || n.kind != OpKind::enroll) continue;
+        const uint64_t term = std::min(t, n.expires_at == 0 ? kForever : n.expires_at);
+        if (term > keys[n.subject].term) {
+          keys[n.subject].term = term;
+          queue.push({term, n.subject});
+        }
+      }
+    }
+  }
+
+  void compute_terms() {
+    for (auto& k : keys) k.term = 0;
+    if (!have_org) return;
+    keys[root].term = kForever;
+    std::priority_queue<std::pair<uint64_t, uint32_t>> queue;
+    queue.push({kForever, root});
+    relax_terms(queue);
+  }
+
+  // A new valid Enroll `i`: raises its subject's term and what depends on it.
+  void raise_term(uint32_t i) {
+    const Node& n = nodes[i];
+    const uint64_t term = std::min(keys[n.author].term, n.expires_at == 0 ? kForever : n.expires_at);
+    if (term <= keys[n.subject].term) return;
+    keys[n.subject].term = term;
+    std::priority_queue<std::pair<uint64_t, uint32_t>> queue;
+    queue.push({term, n.subject});
+    relax_terms(queue);
   }
 
   // Decides a newly inserted op `i` against the current state, then restarts
@@ -573,6 +623,7 @@ struct Replica::Impl {
     }
     if (!n.valid) return;
 
+    const uint64_t before = reevaluations;
     if (n.kind == OpKind::revoke && keys[n.subject].processed && !keys[n.subject].authored.empty()) {
       // Ops of the subject that this Revoke did not see are now cut off.
       const Key& s = keys[n.subject];
@@ -606,6 +657,7 @@ struct Replica::Impl {
         evaluate_from(offered);
       }
     }
+    if (reevaluations == before && n.kind == OpKind::enroll) raise_term(i);
   }
 
   // ---- Ingest ----------------------------------------------------------
@@ -819,13 +871,10 @@ struct Replica::Impl {
     OpId smallest{};
     smallest.fill(0xff);
     const Node* chosen = nullptr;  // the Enroll that gives role, label, endpoints
-    bool never_expires = false;
     for (uint32_t e : key.enrolls) {
       const Node& n = nodes[e];
       if (!n.valid) continue;
       smallest = std::min(smallest, n.id);
-      if (n.expires_at == 0) never_expires = true;
-      m.expires_at = std::max(m.expires_at, n.expires_at);
       // The most privileged, then the most recent (deepest; smallest id among
       // equals) valid Enroll.
       if (chosen == nullptr || n.role > chosen->role ||
@@ -838,7 +887,6 @@ struct Replica::Impl {
       m.role = Role::root;
       m.name = chosen ? chosen->name : "root";
       smallest = org.id;
-      never_expires = true;
     } else if (chosen == nullptr) {
       return std::nullopt;
     } else {
@@ -846,7 +894,8 @@ struct Replica::Impl {
       m.name = chosen->name;
       m.endpoints = chosen->endpoints;
     }
-    if (never_expires) m.expires_at = 0;
+    // The nested term (compute_terms); the root's never ends.
+    m.expires_at = k == root || key.term == kForever ? 0 : key.term;
     const bool revoked = k != root && std::any_of(key.revokes.begin(), key.revokes.end(),
                                                   [&](uint32_t r) { return nodes[r].valid; });
     m.standing = revoked                                       ? Standing::revoked
@@ -876,6 +925,7 @@ struct Replica::Trial::Saved {
   struct KeyState {
     bool processed;
     Seniority seniority;
+    uint64_t term;
   };
   std::vector<KeyState> key_states;
   bool have_org = false;
@@ -903,6 +953,7 @@ Replica::Trial::~Trial() {
   for (size_t k = 0; k < s.keys; ++k) {
     impl.keys[k].processed = s.key_states[k].processed;
     impl.keys[k].seniority = s.key_states[k].seniority;
+    impl.keys[k].term = s.key_states[k].term;
   }
   impl.set_heads(s.heads);
   impl.order = s.order;
@@ -940,7 +991,7 @@ Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_op
   saved->valid.reserve(impl.nodes.size());
   for (const auto& n : impl.nodes) saved->valid.push_back(n.valid);
   saved->key_states.reserve(impl.keys.size());
-  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority});
+  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority, k.term});
   saved->have_org = impl.have_org;
   saved->org = impl.org;
   saved->root = impl.root;

@@ -62,7 +62,9 @@ struct Member {
   std::string name;
   Role role = Role::member;
   Standing standing = Standing::active;
-  uint64_t expires_at = 0;            // latest expiry of its valid Enrolls; 0 = never
+  uint64_t expires_at = 0;            // its term (docs/crdt.md "Terms"): the latest
+                                      // of its valid Enrolls' terms, each no later than
+                                      // its author's; 0 = never
   std::vector<std::string> endpoints; // lighthouses: from their most recent valid Enroll
   netauth::Address address{};
   bool address_conflict = false;      // lost an address collision: gets no peer

@@ -11,9 +11,10 @@
 // saw them in creation order. Some ops are inadmissible (strangers' and
 // members' ops, ops on top of those): every replica refuses the same ones.
 //
-// One more property on random orgs: invalid ops are inert (an invalid leaf
+// Two more properties on random orgs: invalid ops are inert (an invalid leaf
 // op, or several, changes no key's standing, role, term or digest, nor any
-// other op's validity).
+// other op's validity), and terms nest (a member's term is the widest path
+// over valid Enrolls from the root, against a brute-force fixpoint).
 //
 // FORTMESH_TEST_SEED=<n> runs that seed alone (the seed of a failure is in its
 // message); FORTMESH_PROPERTY_SEEDS=<k> runs k seeds instead of the default.
@@ -25,6 +26,7 @@
 #include <random>
 
 #include "crdt/replica.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::crdt {
@@ -417,6 +419,110 @@ TEST(ConvergenceProperty, AnyDeliveryOrderGivesTheSameState) {
   EXPECT_GT(cov.above_inadmissible, 20u);
   EXPECT_GT(cov.inert_checked, 100u);
   EXPECT_GT(cov.inert_batches, 10u);
+}
+
+// Terms nest (DESIGN section 3): random enrollment chains (admins enrolling
+// each other with and without expiries, renewing, revoking, on stale parents),
+// and each member's term against a brute-force widest path: a fixpoint over
+// the valid Enrolls, term(root) = forever, term(Enroll) = min(expires_at,
+// term(author)), term(key) = max over its valid Enrolls. Delivery order and a
+// reload must not change a term.
+TEST(TermsProperty, ATermIsTheWidestPathOverTheValidEnrollsFromTheRoot) {
+  constexpr uint64_t kForever = UINT64_MAX;
+  const size_t seeds = std::getenv("FORTMESH_TEST_SEED") ? 1 : 40;
+  size_t finite = 0, through_chains = 0, renewals = 0;
+  for (uint64_t n = 0; n < seeds; ++n) {
+    const uint64_t seed = std::getenv("FORTMESH_TEST_SEED") ? test::test_seed(0) : n + 1;
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with FORTMESH_TEST_SEED=" + std::to_string(seed) + ")");
+    std::mt19937_64 rng(seed);
+    auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+    auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+    test::OrgBuilder org(test_key(1), kNow);
+    std::vector<KeyPair> admins{org.root()};  // authors: keys some admin Enroll names
+    auto expiry = [&] { return chance(0.3) ? uint64_t{0} : kNow - 50 + pick(400); };
+    for (int i = 0; i < 150; ++i) {
+      const KeyPair& by = admins[chance(0.3) ? 0 : pick(admins.size())];
+      const bool admin = chance(0.35);
+      KeyPair who = test_key(static_cast<uint8_t>(admin ? 2 + pick(14) : 20 + pick(40)));
+      if (chance(0.08)) {
+        who = by;  // renewing oneself: invalid
+        ++renewals;
+      }
+      std::optional<std::vector<OpId>> parents;
+      if (chance(0.2)) parents = std::vector<OpId>{org.replica().all_ops()[pick(org.replica().op_count())]};
+      test::OrgBuilder::Parents p = parents;
+      std::string op;
+      if (chance(0.08) && by.public_key != who.public_key) {
+        op = org.revoke_op(by, who.public_key, p);
+      } else {
+        op = org.enroll_op(by, who.public_key, admin ? Role::admin : Role::member, expiry(), p);
+      }
+      if (org.add(op).outcome == Ingest::applied && admin &&
+          std::none_of(admins.begin(), admins.end(), [&](const KeyPair& k) { return k.public_key == who.public_key; })) {
+        admins.push_back(who);
+      }
+    }
+    // Brute force over the valid Enrolls.
+    struct Edge {
+      PublicKey from, to;
+      uint64_t expires;
+    };
+    std::vector<Edge> edges;
+    for (const auto& id : org.replica().all_ops()) {
+      Op op;
+      ASSERT_EQ(parse_op(bytes_of(*org.replica().op_bytes(id)), &op), Reject::none);
+      if (op.kind != OpKind::enroll || !org.replica().is_valid(id)) continue;
+      EXPECT_NE(op.author, op.subject) << "an Enroll naming its own author is valid";
+      edges.push_back({op.author, op.subject, op.expires_at == 0 ? kForever : op.expires_at});
+    }
+    std::map<PublicKey, uint64_t> term{{org.root().public_key, kForever}};
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (const auto& e : edges) {
+        auto from = term.find(e.from);
+        if (from == term.end()) continue;
+        const uint64_t t = std::min(from->second, e.expires);
+        if (t > term[e.to]) {
+          term[e.to] = t;
+          changed = true;
+        }
+      }
+    }
+    const std::vector<Member> members = org.replica().members(kNow);
+    ASSERT_EQ(members.size(), term.size());
+    for (const auto& m : members) {
+      ASSERT_TRUE(term.contains(m.key));
+      const uint64_t want = term[m.key] == kForever ? 0 : term[m.key];
+      EXPECT_EQ(m.expires_at, want) << netauth::to_base64(m.key);
+      if (want != 0) ++finite;
+      // A term shorter than all of the key's own expiries came down a chain.
+      uint64_t own = 0;
+      for (const auto& e : edges) {
+        if (e.to == m.key) own = std::max(own, e.expires);
+      }
+      if (term[m.key] < own) ++through_chains;
+    }
+    // Any order, and a reload.
+    auto terms_of = [](const Replica& r) {
+      std::vector<std::pair<PublicKey, uint64_t>> out;
+      for (const auto& m : r.members(kNow)) out.emplace_back(m.key, m.expires_at);
+      return out;
+    };
+    const auto want = terms_of(org.replica());
+    EXPECT_EQ(terms_of(org.reloaded()), want) << "load_verified";
+    auto shuffled = org.ops();
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    Replica r(org.org());
+    for (const auto& op : shuffled) r.ingest(bytes_of(op));
+    EXPECT_EQ(terms_of(r), want) << "shuffled delivery";
+  }
+  std::printf("[ coverage ] %zu finite terms, %zu shortened by their chain, %zu self-renewals tried\n", finite,
+              through_chains, renewals);
+  if (seeds > 1) {
+    EXPECT_GT(finite, 200u);
+    EXPECT_GT(through_chains, 50u);
+    EXPECT_GT(renewals, 100u);
+  }
 }
 
 }  // namespace

@@ -813,6 +813,50 @@ TEST(InvalidOpsAreInert, OnlyAValidRevokeBlocksAPromotion) {
   }
 }
 
+TEST(TermsNest, AnEnrollGrantsNoLongerThanItsAuthorsTerm) {
+  OrgBuilder org;
+  const auto a = test_key(10), b = test_key(11), m = test_key(20), m2 = test_key(21), lone = test_key(22);
+  auto term = [&](const netauth::KeyPair& k) { return org.replica().member(k.public_key, kNow)->expires_at; };
+  org.admin(org.root(), a, kNow + 100);
+  org.enroll(a, m);               // no expiry of its own: a's term
+  org.enroll(a, m2, Role::member, kNow + 50);
+  EXPECT_EQ(term(m), kNow + 100);
+  EXPECT_EQ(term(m2), kNow + 50);
+  EXPECT_TRUE(org.replica().is_active_member(m.public_key, kNow + 99));
+  EXPECT_FALSE(org.replica().is_active_member(m.public_key, kNow + 100));
+  EXPECT_EQ(org.replica().member(m.public_key, kNow + 100)->standing, Standing::expired);
+  // An admin cannot renew itself: an Enroll naming its own author is invalid.
+  org.admin(a, a, kNow + 10'000);
+  EXPECT_EQ(term(a), kNow + 100);
+  // Renewing the admin renews what it granted.
+  org.admin(org.root(), a, kNow + 300);
+  EXPECT_EQ(term(a), kNow + 300);
+  EXPECT_EQ(term(m), kNow + 300);
+  // Admins enrolling each other: the widest path from the root.
+  org.admin(org.root(), b, kNow + 200);
+  org.admin(a, b);  // b: max(200, min(300, never)) = 300
+  EXPECT_EQ(term(b), kNow + 300);
+  org.admin(b, a);  // a: max(300, min(300, never)) = 300
+  EXPECT_EQ(term(a), kNow + 300);
+  org.enroll(b, lone);
+  EXPECT_EQ(term(lone), kNow + 300);
+  // The root's term never ends.
+  org.enroll(org.root(), m2);
+  EXPECT_EQ(term(m2), 0u);
+  EXPECT_EQ(term(org.root()), 0u);
+  expect_same_state_in_any_order(org);
+}
+
+TEST(TermsNest, ExpiryDoesNotTakeAnAdminsAuthorityToRevoke) {
+  OrgBuilder org;
+  const auto a = test_key(10), m = test_key(20);
+  org.admin(org.root(), a, kNow + 100);
+  org.enroll(org.root(), m);
+  org.revoke(a, m);  // validity reads no clock: a's term is a value
+  EXPECT_EQ(org.replica().member(m.public_key, kNow + 1000)->standing, Standing::revoked);
+  EXPECT_EQ(org.replica().member(a.public_key, kNow + 1000)->standing, Standing::expired);
+  expect_same_state_in_any_order(org);
+}
 
 }  // namespace
 }  // namespace fm::crdt
