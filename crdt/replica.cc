@@ -149,6 +149,11 @@ struct Replica::Impl {
     std::string wire;
     size_t missing = 0;
     uint32_t source = 0;
+    uint64_t seq = 0;  // arrival order, for eviction
+  };
+  struct Source {
+    size_t count = 0, bytes = 0;
+    std::vector<std::pair<uint64_t, OpId>> arrivals;  // (seq, id), oldest first; may hold stale entries
   };
 
   std::optional<OpId> expected_org;
@@ -167,7 +172,8 @@ struct Replica::Impl {
   std::unordered_map<OpId, Pending, IdHash> pending;
   std::unordered_map<OpId, std::vector<OpId>, IdHash> waiting;  // parent -> pending children
   size_t pending_bytes = 0;
-  std::unordered_map<uint32_t, size_t> pending_by_source;
+  uint64_t pending_seq = 0;
+  std::unordered_map<uint32_t, Source> sources;  // sources holding pending ops
   std::unordered_set<OpId, IdHash> inadmissible;
   std::deque<OpId> inadmissible_order;
   mutable std::unordered_set<uint64_t> no_standing;  // (key, need, op), see admits_below
@@ -721,14 +727,16 @@ struct Replica::Impl {
   // ---- Pending ops -------------------------------------------------------
 
   size_t pending_from(uint32_t source) const {
-    auto it = pending_by_source.find(source);
-    return it == pending_by_source.end() ? 0 : it->second;
+    auto it = sources.find(source);
+    return it == sources.end() ? 0 : it->second.count;
   }
 
   void forget_pending_accounting(const Pending& p) {
     pending_bytes -= p.wire.size();
-    auto it = pending_by_source.find(p.source);
-    if (it != pending_by_source.end() && --it->second == 0) pending_by_source.erase(it);
+    auto it = sources.find(p.source);
+    if (it == sources.end()) return;
+    it->second.bytes -= p.wire.size();
+    if (--it->second.count == 0) sources.erase(it);
   }
 
   // Removes pending op `id` and its places in the waiting lists.
@@ -745,9 +753,47 @@ struct Replica::Impl {
     pending.erase(p);
   }
 
-  bool make_room(uint32_t source, size_t bytes) const {
-    return pending.size() < limits.max_pending_ops && pending_bytes + bytes <= limits.max_pending_bytes &&
-           pending_from(source) < limits.max_pending_per_source;
+  // The newest pending op of `source` (which holds some).
+  OpId newest_of(Source& s, uint32_t source) {
+    for (;;) {
+      auto [seq, id] = s.arrivals.back();
+      auto p = pending.find(id);
+      if (p != pending.end() && p->second.seq == seq && p->second.source == source) return id;
+      s.arrivals.pop_back();  // applied or dropped since
+    }
+  }
+
+  // Makes room for an op of `bytes` from `source`, or says there is none.
+  // The per-source bound always holds. When the buffer is full, ops are
+  // evicted from the source holding the most (newest first), but never from
+  // a source within its fair share (the limit divided by the number of
+  // sources holding ops, this one included), and not at all if `source` would
+  // exceed its own share.
+  bool make_room(uint32_t source, size_t bytes) {
+    if (pending_from(source) >= limits.max_pending_per_source) return false;
+    for (;;) {
+      const bool over_ops = pending.size() + 1 > limits.max_pending_ops;
+      const bool over_bytes = pending_bytes + bytes > limits.max_pending_bytes;
+      if (!over_ops && !over_bytes) return true;
+      const size_t holders = sources.size() + (sources.contains(source) ? 0 : 1);
+      const size_t share_ops = limits.max_pending_ops / holders;
+      const size_t share_bytes = limits.max_pending_bytes / holders;
+      const Source* mine = sources.contains(source) ? &sources.at(source) : nullptr;
+      if ((mine ? mine->count : 0) + 1 > share_ops || (mine ? mine->bytes : 0) + bytes > share_bytes) return false;
+      // The victim: the most ops (or bytes, if bytes are short), beyond its share.
+      uint32_t victim = 0;
+      const Source* v = nullptr;
+      for (const auto& [id, s] : sources) {
+        if (id == source) continue;
+        auto weight = [&](const Source& x) { return over_ops ? std::pair(x.count, x.bytes) : std::pair(x.bytes, x.count); };
+        if (v == nullptr || weight(s) > weight(*v) || (weight(s) == weight(*v) && id > victim)) {
+          v = &s;
+          victim = id;
+        }
+      }
+      if (v == nullptr || (v->count <= share_ops && v->bytes <= share_bytes)) return false;
+      drop_pending(newest_of(sources.at(victim), victim));
+    }
   }
 
   void add_pending(Op op, std::string wire, size_t missing, uint32_t source) {
@@ -755,9 +801,19 @@ struct Replica::Impl {
       if (!index.contains(p)) waiting[p].push_back(op.id);
     }
     pending_bytes += wire.size();
-    ++pending_by_source[source];
+    Source& s = sources[source];
+    ++s.count;
+    s.bytes += wire.size();
+    const uint64_t seq = ++pending_seq;
+    s.arrivals.emplace_back(seq, op.id);
+    if (s.arrivals.size() > 2 * s.count + 32) {  // drop entries of ops gone since
+      std::erase_if(s.arrivals, [&](const auto& a) {
+        auto p = pending.find(a.second);
+        return p == pending.end() || p->second.seq != a.first || p->second.source != source;
+      });
+    }
     const OpId id = op.id;
-    pending.emplace(id, Pending{std::move(op), std::move(wire), missing, source});
+    pending.emplace(id, Pending{std::move(op), std::move(wire), missing, source, seq});
   }
 
   size_t drop_pending_from(uint32_t source) {

@@ -20,8 +20,12 @@
 namespace fm::crdt {
 
 struct ReplicaLimits {
-  // Ops whose parents have not all arrived wait here; past either bound new
-  // ones are rejected (Reject::pending_full) and the buffer is left as it is.
+  // Ops whose parents have not all arrived wait here, within both bounds.
+  // When the buffer is full, a new op takes the place of the newest op of the
+  // source holding the most, if that source holds more than its fair share
+  // (the bound divided by the number of sources holding pending ops, the new
+  // op's included) and the new op's source would not; otherwise the new op is
+  // rejected (Reject::pending_full). A source within its share loses nothing.
   size_t max_pending_ops = 8192;
   size_t max_pending_bytes = 8 << 20;
   // No one source (a gossip peer) may hold more than this many of them, so a

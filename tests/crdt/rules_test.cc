@@ -813,6 +813,45 @@ TEST(InvalidOpsAreInert, OnlyAValidRevokeBlocksAPromotion) {
   }
 }
 
+TEST(PendingFairness, AFullBufferEvictsFromTheSourceHoldingTheMost) {
+  // Four sources fill the buffer; an honest Revoke from a fifth still waits
+  // for its parent and applies when it comes.
+  OrgBuilder org;
+  const auto alice = test_key(20);
+  const OpId ea = OrgBuilder::id_of(org.enroll_op(org.root(), alice.public_key));
+  const auto enroll_alice = org.enroll_op(org.root(), alice.public_key, Role::member, 0, std::vector<OpId>{org.org()});
+  const OpId ea_id = OrgBuilder::id_of(enroll_alice);
+  (void)ea;
+  Replica r(org.org(), ReplicaLimits{.max_pending_ops = 8, .max_pending_bytes = 1 << 20, .max_pending_per_source = 2});
+  ASSERT_EQ(r.ingest(bytes_of(org.ops().front())).outcome, Ingest::applied);
+  for (uint32_t source = 1; source <= 4; ++source) {
+    for (int i = 0; i < 2; ++i) {
+      OpId unknown{};
+      unknown[0] = static_cast<uint8_t>(source);
+      unknown[1] = static_cast<uint8_t>(i);
+      auto orphan = org.enroll_op(org.root(), test_key(static_cast<uint8_t>(40 + 2 * source + i)).public_key,
+                                  Role::member, 0, std::vector<OpId>{unknown});
+      ASSERT_EQ(r.ingest(bytes_of(orphan), source).outcome, Ingest::pending);
+    }
+  }
+  EXPECT_EQ(r.pending_count(), 8u);
+  const auto revoke_alice = org.revoke_op(org.root(), alice.public_key, std::vector<OpId>{ea_id});
+  auto res = r.ingest(bytes_of(revoke_alice), 5);
+  EXPECT_EQ(res.outcome, Ingest::pending) << to_string(res.reject);
+  EXPECT_EQ(r.pending_count(), 8u);
+  // The fifth source now holds its fair share (8 / 5): a second op from it is
+  // refused rather than taken from a source within its share.
+  OpId unknown{};
+  unknown[0] = 0xee;
+  auto more = org.enroll_op(org.root(), test_key(90).public_key, Role::member, 0, std::vector<OpId>{unknown});
+  EXPECT_EQ(r.ingest(bytes_of(more), 5).reject, Reject::pending_full);
+  EXPECT_EQ(r.pending_count(), 8u);
+  // The parent arrives: alice is enrolled and revoked.
+  auto applied = r.ingest(bytes_of(enroll_alice), 6);
+  EXPECT_EQ(applied.applied.size(), 2u);
+  EXPECT_EQ(r.member(alice.public_key, kNow)->standing, Standing::revoked);
+}
+
 TEST(TermsNest, AnEnrollGrantsNoLongerThanItsAuthorsTerm) {
   OrgBuilder org;
   const auto a = test_key(10), b = test_key(11), m = test_key(20), m2 = test_key(21), lone = test_key(22);
