@@ -90,6 +90,18 @@ std::string make_revoke(const netauth::KeyPair& author, const OpId& org_id,
                         std::span<const OpId> parents, const PublicKey& subject,
                         std::string_view reason, uint64_t now);
 
+class Replica;
+
+// The parents for a new op by `author` on `replica`: its heads when there are
+// at most kMaxParents, else kMaxParents of them, chosen deterministically
+// (docs/crdt.md "Choosing parents"): heads of valid ops by the root and admins
+// first, then other valid ops, then invalid ones, deepest first, then the
+// smaller id; and always one that has the author's authority below it (for an
+// admin, a valid admin Enroll by a senior key; for anyone else, an Enroll
+// naming it), so the op is admitted and can be valid. Sorted by id. The heads
+// left out are merged by later ops. Defined in replica.cc.
+std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author);
+
 // Checks "host:port" text: a non-empty host of at most 253 bytes without
 // whitespace (an IPv6 literal in brackets) and a port 1..65535. No DNS.
 bool valid_endpoint(std::string_view endpoint);

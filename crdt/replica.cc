@@ -1171,6 +1171,45 @@ std::vector<OpId> Replica::heads() const {
   std::sort(out.begin(), out.end());
   return out;
 }
+
+std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author) {
+  const auto& impl = *replica.impl_;
+  std::vector<uint32_t> hs = impl.heads;
+  if (hs.size() > kMaxParents) {
+    // Valid ops of the root and admins first, then other valid ops (members'
+    // self-Revokes), then invalid ones; deepest first, then the smaller id.
+    auto rank = [&](uint32_t h) {
+      const auto& n = impl.nodes[h];
+      const int cls = !n.valid ? 2 : impl.keys[n.author].processed ? 0 : 1;
+      return std::tuple(cls, UINT32_MAX - n.depth, n.id);
+    };
+    std::sort(hs.begin(), hs.end(), [&](uint32_t a, uint32_t b) { return rank(a) < rank(b); });
+    // The op must have its author's standing below it: for an admin a valid
+    // admin Enroll by a senior key (its authority), for anyone else an Enroll
+    // naming it (what a self-Revoke needs). Keep the best head that has it.
+    std::vector<uint32_t> targets;
+    if (auto it = impl.key_index.find(author); it != impl.key_index.end() && it->second != impl.root) {
+      const auto& key = impl.keys[it->second];
+      targets = key.processed ? impl.authority_of(it->second) : key.enrolls;
+    }
+    auto carries = [&](uint32_t h) {
+      const uint32_t lowest = *std::min_element(targets.begin(), targets.end());
+      if (lowest < impl.nodes[h].prefix) return true;
+      impl.mark_ancestors(impl.marks_c, std::span(&h, 1), lowest);
+      return std::any_of(targets.begin(), targets.end(), [&](uint32_t t) { return impl.marks_c.test(t); });
+    };
+    if (!targets.empty() && std::none_of(hs.begin(), hs.begin() + kMaxParents, carries)) {
+      auto with = std::find_if(hs.begin() + kMaxParents, hs.end(), carries);
+      if (with != hs.end()) std::iter_swap(hs.begin() + kMaxParents - 1, with);
+    }
+    hs.resize(kMaxParents);
+  }
+  std::vector<OpId> out;
+  out.reserve(hs.size());
+  for (uint32_t h : hs) out.push_back(impl.nodes[h].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
 std::vector<OpId> Replica::all_ops() const {
   std::vector<OpId> out;
   out.reserve(impl_->nodes.size());

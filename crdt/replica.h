@@ -154,6 +154,7 @@ class Replica {
   uint64_t reevaluations() const;
 
  private:
+  friend std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -101,8 +101,7 @@ History make_history(uint64_t seed, size_t n_ops, Coverage* cov) {
     // Parents: usually the heads; else concurrent (one recent op) or
     // backdated (an op from the first half of history), or on top of an
     // inadmissible op (so inadmissible too).
-    std::vector<OpId> parents = ref.heads();
-    if (parents.size() > kMaxParents) parents.resize(kMaxParents);
+    std::vector<OpId> parents = choose_parents(ref, keys[author].public_key);
     bool above_refused = false;
     if (!refused.empty() && chance(0.03)) {
       parents = {ids[ids.size() - 1 - pick(std::min<size_t>(ids.size(), 12))], refused[pick(refused.size())]};
@@ -284,8 +283,7 @@ void check_invalid_ops_are_inert(uint64_t seed, const History& h, Replica& ref, 
       std::vector<OpId> parents;
       const double p = std::uniform_real_distribution<double>(0, 1)(rng);
       if (p < 0.4) {
-        parents = ref.heads();
-        if (parents.size() > kMaxParents) parents.resize(kMaxParents);
+        parents = choose_parents(ref, keys[author].public_key);
       } else {
         parents = {ids[pick(ids.size())]};
         if (p > 0.7 && ids.size() > 1) {

@@ -20,8 +20,8 @@ inline constexpr uint64_t kOrgNow = 1'000'000;
 
 class OrgBuilder {
  public:
-  // No value: the default parents (the reference replica's heads, the first
-  // 16 if there are more).
+  // No value: the default parents, as an up-to-date author takes them
+  // (choose_parents on the reference replica).
   using Parents = std::optional<std::vector<crdt::OpId>>;
 
   // Makes the Genesis of `root` and applies it.
@@ -86,11 +86,9 @@ inline OrgBuilder::OrgBuilder(netauth::KeyPair root, uint64_t now, std::string n
   apply(g);
 }
 
-inline std::vector<crdt::OpId> OrgBuilder::parents_for(const netauth::KeyPair&, Parents parents) const {
+inline std::vector<crdt::OpId> OrgBuilder::parents_for(const netauth::KeyPair& by, Parents parents) const {
   if (parents) return std::move(*parents);
-  auto heads = replica_.heads();
-  if (heads.size() > crdt::kMaxParents) heads.resize(crdt::kMaxParents);
-  return heads;
+  return crdt::choose_parents(replica_, by.public_key);
 }
 
 inline std::string OrgBuilder::enroll_op(const netauth::KeyPair& by, const crdt::EnrollSpec& spec,
