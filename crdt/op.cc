@@ -134,6 +134,7 @@ const char* to_string(Reject reason) {
     case Reject::second_genesis: return "second genesis";
     case Reject::no_org: return "no org yet";
     case Reject::pending_full: return "pending buffer full";
+    case Reject::inadmissible: return "inadmissible";
     case Reject::kCount: break;
   }
   return "?";

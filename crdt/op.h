@@ -40,6 +40,8 @@ enum class Reject : uint8_t {
   second_genesis,  // a Genesis when this replica already has one (or a different org's)
   no_org,          // a non-Genesis op before this replica knows its org
   pending_full,    // parents missing and the pending buffer is full
+  inadmissible,    // its author has no possible standing in its causal past
+                   // (docs/crdt.md "Admission"), or it descends from such an op
   kCount,
 };
 const char* to_string(Reject reason);
@@ -87,6 +89,18 @@ std::string make_enroll(const netauth::KeyPair& author, const OpId& org_id,
 std::string make_revoke(const netauth::KeyPair& author, const OpId& org_id,
                         std::span<const OpId> parents, const PublicKey& subject,
                         std::string_view reason, uint64_t now);
+
+class Replica;
+
+// The parents for a new op by `author` on `replica`: its heads when there are
+// at most kMaxParents, else kMaxParents of them, chosen deterministically
+// (docs/crdt.md "Choosing parents"): heads of valid ops by the root and admins
+// first, then other valid ops, then invalid ones, deepest first, then the
+// smaller id; and always one that has the author's authority below it (for an
+// admin, a valid admin Enroll by a senior key; for anyone else, an Enroll
+// naming it), so the op is admitted and can be valid. Sorted by id. The heads
+// left out are merged by later ops. Defined in replica.cc.
+std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author);
 
 // Checks "host:port" text: a non-empty host of at most 253 bytes without
 // whitespace (an IPv6 literal in brackets) and a port 1..65535. No DNS.

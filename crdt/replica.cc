@@ -1,32 +1,55 @@
 // Membership evaluation (docs/crdt.md).
 //
+// Admission comes first: an op whose author has no possible standing in its
+// causal past (not the root; no Enroll naming it as admin among its ancestors,
+// or for a self-Revoke no Enroll naming it) is refused before its signature is
+// checked and never stored. The check reads the op's parents and per-key
+// indices (the author's first Enroll), and walks only the few ops whose full
+// prefix does not already cover that Enroll (admits_below).
+//
 // Validity is decided in seniority order, like Dijkstra's algorithm over admins:
 // the root first, then the most senior admin not yet processed, and so on. When
 // an admin is processed, every admin senior to it has been, so everything its
 // ops' validity depends on (its authority Enrolls, the Revokes aimed at it, the
 // seniority of the keys it revokes) is already decided, and its valid admin
 // Enrolls queue their subjects with rank + 1. Keys that never become admins are
-// handled last: the only op they can author validly is a self-Revoke.
+// handled last: the only op they can author validly is a self-Revoke. Only
+// valid ops have effects: a promotion is blocked only by a Revoke of its
+// subject that is valid (promotion_blocked).
 //
 // Ingest is incremental. A new op is a leaf, so only its own validity has to be
 // decided, against the state as it stands. Other ops change validity only when
 // the new op is a valid Revoke that cuts off ops its subject made beside it, or
-// an admin Enroll that makes a key with history more senior; then evaluation
-// restarts from that key's place in the seniority order, keeping everything
-// decided for the admins senior to it (which cannot depend on it).
+// a valid admin Enroll that makes a key with history more senior; then
+// evaluation restarts from that key's place in the seniority order, keeping
+// everything decided for the admins senior to it (which cannot depend on it).
+// An invalid op never causes a restart.
+//
+// Terms (how long a key's membership lasts) are a widest-path value over the
+// valid Enrolls from the root, recomputed after an evaluation and raised in
+// place by a new valid Enroll.
 #include "crdt/replica.h"
 
 #include <sodium.h>
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <queue>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace fm::crdt {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
+constexpr uint64_t kForever = UINT64_MAX;  // a term that never ends
+// Ids of inadmissible ops remembered, so that an op naming one as parent is
+// refused at once instead of waiting for a parent that will never be stored.
+constexpr size_t kRememberedInadmissible = 4096;
+// (key, op) pairs known to have no Enroll of the key below them (admits_below):
+// about 40 bytes each; forgotten all at once past this.
+constexpr size_t kRememberedNoStanding = 1 << 18;
 
 struct IdHash {
   template <size_t N>
@@ -64,6 +87,9 @@ class Marks {
   uint32_t epoch_ = 0;
 };
 
+// What an op's author must have in the op's causal past to be admitted.
+enum class Need : uint8_t { nothing, admin_enroll, any_enroll };
+
 }  // namespace
 
 const char* to_string(Standing standing) {
@@ -84,6 +110,10 @@ struct Replica::Impl {
     uint32_t author = kNone;        // key index
     uint32_t subject = kNone;       // key index (Enroll, Revoke)
     uint32_t depth = 0;             // longest path from the Genesis
+    // Every op with a smaller index than this is this op or one of its
+    // ancestors (a lower bound: exact for an op made on all the heads).
+    uint32_t prefix = 0;
+    uint32_t head_pos = kNone;      // its place in `heads`, if it is one
     OpKind kind = OpKind::genesis;
     Role role = Role::none;
     bool valid = false;
@@ -97,9 +127,11 @@ struct Replica::Impl {
     std::vector<uint32_t> authored;  // ops by this key, index order
     std::vector<uint32_t> enrolls;   // Enrolls naming it
     std::vector<uint32_t> revokes;   // Revokes naming it
+    uint32_t first_enroll = kNone;        // smallest index among `enrolls`
+    uint32_t first_admin_enroll = kNone;  // ... among its admin Enrolls
     bool processed = false;          // decided as root or admin
     Seniority seniority;             // when processed
-    bool ever_admin = false;         // some admin Enroll, valid or not, names it
+    uint64_t term = 0;               // 0: no valid Enroll; kForever: never ends
     mutable std::optional<netauth::Address> address;  // derived on first use;
                                                       // all zero: no X25519 key
   };
@@ -110,12 +142,18 @@ struct Replica::Impl {
     uint32_t enroll;
     bool operator>(const Candidate& o) const { return seniority > o.seniority; }
   };
+  using Queue = std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>;
 
   struct Pending {
     Op op;
     std::string wire;
     size_t missing = 0;
     uint32_t source = 0;
+    uint64_t seq = 0;  // arrival order, for eviction
+  };
+  struct Source {
+    size_t count = 0, bytes = 0;
+    std::vector<std::pair<uint64_t, OpId>> arrivals;  // (seq, id), oldest first; may hold stale entries
   };
 
   std::optional<OpId> expected_org;
@@ -134,12 +172,15 @@ struct Replica::Impl {
   std::unordered_map<OpId, Pending, IdHash> pending;
   std::unordered_map<OpId, std::vector<OpId>, IdHash> waiting;  // parent -> pending children
   size_t pending_bytes = 0;
-  std::unordered_map<uint32_t, size_t> pending_by_source;
+  uint64_t pending_seq = 0;
+  std::unordered_map<uint32_t, Source> sources;  // sources holding pending ops
+  std::unordered_set<OpId, IdHash> inadmissible;
+  std::deque<OpId> inadmissible_order;
+  mutable std::unordered_set<uint64_t> no_standing;  // (key, need, op), see admits_below
 
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
   uint64_t reevaluations = 0;
-  mutable Marks marks_a, marks_b;  // scratch for traversals
-  uint32_t newly_ever_admin = kNone;  // set by insert: its op is the first admin Enroll of this key
+  mutable Marks marks_a, marks_b, marks_c;  // scratch for traversals
 
   // ---- DAG -------------------------------------------------------------
 
@@ -152,10 +193,44 @@ struct Replica::Impl {
     return it->second;
   }
 
-  // Adds a parsed op whose parents are all present. Returns its index.
+  Seniority root_seniority() const { return Seniority{0, org.id}; }
+
+  // The `prefix` an op with these (stored) parents gets as the next index.
+  uint32_t prefix_for(std::span<const uint32_t> parents) const {
+    const auto next = static_cast<uint32_t>(nodes.size());
+    uint32_t f = 0;
+    size_t heads_named = 0;
+    for (uint32_t p : parents) {
+      f = std::max(f, nodes[p].prefix);
+      if (nodes[p].head_pos != kNone) ++heads_named;
+    }
+    // Parents are distinct, so naming as many heads as there are names them all.
+    if (heads_named == heads.size() || f == next) return next + 1;
+    return f;
+  }
+
+  void remove_head(uint32_t h) {
+    const uint32_t pos = nodes[h].head_pos;
+    if (pos == kNone) return;
+    heads[pos] = heads.back();
+    nodes[heads[pos]].head_pos = pos;
+    heads.pop_back();
+    nodes[h].head_pos = kNone;
+  }
+
+  void set_heads(std::vector<uint32_t> hs) {
+    for (uint32_t h : heads) nodes[h].head_pos = kNone;
+    heads = std::move(hs);
+    for (uint32_t p = 0; p < heads.size(); ++p) nodes[heads[p]].head_pos = p;
+  }
+
+  // Adds a parsed, admitted op whose parents are all present. Returns its index.
   uint32_t insert(Op& op, std::string wire) {
     const auto i = static_cast<uint32_t>(nodes.size());
-    newly_ever_admin = kNone;
+    std::vector<uint32_t> parents;
+    parents.reserve(op.parents.size());
+    for (const auto& p : op.parents) parents.push_back(index.at(p));
+    const uint32_t prefix = op.kind == OpKind::genesis ? 1 : prefix_for(parents);
     Node& n = nodes.emplace_back();
     n.id = op.id;
     n.wire = std::move(wire);
@@ -165,27 +240,27 @@ struct Replica::Impl {
     n.name = std::move(op.name);
     n.endpoints = std::move(op.endpoints);
     n.author = key_of(op.author);
-    for (const auto& p : op.parents) {
-      uint32_t pi = index.at(p);
-      n.parents.push_back(pi);
+    n.prefix = prefix;
+    n.parents = std::move(parents);
+    for (uint32_t pi : n.parents) {
       nodes[pi].children.push_back(i);
       n.depth = std::max(n.depth, nodes[pi].depth + 1);
+      remove_head(pi);
     }
     index.emplace(op.id, i);
     keys[n.author].authored.push_back(i);
     if (op.kind == OpKind::enroll || op.kind == OpKind::revoke) {
       n.subject = key_of(op.subject);
-      auto& list = op.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
-      list.push_back(i);
-      if (op.kind == OpKind::enroll && op.role == Role::admin && !keys[n.subject].ever_admin) {
-        keys[n.subject].ever_admin = true;
-        newly_ever_admin = n.subject;
+      Key& s = keys[n.subject];
+      if (op.kind == OpKind::enroll) {
+        s.enrolls.push_back(i);
+        if (s.first_enroll == kNone) s.first_enroll = i;
+        if (op.role == Role::admin && s.first_admin_enroll == kNone) s.first_admin_enroll = i;
+      } else {
+        s.revokes.push_back(i);
       }
     }
-    // Heads: the parents stop being heads, the new op is one.
-    std::erase_if(heads, [&](uint32_t h) {
-      return std::find(n.parents.begin(), n.parents.end(), h) != n.parents.end();
-    });
+    n.head_pos = static_cast<uint32_t>(heads.size());
     heads.push_back(i);
     if (op.kind == OpKind::genesis) {
       have_org = true;
@@ -228,17 +303,117 @@ struct Replica::Impl {
     }
   }
 
-  // True when every op already stored is an ancestor of `n` (its parents are
-  // all the heads it had): the common case of an op made by an up-to-date node.
-  bool extends_all(uint32_t n) const {
-    const auto& ps = nodes[n].parents;
-    return std::all_of(heads.begin(), heads.end(), [&](uint32_t h) {
-      return h == n || std::find(ps.begin(), ps.end(), h) != ps.end();
-    });
-  }
-
   bool is_self_revoke(const Node& n) const {
     return n.kind == OpKind::revoke && n.subject == n.author;
+  }
+
+  // ---- Admission ---------------------------------------------------------
+
+  Need need_of(const Op& op) const {
+    if (op.kind == OpKind::genesis || (have_org && op.author == org.root)) return Need::nothing;
+    if (op.kind == OpKind::revoke && op.subject == op.author) return Need::any_enroll;
+    return Need::admin_enroll;
+  }
+
+  // Does an op by key `k`, made on `parents`, have among its ancestors what
+  // `need` asks (an Enroll naming k as admin; any Enroll naming k)? `first` is
+  // the smallest index of such an Enroll. The answer is exact and depends only
+  // on the ancestors, which never change, so negative answers are remembered.
+  //
+  // Cost: nothing when `first` is below a parent's full prefix (every op made
+  // on all the heads after that Enroll, and every op above one). Otherwise a
+  // walk down the ancestors stored after `first`, stopping at an op whose
+  // prefix covers it, at an Enroll naming k, at an op by k (it was admitted,
+  // so it has k's Enroll below it), or at an op already known to have none:
+  // each (key, op) pair is walked at most once (while `no_standing` holds it),
+  // so repeating a refused op, or any op on the same parents, costs a lookup
+  // per parent.
+  bool admits_below(uint32_t k, Need need, std::span<const uint32_t> parents, uint32_t first) const {
+    const uint64_t tag = (uint64_t{k} << 33) | (uint64_t{need == Need::any_enroll} << 32);
+    auto proves = [&](uint32_t q) {
+      const Node& n = nodes[q];
+      if (n.prefix > first) return true;
+      if (n.kind == OpKind::enroll && n.subject == k && (need == Need::any_enroll || n.role == Role::admin)) return true;
+      return n.author == k && (need == Need::any_enroll || !is_self_revoke(n));
+    };
+    marks_c.begin(nodes.size());
+    std::vector<uint32_t> stack, seen;
+    auto visit = [&](uint32_t p) {
+      if (p < first || !marks_c.set(p) || no_standing.contains(tag | p)) return false;
+      if (proves(p)) return true;
+      stack.push_back(p);
+      seen.push_back(p);
+      return false;
+    };
+    for (uint32_t p : parents) {
+      if (visit(p)) return true;
+    }
+    while (!stack.empty()) {
+      const uint32_t q = stack.back();
+      stack.pop_back();
+      for (uint32_t p : nodes[q].parents) {
+        if (visit(p)) return true;
+      }
+    }
+    if (no_standing.size() + seen.size() > kRememberedNoStanding) no_standing.clear();
+    for (uint32_t q : seen) no_standing.insert(tag | q);
+    return false;
+  }
+
+  // DESIGN section 3 "Admission": structural, reads only the op's ancestors
+  // (here: their indices), so every replica admits the same ops.
+  bool admissible(const Op& op, std::span<const uint32_t> parents) const {
+    const Need need = need_of(op);
+    if (need == Need::nothing) return true;
+    auto it = key_index.find(op.author);
+    if (it == key_index.end()) return false;
+    const Key& a = keys[it->second];
+    const uint32_t first = need == Need::admin_enroll ? a.first_admin_enroll : a.first_enroll;
+    if (first == kNone) return false;
+    if (first < prefix_for(parents)) return true;
+    return admits_below(it->second, need, parents, first);
+  }
+
+  // The indices of `op`'s parents, or nothing if one is not stored.
+  std::optional<std::vector<uint32_t>> stored_parents(const Op& op) const {
+    std::vector<uint32_t> out;
+    out.reserve(op.parents.size());
+    for (const auto& p : op.parents) {
+      auto it = index.find(p);
+      if (it == index.end()) return std::nullopt;
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
+  void remember_inadmissible(const OpId& id) {
+    if (!inadmissible.insert(id).second) return;
+    inadmissible_order.push_back(id);
+    if (inadmissible_order.size() > kRememberedInadmissible) {
+      inadmissible.erase(inadmissible_order.front());
+      inadmissible_order.pop_front();
+    }
+  }
+
+  // Counts an inadmissible op and drops the pending ops that wait for it,
+  // and theirs: none of them can ever be applied.
+  void refuse_inadmissible(const OpId& id) {
+    std::vector<OpId> todo{id};
+    while (!todo.empty()) {
+      const OpId x = todo.back();
+      todo.pop_back();
+      ++rejects[static_cast<size_t>(Reject::inadmissible)];
+      remember_inadmissible(x);
+      auto w = waiting.find(x);
+      if (w == waiting.end()) continue;
+      std::vector<OpId> children = std::move(w->second);
+      waiting.erase(w);
+      for (const OpId& c : children) {
+        if (!pending.contains(c)) continue;
+        drop_pending(c);
+        todo.push_back(c);
+      }
+    }
   }
 
   // ---- Evaluation ------------------------------------------------------
@@ -269,17 +444,43 @@ struct Replica::Impl {
   }
 
   // Is an op that `author` (processed, with authority and not cut off) made
-  // valid by its kind? Enrolling the root is meaningless; revoking the root or
-  // a key senior to the author is not allowed.
+  // valid by its kind? Enrolling the root or oneself is meaningless (an admin
+  // cannot renew itself); revoking the root or a key senior to the author is
+  // not allowed.
   bool permitted(uint32_t author, const Node& n) const {
     if (n.kind == OpKind::genesis) return author == root;
     if (n.subject == root) return false;
-    if (n.kind == OpKind::revoke) return n.subject == author || !senior(n.subject, author);
-    return true;
+    if (n.kind == OpKind::enroll) return n.subject != author;
+    return n.subject == author || !senior(n.subject, author);
+  }
+
+  // Does the admin Enroll `e`, offering its subject seniority `offer`, follow
+  // a Revoke of its subject that blocks it? Such a promotion grants no rank,
+  // so that re-enrolling a revoked key cannot change what its earlier ops may
+  // do. Only a valid Revoke blocks, decided in seniority order: the subject's
+  // own (always valid), or a valid one by a key decided before `offer` (senior
+  // to it). A Revoke by a key junior to `offer` is not decided yet and blocks
+  // nothing: if the promotion stands, its subject outranks that key, whose
+  // Revoke of it is then invalid (rule 4). So an invalid op blocks nothing and
+  // the single pass stays a single pass.
+  bool promotion_blocked(uint32_t e, const Seniority& offer) const {
+    const uint32_t s = nodes[e].subject;
+    std::vector<uint32_t> revokes;
+    for (uint32_t r : keys[s].revokes) {
+      if (r > e) break;  // stored after it: not its ancestor
+      const Node& rn = nodes[r];
+      const Key& a = keys[rn.author];
+      if (rn.author != s && !(rn.valid && a.processed && a.seniority < offer)) continue;
+      if (r < nodes[e].prefix) return true;  // below its full prefix: an ancestor
+      revokes.push_back(r);
+    }
+    if (revokes.empty()) return false;
+    mark_ancestors(marks_b, std::span(&e, 1), revokes.front());
+    return std::any_of(revokes.begin(), revokes.end(), [&](uint32_t r) { return marks_b.test(r); });
   }
 
   // Decides every op of key `k`, processed now with seniority `sen`.
-  void process(uint32_t k, const Seniority& sen, std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>>& queue) {
+  void process(uint32_t k, const Seniority& sen, Queue& queue) {
     Key& key = keys[k];
     key.processed = true;
     key.seniority = sen;
@@ -312,23 +513,6 @@ struct Replica::Impl {
     }
   }
 
-  // An admin Enroll made after its author saw a Revoke of the subject grants
-  // no rank, so re-enrolling a revoked key never undoes the revocation by
-  // making the key senior to its revoker. Which Revokes count must not depend
-  // on validity (that would be circular): those by the subject itself, the
-  // root, or a key some admin Enroll names; a stranger's Revoke cannot block a
-  // promotion.
-  bool follows_revoke_of_subject(uint32_t enroll) {
-    std::vector<uint32_t> revokes;
-    for (uint32_t r : keys[nodes[enroll].subject].revokes) {
-      uint32_t a = nodes[r].author;
-      if (a == nodes[r].subject || a == root || keys[a].ever_admin) revokes.push_back(r);
-    }
-    if (revokes.empty()) return false;
-    mark_ancestors(marks_b, std::span(&enroll, 1), *std::min_element(revokes.begin(), revokes.end()));
-    return std::any_of(revokes.begin(), revokes.end(), [&](uint32_t r) { return marks_b.test(r); });
-  }
-
   // Re-decides every key with seniority >= `from` (everything when `from` is
   // the root's), keeping what was decided for the keys before it.
   void evaluate_from(const Seniority& from) {
@@ -342,9 +526,9 @@ struct Replica::Impl {
       for (uint32_t i : keys[k].authored) nodes[i].valid = false;
     }
 
-    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+    Queue queue;
     if (keep == 0) {
-      process(root, Seniority{0, org.id}, queue);
+      process(root, root_seniority(), queue);
     } else {
       for (uint32_t k : order) {
         for (uint32_t i : keys[k].authored) {
@@ -359,7 +543,7 @@ struct Replica::Impl {
     while (!queue.empty()) {
       Candidate c = queue.top();
       queue.pop();
-      if (keys[c.key].processed || follows_revoke_of_subject(c.enroll)) continue;
+      if (keys[c.key].processed || promotion_blocked(c.enroll, c.seniority)) continue;
       process(c.key, c.seniority, queue);
     }
     // Keys that are not admins: only their self-Revokes can be valid.
@@ -367,30 +551,62 @@ struct Replica::Impl {
       if (keys[k].processed) continue;
       for (uint32_t i : keys[k].authored) nodes[i].valid = is_self_revoke(nodes[i]);
     }
+    compute_terms();
   }
 
-  // Decides a newly inserted op `n` against the current state, then restarts
-  // evaluation if it changes anything beyond itself.
+  // ---- Terms -------------------------------------------------------------
+
+  // Widest paths from the root over valid Enrolls: an Enroll's term is the
+  // earlier of its expires_at and its author's term; a key's the latest of its
+  // valid Enrolls'. Only the root and admins author valid Enrolls.
+  void relax_terms(std::priority_queue<std::pair<uint64_t, uint32_t>>& queue) {
+    while (!queue.empty()) {
+      auto [t, k] = queue.top();
+      queue.pop();
+      if (t != keys[k].term) continue;  // raised again since
+      for (uint32_t i : keys[k].authored) {
+        const Node& n = nodes[i];
+        if (!n.valid || n.kind != OpKind::enroll) continue;
+        const uint64_t term = std::min(t, n.expires_at == 0 ? kForever : n.expires_at);
+        if (term > keys[n.subject].term) {
+          keys[n.subject].term = term;
+          queue.push({term, n.subject});
+        }
+      }
+    }
+  }
+
+  void compute_terms() {
+    for (auto& k : keys) k.term = 0;
+    if (!have_org) return;
+    keys[root].term = kForever;
+    std::priority_queue<std::pair<uint64_t, uint32_t>> queue;
+    queue.push({kForever, root});
+    relax_terms(queue);
+  }
+
+  // A new valid Enroll `i`: raises its subject's term and what depends on it.
+  void raise_term(uint32_t i) {
+    const Node& n = nodes[i];
+    const uint64_t term = std::min(keys[n.author].term, n.expires_at == 0 ? kForever : n.expires_at);
+    if (term <= keys[n.subject].term) return;
+    keys[n.subject].term = term;
+    std::priority_queue<std::pair<uint64_t, uint32_t>> queue;
+    queue.push({term, n.subject});
+    relax_terms(queue);
+  }
+
+  // Decides a newly inserted op `i` against the current state, then restarts
+  // evaluation if it changes anything beyond itself. An invalid op changes
+  // nothing: it is decided and that is all.
   void apply_new(uint32_t i) {
     Node& n = nodes[i];
     const uint32_t k = n.author;
     if (n.kind == OpKind::genesis) {
-      evaluate_from(Seniority{0, org.id});
+      evaluate_from(root_seniority());
       return;
     }
-    if (newly_ever_admin != kNone) {
-      // Its Revokes now block promotions of their subjects that saw them
-      // (follows_revoke_of_subject): decide again from the most senior
-      // subject that holds a place.
-      std::optional<Seniority> from;
-      for (uint32_t a : keys[newly_ever_admin].authored) {
-        const Node& r = nodes[a];
-        if (r.kind != OpKind::revoke || r.subject == newly_ever_admin || !keys[r.subject].processed) continue;
-        if (!from || keys[r.subject].seniority < *from) from = keys[r.subject].seniority;
-      }
-      if (from) evaluate_from(*from);
-    }
-    const bool leaf_of_all = extends_all(i);
+    const bool leaf_of_all = n.prefix == i + 1;  // every stored op is its ancestor
     if (is_self_revoke(n)) {
       n.valid = k != root;
     } else if (!keys[k].processed) {
@@ -413,6 +629,7 @@ struct Replica::Impl {
     }
     if (!n.valid) return;
 
+    const uint64_t before = reevaluations;
     if (n.kind == OpKind::revoke && keys[n.subject].processed && !keys[n.subject].authored.empty()) {
       // Ops of the subject that this Revoke did not see are now cut off.
       const Key& s = keys[n.subject];
@@ -430,11 +647,11 @@ struct Replica::Impl {
     } else if (n.kind == OpKind::enroll && n.role == Role::admin) {
       Key& t = keys[n.subject];
       Seniority offered{keys[k].seniority.rank + 1, n.id};
-      if (t.processed && !(offered < t.seniority)) return;
-      if (follows_revoke_of_subject(i)) return;
-      // A key with no ops and no Revokes aimed at it only needs its place in
-      // the order; otherwise everything from its new place is decided again.
-      if (t.authored.empty() && t.revokes.empty()) {
+      if ((t.processed && !(offered < t.seniority)) || promotion_blocked(i, offered)) {
+        // No new rank.
+      } else if (t.authored.empty() && t.revokes.empty()) {
+        // A key with no ops and no Revokes aimed at it only needs its place
+        // in the order; otherwise everything from its new place is decided again.
         if (t.processed) std::erase(order, n.subject);
         t.processed = true;
         t.seniority = offered;
@@ -446,6 +663,7 @@ struct Replica::Impl {
         evaluate_from(offered);
       }
     }
+    if (reevaluations == before && n.kind == OpKind::enroll) raise_term(i);
   }
 
   // ---- Ingest ----------------------------------------------------------
@@ -462,95 +680,154 @@ struct Replica::Impl {
   }
 
   IngestResult reject(Reject r) {
-    ++rejects[static_cast<size_t>(r)];
+    if (r != Reject::inadmissible) ++rejects[static_cast<size_t>(r)];  // refuse_inadmissible counts those
     IngestResult res;
     res.outcome = Ingest::rejected;
     res.reject = r;
     return res;
   }
 
-  // Applies `op` and then every pending op it releases, parents first.
-  void apply_and_release(Op op, std::string wire, std::vector<OpId>* applied) {
-    std::vector<std::pair<Op, std::string>> ready;
-    ready.emplace_back(std::move(op), std::move(wire));
-    drain(ready, applied);
-  }
+  struct Ready {
+    Op op;
+    std::string wire;
+    bool admitted = false;  // already checked
+  };
 
   // Moves the pending ops that waited only for `id` to `ready`.
-  void release_children(const OpId& id, std::vector<std::pair<Op, std::string>>& ready) {
+  void release_children(const OpId& id, std::vector<Ready>& ready) {
     auto it = waiting.find(id);
     if (it == waiting.end()) return;
     for (const OpId& child : it->second) {
       auto p = pending.find(child);
       if (p == pending.end() || --p->second.missing != 0) continue;
       forget_pending_accounting(p->second);
-      ready.emplace_back(std::move(p->second.op), std::move(p->second.wire));
+      ready.push_back({std::move(p->second.op), std::move(p->second.wire), false});
       pending.erase(p);
     }
     waiting.erase(it);
   }
 
-  void drain(std::vector<std::pair<Op, std::string>>& ready, std::vector<OpId>* applied) {
+  // Applies the ready ops and every pending op they release, parents first.
+  // A released op is checked for admission now that its parents are here.
+  void drain(std::vector<Ready>& ready, std::vector<OpId>* applied) {
     while (!ready.empty()) {
-      auto [o, w] = std::move(ready.back());
+      Ready r = std::move(ready.back());
       ready.pop_back();
-      const OpId id = o.id;
-      apply_new(insert(o, std::move(w)));
+      const OpId id = r.op.id;
+      if (!r.admitted && !admissible(r.op, *stored_parents(r.op))) {
+        refuse_inadmissible(id);
+        continue;
+      }
+      apply_new(insert(r.op, std::move(r.wire)));
       applied->push_back(id);
       release_children(id, ready);
     }
   }
 
-  // ---- Trials ------------------------------------------------------------
-
-  // Removes the newest op, which no other op names as parent. Its effects on
-  // validity are restored separately (restore()).
-  void remove_last() {
-    const auto i = static_cast<uint32_t>(nodes.size() - 1);
-    Node& n = nodes.back();
-    for (uint32_t p : n.parents) {
-      auto& c = nodes[p].children;
-      while (!c.empty() && c.back() == i) c.pop_back();
-    }
-    keys[n.author].authored.pop_back();
-    if (n.subject != kNone) {
-      auto& list = n.kind == OpKind::enroll ? keys[n.subject].enrolls : keys[n.subject].revokes;
-      list.pop_back();
-    }
-    index.erase(n.id);
-    nodes.pop_back();
-  }
+  // ---- Pending ops -------------------------------------------------------
 
   size_t pending_from(uint32_t source) const {
-    auto it = pending_by_source.find(source);
-    return it == pending_by_source.end() ? 0 : it->second;
+    auto it = sources.find(source);
+    return it == sources.end() ? 0 : it->second.count;
   }
 
   void forget_pending_accounting(const Pending& p) {
     pending_bytes -= p.wire.size();
-    auto it = pending_by_source.find(p.source);
-    if (it != pending_by_source.end() && --it->second == 0) pending_by_source.erase(it);
+    auto it = sources.find(p.source);
+    if (it == sources.end()) return;
+    it->second.bytes -= p.wire.size();
+    if (--it->second.count == 0) sources.erase(it);
+  }
+
+  // Removes pending op `id` and its places in the waiting lists.
+  void drop_pending(const OpId& id) {
+    auto p = pending.find(id);
+    if (p == pending.end()) return;
+    for (const auto& parent : p->second.op.parents) {
+      auto w = waiting.find(parent);
+      if (w == waiting.end()) continue;
+      std::erase(w->second, id);
+      if (w->second.empty()) waiting.erase(w);
+    }
+    forget_pending_accounting(p->second);
+    pending.erase(p);
+  }
+
+  // The newest pending op of `source` (which holds some).
+  OpId newest_of(Source& s, uint32_t source) {
+    for (;;) {
+      auto [seq, id] = s.arrivals.back();
+      auto p = pending.find(id);
+      if (p != pending.end() && p->second.seq == seq && p->second.source == source) return id;
+      s.arrivals.pop_back();  // applied or dropped since
+    }
+  }
+
+  // Makes room for an op of `bytes` from `source`, or says there is none.
+  // The per-source bound always holds. When the buffer is full, ops are
+  // evicted from the source holding the most (newest first), but never from
+  // a source within its fair share (the limit divided by the number of
+  // sources holding ops, this one included), and not at all if `source` would
+  // exceed its own share.
+  bool make_room(uint32_t source, size_t bytes) {
+    if (pending_from(source) >= limits.max_pending_per_source) return false;
+    for (;;) {
+      const bool over_ops = pending.size() + 1 > limits.max_pending_ops;
+      const bool over_bytes = pending_bytes + bytes > limits.max_pending_bytes;
+      if (!over_ops && !over_bytes) return true;
+      const size_t holders = sources.size() + (sources.contains(source) ? 0 : 1);
+      const size_t share_ops = limits.max_pending_ops / holders;
+      const size_t share_bytes = limits.max_pending_bytes / holders;
+      const Source* mine = sources.contains(source) ? &sources.at(source) : nullptr;
+      if ((mine ? mine->count : 0) + 1 > share_ops || (mine ? mine->bytes : 0) + bytes > share_bytes) return false;
+      // The victim: the most ops (or bytes, if bytes are short), beyond its share.
+      uint32_t victim = 0;
+      const Source* v = nullptr;
+      for (const auto& [id, s] : sources) {
+        if (id == source) continue;
+        auto weight = [&](const Source& x) { return over_ops ? std::pair(x.count, x.bytes) : std::pair(x.bytes, x.count); };
+        if (v == nullptr || weight(s) > weight(*v) || (weight(s) == weight(*v) && id > victim)) {
+          v = &s;
+          victim = id;
+        }
+      }
+      if (v == nullptr || (v->count <= share_ops && v->bytes <= share_bytes)) return false;
+      drop_pending(newest_of(sources.at(victim), victim));
+    }
+  }
+
+  void add_pending(Op op, std::string wire, size_t missing, uint32_t source) {
+    for (const auto& p : op.parents) {
+      if (!index.contains(p)) waiting[p].push_back(op.id);
+    }
+    pending_bytes += wire.size();
+    Source& s = sources[source];
+    ++s.count;
+    s.bytes += wire.size();
+    const uint64_t seq = ++pending_seq;
+    s.arrivals.emplace_back(seq, op.id);
+    if (s.arrivals.size() > 2 * s.count + 32) {  // drop entries of ops gone since
+      std::erase_if(s.arrivals, [&](const auto& a) {
+        auto p = pending.find(a.second);
+        return p == pending.end() || p->second.seq != a.first || p->second.source != source;
+      });
+    }
+    const OpId id = op.id;
+    pending.emplace(id, Pending{std::move(op), std::move(wire), missing, source, seq});
   }
 
   size_t drop_pending_from(uint32_t source) {
-    size_t dropped = 0;
-    for (auto it = pending.begin(); it != pending.end();) {
-      if (it->second.source != source) {
-        ++it;
-        continue;
-      }
-      forget_pending_accounting(it->second);
-      it = pending.erase(it);
-      ++dropped;
+    std::vector<OpId> ids;
+    for (const auto& [id, p] : pending) {
+      if (p.source == source) ids.push_back(id);
     }
-    // Waiting lists may now name ops that are gone; they are skipped on release.
-    for (auto it = waiting.begin(); it != waiting.end();) {
-      std::erase_if(it->second, [&](const OpId& c) { return !pending.contains(c); });
-      it = it->second.empty() ? waiting.erase(it) : std::next(it);
-    }
-    return dropped;
+    for (const auto& id : ids) drop_pending(id);
+    return ids.size();
   }
 
+  // parse -> org -> parents present -> admission -> signature -> apply. An op
+  // whose parents are not all here waits (signed ops only) and is checked for
+  // admission when they come.
   IngestResult ingest(std::span<const uint8_t> bytes, uint32_t source) {
     Op op;
     if (Reject r = parse_op(bytes, &op); r != Reject::none) return reject(r);
@@ -560,35 +837,73 @@ struct Replica::Impl {
       return res;
     }
     if (Reject r = check_org(op); r != Reject::none) return reject(r);
-    if (!verify_op(op)) return reject(Reject::bad_signature);
-    op.body.clear();  // the wire bytes hold it; keep one copy
 
     std::vector<OpId> missing;
+    std::vector<uint32_t> parents;
     for (const auto& p : op.parents) {
-      if (!index.contains(p)) missing.push_back(p);
+      if (auto it = index.find(p); it != index.end()) {
+        parents.push_back(it->second);
+      } else {
+        missing.push_back(p);
+      }
     }
     std::string wire(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     IngestResult res;
     if (!missing.empty()) {
-      if (pending.size() >= limits.max_pending_ops ||
-          pending_bytes + wire.size() > limits.max_pending_bytes ||
-          pending_from(source) >= limits.max_pending_per_source) {
-        return reject(Reject::pending_full);
+      if (std::any_of(missing.begin(), missing.end(), [&](const OpId& p) { return inadmissible.contains(p); })) {
+        refuse_inadmissible(op.id);
+        return reject(Reject::inadmissible);
       }
-      for (const auto& p : missing) waiting[p].push_back(op.id);
-      pending_bytes += wire.size();
-      ++pending_by_source[source];
-      const OpId id = op.id;
-      pending.emplace(id, Pending{std::move(op), std::move(wire), missing.size(), source});
+      if (!verify_op(op)) return reject(Reject::bad_signature);
+      op.body.clear();  // the wire bytes hold it; keep one copy
+      if (!make_room(source, wire.size())) return reject(Reject::pending_full);
+      const size_t n_missing = missing.size();
+      add_pending(std::move(op), std::move(wire), n_missing, source);
       res.outcome = Ingest::pending;
       // A parent that is itself pending is not missing from the network's view.
       std::erase_if(missing, [&](const OpId& p) { return pending.contains(p); });
       res.missing = std::move(missing);
       return res;
     }
+    if (!admissible(op, parents)) {
+      refuse_inadmissible(op.id);
+      return reject(Reject::inadmissible);
+    }
+    if (!verify_op(op)) return reject(Reject::bad_signature);
+    op.body.clear();
     res.outcome = Ingest::applied;
-    apply_and_release(std::move(op), std::move(wire), &res.applied);
+    std::vector<Ready> ready;
+    ready.push_back({std::move(op), std::move(wire), true});
+    drain(ready, &res.applied);
     return res;
+  }
+
+  // ---- Trials ------------------------------------------------------------
+
+  // Removes the newest op, which no other op names as parent. Its effects on
+  // validity are restored separately (Trial::~Trial).
+  void remove_last() {
+    const auto i = static_cast<uint32_t>(nodes.size() - 1);
+    Node& n = nodes.back();
+    remove_head(i);
+    for (uint32_t p : n.parents) {
+      auto& c = nodes[p].children;
+      while (!c.empty() && c.back() == i) c.pop_back();
+    }
+    keys[n.author].authored.pop_back();
+    if (n.subject != kNone) {
+      Key& s = keys[n.subject];
+      if (n.kind == OpKind::enroll) {
+        s.enrolls.pop_back();
+        if (s.first_enroll == i) s.first_enroll = kNone;
+        if (s.first_admin_enroll == i) s.first_admin_enroll = kNone;
+      } else {
+        s.revokes.pop_back();
+      }
+    }
+    index.erase(n.id);
+    nodes.pop_back();
+    no_standing.clear();  // indices are reused
   }
 
   // ---- State -----------------------------------------------------------
@@ -612,13 +927,10 @@ struct Replica::Impl {
     OpId smallest{};
     smallest.fill(0xff);
     const Node* chosen = nullptr;  // the Enroll that gives role, label, endpoints
-    bool never_expires = false;
     for (uint32_t e : key.enrolls) {
       const Node& n = nodes[e];
       if (!n.valid) continue;
       smallest = std::min(smallest, n.id);
-      if (n.expires_at == 0) never_expires = true;
-      m.expires_at = std::max(m.expires_at, n.expires_at);
       // The most privileged, then the most recent (deepest; smallest id among
       // equals) valid Enroll.
       if (chosen == nullptr || n.role > chosen->role ||
@@ -631,7 +943,6 @@ struct Replica::Impl {
       m.role = Role::root;
       m.name = chosen ? chosen->name : "root";
       smallest = org.id;
-      never_expires = true;
     } else if (chosen == nullptr) {
       return std::nullopt;
     } else {
@@ -639,7 +950,8 @@ struct Replica::Impl {
       m.name = chosen->name;
       m.endpoints = chosen->endpoints;
     }
-    if (never_expires) m.expires_at = 0;
+    // The nested term (compute_terms); the root's never ends.
+    m.expires_at = k == root || key.term == kForever ? 0 : key.term;
     const bool revoked = k != root && std::any_of(key.revokes.begin(), key.revokes.end(),
                                                   [&](uint32_t r) { return nodes[r].valid; });
     m.standing = revoked                                       ? Standing::revoked
@@ -669,7 +981,7 @@ struct Replica::Trial::Saved {
   struct KeyState {
     bool processed;
     Seniority seniority;
-    bool ever_admin;
+    uint64_t term;
   };
   std::vector<KeyState> key_states;
   bool have_org = false;
@@ -697,9 +1009,9 @@ Replica::Trial::~Trial() {
   for (size_t k = 0; k < s.keys; ++k) {
     impl.keys[k].processed = s.key_states[k].processed;
     impl.keys[k].seniority = s.key_states[k].seniority;
-    impl.keys[k].ever_admin = s.key_states[k].ever_admin;
+    impl.keys[k].term = s.key_states[k].term;
   }
-  impl.heads = s.heads;
+  impl.set_heads(s.heads);
   impl.order = s.order;
   impl.have_org = s.have_org;
   impl.org = s.org;
@@ -711,7 +1023,7 @@ std::vector<OpId> Replica::Trial::keep() {
   saved_.reset();
   auto& impl = *replica_->impl_;
   std::vector<OpId> applied = added_;
-  std::vector<std::pair<Op, std::string>> ready;
+  std::vector<Impl::Ready> ready;
   for (const auto& id : added_) {
     // An op that was also waiting for its parents is applied now: forget it
     // there (waiting lists that name it skip it).
@@ -735,7 +1047,7 @@ Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_op
   saved->valid.reserve(impl.nodes.size());
   for (const auto& n : impl.nodes) saved->valid.push_back(n.valid);
   saved->key_states.reserve(impl.keys.size());
-  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority, k.ever_admin});
+  for (const auto& k : impl.keys) saved->key_states.push_back({k.processed, k.seniority, k.term});
   saved->have_org = impl.have_org;
   saved->org = impl.org;
   saved->root = impl.root;
@@ -751,11 +1063,13 @@ Result<Replica::Trial> Replica::try_apply(std::span<const std::string> signed_op
     Reject r = parse_op(bytes, &op);
     if (r == Reject::none && impl.index.contains(op.id)) continue;
     if (r == Reject::none) r = impl.check_org(op);
-    if (r == Reject::none && !verify_op(op)) r = Reject::bad_signature;
-    if (r == Reject::none && std::any_of(op.parents.begin(), op.parents.end(),
-                                         [&](const OpId& p) { return !impl.index.contains(p); })) {
-      return Status::error(Code::invalid_argument, which + " names a parent that is not here");
+    std::optional<std::vector<uint32_t>> parents;
+    if (r == Reject::none) {
+      parents = impl.stored_parents(op);
+      if (!parents) return Status::error(Code::invalid_argument, which + " names a parent that is not here");
+      if (!impl.admissible(op, *parents)) r = Reject::inadmissible;
     }
+    if (r == Reject::none && !verify_op(op)) r = Reject::bad_signature;
     if (r != Reject::none) {
       ++impl.rejects[static_cast<size_t>(r)];
       return Status::error(Code::invalid_argument, which + " was refused (" + std::string(to_string(r)) + ")");
@@ -799,6 +1113,9 @@ Status Replica::load_verified(std::span<const std::string> signed_ops) {
   Impl fresh;
   fresh.expected_org = impl_->expected_org;
   fresh.limits = impl_->limits;
+  // Ops refused for admission (a store written before it existed may hold
+  // some) and the ops above them.
+  std::unordered_set<OpId, IdHash> refused;
   size_t n = 0;
   for (const auto& wire : signed_ops) {
     ++n;
@@ -807,19 +1124,28 @@ Status Replica::load_verified(std::span<const std::string> signed_ops) {
     if (Reject r = parse_op(bytes, &op); r != Reject::none) {
       return Status::error("stored op " + std::to_string(n) + " is " + to_string(r));
     }
-    if (fresh.index.contains(op.id)) continue;
+    if (fresh.index.contains(op.id) || refused.contains(op.id)) continue;
     if (Reject r = fresh.check_org(op); r != Reject::none) {
       return Status::error("stored op " + std::to_string(n) + ": " + to_string(r));
     }
-    for (const auto& p : op.parents) {
-      if (!fresh.index.contains(p)) {
-        return Status::error("stored op " + std::to_string(n) + " names a parent that is not stored");
-      }
+    if (std::any_of(op.parents.begin(), op.parents.end(), [&](const OpId& p) { return refused.contains(p); })) {
+      refused.insert(op.id);
+      ++fresh.rejects[static_cast<size_t>(Reject::inadmissible)];
+      continue;
+    }
+    auto parents = fresh.stored_parents(op);
+    if (!parents) {
+      return Status::error("stored op " + std::to_string(n) + " names a parent that is not stored");
+    }
+    if (!fresh.admissible(op, *parents)) {
+      refused.insert(op.id);
+      ++fresh.rejects[static_cast<size_t>(Reject::inadmissible)];
+      continue;
     }
     op.body.clear();
     fresh.insert(op, wire);
   }
-  if (fresh.have_org) fresh.evaluate_from(Seniority{0, fresh.org.id});
+  if (fresh.have_org) fresh.evaluate_from(fresh.root_seniority());
   *impl_ = std::move(fresh);
   return Status::ok();
 }
@@ -828,6 +1154,11 @@ bool Replica::has_org() const { return impl_->have_org; }
 const OrgInfo& Replica::org() const { return impl_->org; }
 size_t Replica::op_count() const { return impl_->nodes.size(); }
 bool Replica::contains(const OpId& id) const { return impl_->index.contains(id); }
+
+bool Replica::is_valid(const OpId& id) const {
+  auto it = impl_->index.find(id);
+  return it != impl_->index.end() && impl_->nodes[it->second].valid;
+}
 
 const std::string* Replica::op_bytes(const OpId& id) const {
   auto it = impl_->index.find(id);
@@ -841,6 +1172,44 @@ std::vector<OpId> Replica::heads() const {
   return out;
 }
 
+std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author) {
+  const auto& impl = *replica.impl_;
+  std::vector<uint32_t> hs = impl.heads;
+  if (hs.size() > kMaxParents) {
+    // Valid ops of the root and admins first, then other valid ops (members'
+    // self-Revokes), then invalid ones; deepest first, then the smaller id.
+    auto rank = [&](uint32_t h) {
+      const auto& n = impl.nodes[h];
+      const int cls = !n.valid ? 2 : impl.keys[n.author].processed ? 0 : 1;
+      return std::tuple(cls, UINT32_MAX - n.depth, n.id);
+    };
+    std::sort(hs.begin(), hs.end(), [&](uint32_t a, uint32_t b) { return rank(a) < rank(b); });
+    // The op must have its author's standing below it: for an admin a valid
+    // admin Enroll by a senior key (its authority), for anyone else an Enroll
+    // naming it (what a self-Revoke needs). Keep the best head that has it.
+    std::vector<uint32_t> targets;
+    if (auto it = impl.key_index.find(author); it != impl.key_index.end() && it->second != impl.root) {
+      const auto& key = impl.keys[it->second];
+      targets = key.processed ? impl.authority_of(it->second) : key.enrolls;
+    }
+    auto carries = [&](uint32_t h) {
+      const uint32_t lowest = *std::min_element(targets.begin(), targets.end());
+      if (lowest < impl.nodes[h].prefix) return true;
+      impl.mark_ancestors(impl.marks_c, std::span(&h, 1), lowest);
+      return std::any_of(targets.begin(), targets.end(), [&](uint32_t t) { return impl.marks_c.test(t); });
+    };
+    if (!targets.empty() && std::none_of(hs.begin(), hs.begin() + kMaxParents, carries)) {
+      auto with = std::find_if(hs.begin() + kMaxParents, hs.end(), carries);
+      if (with != hs.end()) std::iter_swap(hs.begin() + kMaxParents - 1, with);
+    }
+    hs.resize(kMaxParents);
+  }
+  std::vector<OpId> out;
+  out.reserve(hs.size());
+  for (uint32_t h : hs) out.push_back(impl.nodes[h].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
 std::vector<OpId> Replica::all_ops() const {
   std::vector<OpId> out;
   out.reserve(impl_->nodes.size());

@@ -20,8 +20,12 @@
 namespace fm::crdt {
 
 struct ReplicaLimits {
-  // Ops whose parents have not all arrived wait here; past either bound new
-  // ones are rejected (Reject::pending_full) and the buffer is left as it is.
+  // Ops whose parents have not all arrived wait here, within both bounds.
+  // When the buffer is full, a new op takes the place of the newest op of the
+  // source holding the most, if that source holds more than its fair share
+  // (the bound divided by the number of sources holding pending ops, the new
+  // op's included) and the new op's source would not; otherwise the new op is
+  // rejected (Reject::pending_full). A source within its share loses nothing.
   size_t max_pending_ops = 8192;
   size_t max_pending_bytes = 8 << 20;
   // No one source (a gossip peer) may hold more than this many of them, so a
@@ -30,10 +34,12 @@ struct ReplicaLimits {
 };
 
 enum class Ingest : uint8_t {
-  applied,    // stored in the DAG (valid or not: validity is part of the state)
+  applied,    // stored in the DAG (valid or not: validity is part of the state;
+              // see Replica::is_valid)
   duplicate,  // already stored or already pending; nothing changed
   pending,    // some parents are missing; see IngestResult::missing
-  rejected,   // see IngestResult::reject; nothing changed
+  rejected,   // see IngestResult::reject; nothing stored (an inadmissible op
+              // also takes the pending ops waiting for it with it)
 };
 
 struct IngestResult {
@@ -60,7 +66,9 @@ struct Member {
   std::string name;
   Role role = Role::member;
   Standing standing = Standing::active;
-  uint64_t expires_at = 0;            // latest expiry of its valid Enrolls; 0 = never
+  uint64_t expires_at = 0;            // its term (docs/crdt.md "Terms"): the latest
+                                      // of its valid Enrolls' terms, each no later than
+                                      // its author's; 0 = never
   std::vector<std::string> endpoints; // lighthouses: from their most recent valid Enroll
   netauth::Address address{};
   bool address_conflict = false;      // lost an address collision: gets no peer
@@ -108,6 +116,9 @@ class Replica {
 
   size_t op_count() const;
   bool contains(const OpId& id) const;
+  // True iff the op is stored here and valid in the current state (validity
+  // can change as ops arrive: a Revoke may cut an op off). Cheap: one lookup.
+  bool is_valid(const OpId& id) const;
   // The serialized SignedOp as received, or nullptr.
   const std::string* op_bytes(const OpId& id) const;
   // The DAG's current heads (ops no other op names as parent), sorted.
@@ -143,6 +154,7 @@ class Replica {
   uint64_t reevaluations() const;
 
  private:
+  friend std::vector<OpId> choose_parents(const Replica& replica, const PublicKey& author);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -2,8 +2,13 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <random>
+
 #include "crdt/op.h"
+#include "crdt/replica.h"
 #include "proto/org.pb.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::crdt {
@@ -120,6 +125,97 @@ TEST(OpTest, EndpointText) {
     EXPECT_FALSE(valid_endpoint(bad)) << bad;
   }
   EXPECT_FALSE(valid_endpoint(std::string(254, 'a') + ":1"));
+}
+
+// ---- choose_parents (docs/crdt.md "Choosing parents") ---------------------
+
+using test::kOrgNow;
+using test::OrgBuilder;
+
+// Twenty heads made by a revoked admin (admitted, invalid): an op on all the
+// heads would name more than 16 parents, and be refused as oversized.
+TEST(ChooseParents, NamesAtMostSixteenHeadsAndLaterOpsMergeTheRest) {
+  OrgBuilder org;
+  const auto admin = test_key(10), revoked = test_key(11);
+  org.admin(org.root(), admin);
+  org.admin(org.root(), revoked);
+  const OpId gone = org.revoke(org.root(), revoked);
+  for (uint8_t i = 0; i < 20; ++i) {
+    org.enroll(revoked, test_key(static_cast<uint8_t>(40 + i)), Role::member, 0, std::vector<OpId>{gone});
+  }
+  ASSERT_EQ(org.replica().heads().size(), 20u);
+  EXPECT_EQ(org.add(make_enroll(admin, org.org(), org.replica().heads(), {test_key(30).public_key, "x", Role::member, {}, 0},
+                                kOrgNow)).reject,
+            Reject::oversized);
+
+  const auto parents = choose_parents(org.replica(), admin.public_key);
+  EXPECT_EQ(parents.size(), kMaxParents);
+  EXPECT_TRUE(std::is_sorted(parents.begin(), parents.end()));
+  const OpId op = org.enroll(admin, test_key(30), Role::member, 0, parents);
+  EXPECT_TRUE(org.replica().is_valid(op));
+  // The heads left out are merged by the next op.
+  org.enroll(admin, test_key(31), Role::member, 0, choose_parents(org.replica(), admin.public_key));
+  EXPECT_EQ(org.replica().heads().size(), 1u);
+  // At most 16 heads: all of them.
+  EXPECT_EQ(choose_parents(org.replica(), admin.public_key), org.replica().heads());
+}
+
+// The heads of valid ops by admins come first, deepest first; but an admin
+// whose own authority is only below a shallow head still gets that head, or
+// its op would not even be admitted.
+TEST(ChooseParents, AlwaysKeepsAHeadWithTheAuthorsAuthority) {
+  OrgBuilder org;
+  const auto busy = test_key(10), late = test_key(11), member = test_key(12);
+  const OpId g = org.org();
+  const OpId eb = org.admin(org.root(), busy);
+  OpId last = eb;
+  for (uint8_t i = 0; i < 10; ++i) last = org.enroll(busy, test_key(static_cast<uint8_t>(40 + i)), Role::member, 0, std::vector<OpId>{last});
+  for (uint8_t i = 0; i < 20; ++i) org.enroll(busy, test_key(static_cast<uint8_t>(60 + i)), Role::member, 0, std::vector<OpId>{last});
+  // Made beside all that: the only ops with `late`'s and `member`'s Enrolls below them.
+  const OpId el = org.admin(org.root(), late, 0, std::vector<OpId>{g});
+  org.enroll(org.root(), member, Role::member, 0, std::vector<OpId>{el});
+  ASSERT_EQ(org.replica().heads().size(), 21u);
+
+  // The 16 deepest heads carry no authority of `late`'s.
+  std::vector<OpId> deepest = org.replica().heads();
+  const auto items = org.replica().sync_items();
+  std::sort(deepest.begin(), deepest.end(), [&](const OpId& a, const OpId& b) {
+    auto depth = [&](const OpId& id) {
+      return std::find_if(items.begin(), items.end(), [&](const SyncItem& s) { return s.id == id; })->key;  // the depth
+    };
+    return depth(a) > depth(b);
+  });
+  deepest.resize(kMaxParents);
+  EXPECT_EQ(org.add(org.enroll_op(late, test_key(90).public_key, Role::member, 0, deepest)).reject, Reject::inadmissible);
+
+  const auto for_late = choose_parents(org.replica(), late.public_key);
+  ASSERT_EQ(for_late.size(), kMaxParents);
+  const OpId op = org.enroll(late, test_key(91), Role::member, 0, for_late);
+  EXPECT_TRUE(org.replica().is_valid(op));
+  // A member's self-Revoke needs an Enroll naming it below.
+  const OpId leave = org.revoke(member, member, choose_parents(org.replica(), member.public_key));
+  EXPECT_TRUE(org.replica().is_valid(leave));
+  EXPECT_EQ(org.replica().member(member.public_key, kOrgNow)->standing, Standing::revoked);
+}
+
+TEST(ChooseParents, IsDeterministicWhateverTheDeliveryOrder) {
+  OrgBuilder org;
+  const auto admin = test_key(10), other = test_key(11);
+  org.admin(org.root(), admin);
+  const OpId eo = org.admin(org.root(), other);
+  for (uint8_t i = 0; i < 30; ++i) {
+    org.enroll(i % 2 ? admin : other, test_key(static_cast<uint8_t>(40 + i)), Role::member, 0, std::vector<OpId>{eo});
+  }
+  const auto want = choose_parents(org.replica(), admin.public_key);
+  std::mt19937 rng(3);
+  for (int round = 0; round < 3; ++round) {
+    auto ops = org.ops();
+    std::shuffle(ops.begin(), ops.end(), rng);
+    Replica r(org.org());
+    for (const auto& op : ops) r.ingest(bytes_of(op));
+    ASSERT_EQ(r.op_count(), org.replica().op_count());
+    EXPECT_EQ(choose_parents(r, admin.public_key), want);
+  }
 }
 
 }  // namespace

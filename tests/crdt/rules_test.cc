@@ -6,6 +6,7 @@
 
 #include "crdt/replica.h"
 #include "proto/org.pb.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::crdt {
@@ -49,6 +50,12 @@ class OrgFixture : public ::testing::Test {
   OpId revoke(const KeyPair& by, const KeyPair& who,
               std::optional<std::vector<OpId>> parents = std::nullopt) {
     return add(revoke_op(by, who, parents.value_or(replica_.heads())));
+  }
+  // An op refused for admission: its author has no standing in its past.
+  void inadmissible(const std::string& op) {
+    auto res = replica_.ingest(bytes_of(op));
+    EXPECT_EQ(res.outcome, Ingest::rejected);
+    EXPECT_EQ(res.reject, Reject::inadmissible);
   }
 
   const OpId& org() const { return genesis_; }
@@ -100,8 +107,8 @@ TEST_F(OrgFixture, GenesisMakesItsAuthorTheRootAndTheOrgIdItsId) {
 TEST_F(OrgFixture, RootAndAdminsEnrollMembersOthersCannot) {
   enroll(root_, admin_a_, Role::admin);
   enroll(admin_a_, alice_);
-  enroll(alice_, bob_);       // a plain member may not enroll
-  enroll(stranger_, carol_);  // nor may a key nobody enrolled
+  inadmissible(enroll_op(alice_, bob_, Role::member, replica_.heads()));       // a plain member may not enroll
+  inadmissible(enroll_op(stranger_, carol_, Role::member, replica_.heads()));  // nor may a key nobody enrolled
   EXPECT_TRUE(active(admin_a_));
   EXPECT_TRUE(active(alice_));
   EXPECT_FALSE(active(bob_));
@@ -114,11 +121,19 @@ TEST_F(OrgFixture, RootAndAdminsEnrollMembersOthersCannot) {
 TEST_F(OrgFixture, AdminAuthorityMustBeInTheOpsCausalPast) {
   OpId g = genesis_;
   OpId a = enroll(root_, admin_a_, Role::admin);
-  // admin_a's Enroll that does not have its own admin Enroll as an ancestor.
-  enroll(admin_a_, alice_, Role::member, std::vector<OpId>{g});
+  // admin_a's Enroll that does not have its own admin Enroll as an ancestor
+  // is not even admitted.
+  inadmissible(enroll_op(admin_a_, alice_, Role::member, {g}));
   EXPECT_FALSE(active(alice_));
   enroll(admin_a_, bob_, Role::member, std::vector<OpId>{a});
   EXPECT_TRUE(active(bob_));
+  // One on top of an admin Enroll of admin_a that is invalid (by a revoked
+  // admin) is admitted, and invalid: authority is a valid Enroll.
+  OpId c = enroll(root_, admin_c_, Role::admin, std::vector<OpId>{g});
+  OpId rc = revoke(root_, admin_c_, std::vector<OpId>{c});
+  OpId bogus = enroll(admin_c_, admin_a_, Role::admin, std::vector<OpId>{rc});
+  enroll(admin_a_, carol_, Role::member, std::vector<OpId>{bogus});
+  EXPECT_FALSE(active(carol_));
   expect_order_independent();
 }
 
@@ -231,22 +246,40 @@ TEST_F(OrgFixture, RevocationIsPermanentReEnrollingHasNoEffect) {
   revoke(root_, alice_);
   enroll(root_, alice_);
   EXPECT_EQ(standing(alice_), Standing::revoked);
-  // Not even as an admin senior to the junior admin who revoked the key.
+  // Nor as an admin, by any admin junior to the revoker.
   enroll(root_, admin_a_, Role::admin);
   enroll(admin_a_, admin_b_, Role::admin);
-  enroll(admin_b_, bob_);
-  revoke(admin_b_, bob_);
-  enroll(root_, bob_, Role::admin);
+  enroll(admin_a_, bob_);
+  revoke(admin_a_, bob_);
+  enroll(admin_b_, bob_, Role::admin);
   EXPECT_EQ(standing(bob_), Standing::revoked);
   enroll(bob_, carol_);  // and it cannot act as one
   EXPECT_FALSE(active(carol_));
   expect_order_independent();
 }
 
+// The other side of deciding in seniority order (docs/crdt.md "Promotions
+// after a Revoke"): a promotion ranking a key above the admin who revoked it
+// is decided before that admin, so it stands, and the Revoke then names an
+// admin senior to its author (rule 4). `fortmesh enroll` refuses to sign one.
+TEST_F(OrgFixture, APromotionAboveTheRevokerOverrulesAJuniorsRevoke) {
+  enroll(root_, admin_a_, Role::admin);
+  enroll(admin_a_, admin_b_, Role::admin);  // rank 2
+  enroll(admin_b_, bob_);
+  OpId r = revoke(admin_b_, bob_);
+  EXPECT_EQ(standing(bob_), Standing::revoked);
+  enroll(root_, bob_, Role::admin);  // rank 1
+  EXPECT_EQ(standing(bob_), Standing::active);
+  EXPECT_FALSE(replica_.is_valid(r));
+  enroll(bob_, carol_);
+  EXPECT_TRUE(active(carol_));
+  expect_order_independent();
+}
+
 TEST_F(OrgFixture, AnyMemberMayRevokeItselfButNotOthers) {
   enroll(root_, alice_);
   enroll(root_, bob_);
-  revoke(alice_, bob_);
+  inadmissible(revoke_op(alice_, bob_, replica_.heads()));
   EXPECT_TRUE(active(bob_));
   revoke(alice_, alice_);
   EXPECT_EQ(standing(alice_), Standing::revoked);
@@ -492,6 +525,376 @@ TEST_F(OrgFixture, LoadVerifiedRebuildsTheSameStateAndRefusesADamagedStore) {
   Replica damaged;
   EXPECT_FALSE(damaged.load_verified(missing_parent).is_ok());
   EXPECT_FALSE(damaged.has_org());
+}
+
+// ---- The adversarial review (issue 14), on OrgBuilder ---------------------
+
+using test::OrgBuilder;
+
+size_t rejected(const Replica& r, Reject why) { return r.reject_counts()[static_cast<size_t>(why)]; }
+
+// Every replica that gets `ops` in any order (and a reload) shows the state
+// of `org`'s reference replica.
+void expect_same_state_in_any_order(const OrgBuilder& org, unsigned seed = 1) {
+  const auto want = org.replica().members(kNow + 50);
+  const auto want_digest = org.replica().digest(kNow);
+  auto same = [&](const Replica& r, const std::string& how) {
+    EXPECT_EQ(r.heads(), org.replica().heads()) << how;
+    EXPECT_EQ(r.digest(kNow), want_digest) << how;
+    auto got = r.members(kNow + 50);
+    ASSERT_EQ(got.size(), want.size()) << how;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].key, want[i].key) << how;
+      EXPECT_EQ(got[i].role, want[i].role) << how;
+      EXPECT_EQ(got[i].standing, want[i].standing) << how;
+      EXPECT_EQ(got[i].expires_at, want[i].expires_at) << how;
+    }
+  };
+  same(org.reloaded(), "load_verified");
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 4; ++round) {
+    auto shuffled = org.ops();
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    Replica r(org.org());
+    for (const auto& op : shuffled) r.ingest(bytes_of(op));
+    EXPECT_EQ(r.pending_count(), 0u);
+    same(r, "delivery order " + std::to_string(round));
+  }
+}
+
+// What gossip needs to push wide only valid Revokes (docs/gossip.md).
+TEST(IsValid, ReportsAStoredOpsValidityAsItStandsNow) {
+  OrgBuilder org;
+  const auto admin = test_key(10), alice = test_key(20), bob = test_key(21);
+  const OpId ea = org.admin(org.root(), admin);
+  const OpId enroll_alice = org.enroll(admin, alice);
+  EXPECT_TRUE(org.replica().is_valid(ea));
+  EXPECT_TRUE(org.replica().is_valid(enroll_alice));
+  EXPECT_TRUE(org.replica().is_valid(org.org()));
+  // Revoked, the admin's concurrent op loses its validity when the Revoke lands.
+  const auto concurrent = org.enroll_op(admin, bob.public_key, Role::member, 0, std::vector<OpId>{enroll_alice});
+  const auto revoke = org.revoke_op(org.root(), admin.public_key, std::vector<OpId>{enroll_alice});
+  const OpId eb = org.apply(concurrent);
+  EXPECT_TRUE(org.replica().is_valid(eb));
+  const OpId r = org.apply(revoke);
+  EXPECT_TRUE(org.replica().is_valid(r));
+  EXPECT_FALSE(org.replica().is_valid(eb));
+  EXPECT_TRUE(org.replica().is_valid(enroll_alice));  // the Revoke saw it
+  // Stored but invalid: the revoked admin's later Revoke.
+  const OpId late = org.revoke(admin, alice);
+  EXPECT_TRUE(org.replica().contains(late));
+  EXPECT_FALSE(org.replica().is_valid(late));
+  // Not stored.
+  OpId unknown{};
+  unknown[0] = 1;
+  EXPECT_FALSE(org.replica().is_valid(unknown));
+  EXPECT_TRUE(org.reloaded().is_valid(r));
+  EXPECT_FALSE(org.reloaded().is_valid(eb));
+}
+
+TEST(Admission, AnOpWhoseAuthorHasNoStandingInItsPastIsRejectedAndNeverStored) {
+  OrgBuilder org;
+  const auto admin = test_key(10), member = test_key(20), stranger = test_key(99), other = test_key(21);
+  const OpId g = org.org();
+  const OpId ea = org.admin(org.root(), admin);
+  org.enroll(admin, member);
+  const auto heads = org.replica().heads();
+  const size_t ops = org.replica().op_count();
+  struct Case {
+    const char* what;
+    std::string op;
+  };
+  const Case refused[] = {
+      {"a stranger's Enroll of itself as admin", org.enroll_op(stranger, stranger.public_key, Role::admin)},
+      {"a stranger's Revoke of the root", org.revoke_op(stranger, org.root().public_key)},
+      {"a stranger's self-Revoke", org.revoke_op(stranger, stranger.public_key)},
+      {"a member's Enroll", org.enroll_op(member, other.public_key)},
+      {"a member's Revoke of another key", org.revoke_op(member, other.public_key)},
+      {"an admin's Enroll beside its own admin Enroll", org.enroll_op(admin, other.public_key, Role::member, 0, std::vector<OpId>{g})},
+      {"a member's self-Revoke beside its Enroll", org.revoke_op(member, member.public_key, std::vector<OpId>{ea})},
+  };
+  for (const auto& c : refused) {
+    auto res = org.add(c.op);
+    EXPECT_EQ(res.outcome, Ingest::rejected) << c.what;
+    EXPECT_EQ(res.reject, Reject::inadmissible) << c.what;
+  }
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), std::size(refused));
+  EXPECT_EQ(org.replica().op_count(), ops);
+  EXPECT_EQ(org.replica().heads(), heads);
+  // Standing is structural: a revoked admin's op and a member's self-Revoke on
+  // top of its Enroll are admitted (and decided invalid or valid later).
+  org.revoke(org.root(), admin);
+  org.enroll(admin, other);
+  EXPECT_FALSE(org.replica().is_active_member(other.public_key, kNow));
+  org.revoke(member, member);
+  EXPECT_EQ(org.replica().member(member.public_key, kNow)->standing, Standing::revoked);
+  expect_same_state_in_any_order(org);
+}
+
+TEST(Admission, RunsBeforeTheSignatureCheck) {
+  OrgBuilder org;
+  auto op = org.enroll_op(test_key(99), test_key(99).public_key, Role::admin);
+  op[op.size() - 3] ^= 1;  // a signature byte
+  EXPECT_EQ(org.add(op).reject, Reject::inadmissible);
+  EXPECT_EQ(rejected(org.replica(), Reject::bad_signature), 0u);
+}
+
+TEST(Admission, AnInadmissibleOpIsNeverAParentItsWaitingChildrenAreDropped) {
+  OrgBuilder org;
+  const auto stranger = test_key(99);
+  const auto bad = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  const OpId bad_id = OrgBuilder::id_of(bad);
+  // The root's op on top of it: admissible by itself, but its parent never will be.
+  const auto child = org.enroll_op(org.root(), test_key(20).public_key, Role::member, 0,
+                                   std::vector<OpId>{org.org(), bad_id});
+  const auto grandchild = org.enroll_op(org.root(), test_key(21).public_key, Role::member, 0,
+                                        std::vector<OpId>{OrgBuilder::id_of(child)});
+  EXPECT_EQ(org.add(grandchild).outcome, Ingest::pending);
+  EXPECT_EQ(org.add(child).outcome, Ingest::pending);
+  EXPECT_EQ(org.replica().pending_count(), 2u);
+  auto res = org.add(bad);
+  EXPECT_EQ(res.outcome, Ingest::rejected);
+  EXPECT_EQ(res.reject, Reject::inadmissible);
+  EXPECT_TRUE(res.applied.empty());
+  EXPECT_EQ(org.replica().pending_count(), 0u);
+  EXPECT_TRUE(org.replica().missing_parents().empty());
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), 3u);
+  EXPECT_EQ(org.replica().op_count(), 1u);
+  // Sent again after it: refused at once, not kept waiting for a parent that
+  // will never be stored.
+  EXPECT_EQ(org.add(child).reject, Reject::inadmissible);
+  EXPECT_EQ(org.replica().pending_count(), 0u);
+}
+
+TEST(Admission, LoadVerifiedAndTryApplyAdmitTheSameOps) {
+  OrgBuilder org;
+  const auto admin = test_key(10), stranger = test_key(99);
+  org.admin(org.root(), admin);
+  org.enroll(admin, test_key(20));
+  // A store written before admission existed may hold a stranger's op and
+  // ops on top of it.
+  auto stored = org.ops();
+  const auto bad = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  const auto on_bad = org.enroll_op(org.root(), test_key(21).public_key, Role::member, 0,
+                                    std::vector<OpId>{OrgBuilder::id_of(bad)});
+  stored.push_back(bad);
+  stored.push_back(on_bad);
+  Replica reloaded;
+  ASSERT_TRUE(reloaded.load_verified(stored).is_ok());
+  EXPECT_EQ(reloaded.op_count(), org.replica().op_count());
+  EXPECT_EQ(reloaded.heads(), org.replica().heads());
+  EXPECT_EQ(reloaded.digest(kNow), org.replica().digest(kNow));
+  EXPECT_EQ(rejected(reloaded, Reject::inadmissible), 2u);
+  // A trial refuses it too, and changes nothing.
+  const auto digest = org.replica().digest(kNow);
+  const auto good = org.enroll_op(admin, test_key(22).public_key);
+  std::vector<std::string> batch{good, bad};
+  auto trial = org.replica().try_apply(batch);
+  ASSERT_FALSE(trial.is_ok());
+  EXPECT_NE(trial.message().find("inadmissible"), std::string::npos) << trial.message();
+  EXPECT_EQ(org.replica().digest(kNow), digest);
+  EXPECT_FALSE(org.replica().contains(OrgBuilder::id_of(good)));
+  {
+    std::vector<std::string> one{good};
+    auto ok = org.replica().try_apply(one);
+    ASSERT_TRUE(ok.is_ok());
+    EXPECT_TRUE(org.replica().is_active_member(test_key(22).public_key, kNow));
+  }  // undone
+  EXPECT_FALSE(org.replica().contains(OrgBuilder::id_of(good)));
+}
+
+TEST(Admission, AFloodOfStrangersOpsLeavesNoHeadsAndNoState) {
+  OrgBuilder org;
+  org.admin(org.root(), test_key(10));
+  for (int i = 0; i < 20; ++i) org.enroll(test_key(10), test_key(static_cast<uint8_t>(30 + i)));
+  const auto heads = org.replica().heads();
+  const auto reevaluations = org.replica().reevaluations();
+  const auto ids = org.replica().all_ops();
+  std::mt19937 rng(7);
+  for (uint32_t i = 0; i < 2000; ++i) {
+    const auto k = test::test_key(static_cast<uint8_t>(100 + i % 150));
+    const std::vector<OpId> parents{ids[rng() % ids.size()]};
+    org.add(i % 2 ? org.enroll_op(k, k.public_key, Role::admin, 0, parents)
+                  : org.revoke_op(k, org.root().public_key, parents));
+  }
+  EXPECT_EQ(org.replica().heads(), heads);
+  EXPECT_EQ(org.replica().op_count(), ids.size());
+  EXPECT_EQ(org.replica().reevaluations(), reevaluations);
+  EXPECT_EQ(rejected(org.replica(), Reject::inadmissible), 2000u);
+}
+
+TEST(Reevaluation, InvalidOpsNeverCauseOne) {
+  OrgBuilder org;
+  const auto admin = test_key(10), revoked = test_key(11);
+  org.admin(org.root(), admin);
+  org.admin(org.root(), revoked);
+  for (int i = 0; i < 10; ++i) org.enroll(admin, test_key(static_cast<uint8_t>(30 + i)));
+  org.revoke(org.root(), revoked);
+  const uint64_t base = org.replica().reevaluations();
+  // Never-enrolled keys: [Revoke(root), Enroll(itself as admin)].
+  for (uint8_t i = 0; i < 50; ++i) {
+    const auto k = test_key(static_cast<uint8_t>(100 + i));
+    const auto r = org.revoke_op(k, org.root().public_key);
+    org.add(r);
+    org.add(org.enroll_op(k, k.public_key, Role::admin, 0, std::vector<OpId>{OrgBuilder::id_of(r)}));
+  }
+  EXPECT_EQ(org.replica().reevaluations(), base);
+  // Admitted but invalid: a revoked admin enrolls admins, they revoke and
+  // enroll, and revoke the admin and the root.
+  for (uint8_t i = 0; i < 20; ++i) {
+    const auto k = test_key(static_cast<uint8_t>(160 + i));
+    const OpId e = org.admin(revoked, k);
+    org.revoke(k, admin, std::vector<OpId>{e});
+    org.revoke(k, org.root(), std::vector<OpId>{e});
+    org.admin(k, test_key(static_cast<uint8_t>(200 + i)), 0, std::vector<OpId>{e});
+    org.admin(revoked, test_key(static_cast<uint8_t>(200 + i)));
+  }
+  EXPECT_EQ(org.replica().reevaluations(), base);
+  EXPECT_TRUE(org.replica().is_active_member(admin.public_key, kNow));
+  expect_same_state_in_any_order(org);
+}
+
+TEST(InvalidOpsAreInert, AnInvalidRevokeBlocksNoPromotion) {
+  // The review's case: a stranger's self-Enroll as admin and its Revoke of T.
+  OrgBuilder org;
+  const auto stranger = test_key(99), t = test_key(10), alice = test_key(20), bob = test_key(21);
+  const auto self_enroll = org.enroll_op(stranger, stranger.public_key, Role::admin);
+  org.add(self_enroll);
+  org.add(org.revoke_op(stranger, t.public_key, std::vector<OpId>{OrgBuilder::id_of(self_enroll)}));
+  org.admin(org.root(), t);
+  org.enroll(t, alice);
+  EXPECT_TRUE(org.replica().is_active_member(alice.public_key, kNow)) << "t is an admin whose ops are all invalid";
+  // The same through admitted ops: a revoked admin's (invalid) admin Enroll
+  // of k, and k's (invalid) Revoke of t2 before t2's promotion.
+  const auto revoked = test_key(11), k = test_key(12), t2 = test_key(13);
+  org.admin(org.root(), revoked);
+  org.revoke(org.root(), revoked);
+  const OpId ek = org.admin(revoked, k);
+  org.revoke(k, t2, std::vector<OpId>{ek});
+  org.enroll(org.root(), t2);
+  org.admin(org.root(), t2);
+  org.enroll(t2, bob);
+  EXPECT_TRUE(org.replica().is_active_member(bob.public_key, kNow));
+  EXPECT_EQ(org.replica().member(t2.public_key, kNow)->standing, Standing::active);
+  expect_same_state_in_any_order(org);
+}
+
+// A promotion that saw a valid Revoke of its subject by a key senior to the
+// rank it offers grants no rank: re-enrolling a revoked key does not change
+// what its earlier ops may do. The same with an invalid Revoke: it blocks
+// nothing.
+TEST(InvalidOpsAreInert, OnlyAValidRevokeBlocksAPromotion) {
+  for (const bool valid_revoke : {true, false}) {
+    SCOPED_TRACE(valid_revoke ? "a valid Revoke" : "an invalid Revoke");
+    OrgBuilder org;
+    const auto bob = test_key(20), z = test_key(21), gone = test_key(13);
+    // Rank 1 admins, seniority by Enroll id: z before bob.
+    const OpId ez = org.admin(org.root(), z);
+    std::string e1 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    while (!(ez < OrgBuilder::id_of(e1))) e1 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    org.apply(e1);
+    const OpId bob_revokes_z = org.revoke(bob, z);  // refused: z is senior (rule 4)
+    EXPECT_FALSE(org.replica().is_valid(bob_revokes_z));
+    if (valid_revoke) {
+      org.revoke(org.root(), bob);
+    } else {
+      org.admin(org.root(), gone);
+      org.revoke(org.root(), gone);
+      org.revoke(gone, bob);  // after its own revocation: invalid
+    }
+    // The root enrolls bob again, with an id that would rank it before z.
+    std::string e2 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    while (!(OrgBuilder::id_of(e2) < ez)) e2 = org.enroll_op(org.root(), bob.public_key, Role::admin);
+    org.apply(e2);
+    EXPECT_EQ(org.replica().is_valid(bob_revokes_z), !valid_revoke);
+    EXPECT_EQ(org.replica().member(z.public_key, kNow)->standing, valid_revoke ? Standing::active : Standing::revoked);
+    EXPECT_EQ(org.replica().member(bob.public_key, kNow)->standing, valid_revoke ? Standing::revoked : Standing::active);
+    expect_same_state_in_any_order(org);
+  }
+}
+
+TEST(PendingFairness, AFullBufferEvictsFromTheSourceHoldingTheMost) {
+  // Four sources fill the buffer; an honest Revoke from a fifth still waits
+  // for its parent and applies when it comes.
+  OrgBuilder org;
+  const auto alice = test_key(20);
+  const OpId ea = OrgBuilder::id_of(org.enroll_op(org.root(), alice.public_key));
+  const auto enroll_alice = org.enroll_op(org.root(), alice.public_key, Role::member, 0, std::vector<OpId>{org.org()});
+  const OpId ea_id = OrgBuilder::id_of(enroll_alice);
+  (void)ea;
+  Replica r(org.org(), ReplicaLimits{.max_pending_ops = 8, .max_pending_bytes = 1 << 20, .max_pending_per_source = 2});
+  ASSERT_EQ(r.ingest(bytes_of(org.ops().front())).outcome, Ingest::applied);
+  for (uint32_t source = 1; source <= 4; ++source) {
+    for (int i = 0; i < 2; ++i) {
+      OpId unknown{};
+      unknown[0] = static_cast<uint8_t>(source);
+      unknown[1] = static_cast<uint8_t>(i);
+      auto orphan = org.enroll_op(org.root(), test_key(static_cast<uint8_t>(40 + 2 * source + i)).public_key,
+                                  Role::member, 0, std::vector<OpId>{unknown});
+      ASSERT_EQ(r.ingest(bytes_of(orphan), source).outcome, Ingest::pending);
+    }
+  }
+  EXPECT_EQ(r.pending_count(), 8u);
+  const auto revoke_alice = org.revoke_op(org.root(), alice.public_key, std::vector<OpId>{ea_id});
+  auto res = r.ingest(bytes_of(revoke_alice), 5);
+  EXPECT_EQ(res.outcome, Ingest::pending) << to_string(res.reject);
+  EXPECT_EQ(r.pending_count(), 8u);
+  // The fifth source now holds its fair share (8 / 5): a second op from it is
+  // refused rather than taken from a source within its share.
+  OpId unknown{};
+  unknown[0] = 0xee;
+  auto more = org.enroll_op(org.root(), test_key(90).public_key, Role::member, 0, std::vector<OpId>{unknown});
+  EXPECT_EQ(r.ingest(bytes_of(more), 5).reject, Reject::pending_full);
+  EXPECT_EQ(r.pending_count(), 8u);
+  // The parent arrives: alice is enrolled and revoked.
+  auto applied = r.ingest(bytes_of(enroll_alice), 6);
+  EXPECT_EQ(applied.applied.size(), 2u);
+  EXPECT_EQ(r.member(alice.public_key, kNow)->standing, Standing::revoked);
+}
+
+TEST(TermsNest, AnEnrollGrantsNoLongerThanItsAuthorsTerm) {
+  OrgBuilder org;
+  const auto a = test_key(10), b = test_key(11), m = test_key(20), m2 = test_key(21), lone = test_key(22);
+  auto term = [&](const netauth::KeyPair& k) { return org.replica().member(k.public_key, kNow)->expires_at; };
+  org.admin(org.root(), a, kNow + 100);
+  org.enroll(a, m);               // no expiry of its own: a's term
+  org.enroll(a, m2, Role::member, kNow + 50);
+  EXPECT_EQ(term(m), kNow + 100);
+  EXPECT_EQ(term(m2), kNow + 50);
+  EXPECT_TRUE(org.replica().is_active_member(m.public_key, kNow + 99));
+  EXPECT_FALSE(org.replica().is_active_member(m.public_key, kNow + 100));
+  EXPECT_EQ(org.replica().member(m.public_key, kNow + 100)->standing, Standing::expired);
+  // An admin cannot renew itself: an Enroll naming its own author is invalid.
+  org.admin(a, a, kNow + 10'000);
+  EXPECT_EQ(term(a), kNow + 100);
+  // Renewing the admin renews what it granted.
+  org.admin(org.root(), a, kNow + 300);
+  EXPECT_EQ(term(a), kNow + 300);
+  EXPECT_EQ(term(m), kNow + 300);
+  // Admins enrolling each other: the widest path from the root.
+  org.admin(org.root(), b, kNow + 200);
+  org.admin(a, b);  // b: max(200, min(300, never)) = 300
+  EXPECT_EQ(term(b), kNow + 300);
+  org.admin(b, a);  // a: max(300, min(300, never)) = 300
+  EXPECT_EQ(term(a), kNow + 300);
+  org.enroll(b, lone);
+  EXPECT_EQ(term(lone), kNow + 300);
+  // The root's term never ends.
+  org.enroll(org.root(), m2);
+  EXPECT_EQ(term(m2), 0u);
+  EXPECT_EQ(term(org.root()), 0u);
+  expect_same_state_in_any_order(org);
+}
+
+TEST(TermsNest, ExpiryDoesNotTakeAnAdminsAuthorityToRevoke) {
+  OrgBuilder org;
+  const auto a = test_key(10), m = test_key(20);
+  org.admin(org.root(), a, kNow + 100);
+  org.enroll(org.root(), m);
+  org.revoke(a, m);  // validity reads no clock: a's term is a value
+  EXPECT_EQ(org.replica().member(m.public_key, kNow + 1000)->standing, Standing::revoked);
+  EXPECT_EQ(org.replica().member(a.public_key, kNow + 1000)->standing, Standing::expired);
+  expect_same_state_in_any_order(org);
 }
 
 }  // namespace
