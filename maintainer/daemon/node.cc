@@ -95,7 +95,7 @@ Result<AdminOutcome> Node::submit(const EnrollCommand& c, crdt::Millis now) {
                          "that key was revoked; revocation is permanent: the node must generate a new key");
   }
   crdt::EnrollSpec spec{c.subject, c.name, c.role, c.endpoints, c.expires_at};
-  const std::string op = crdt::make_enroll(key_, replica_.org().id, replica_.heads(), spec, t);
+  const std::string op = crdt::make_enroll(key_, replica_.org().id, crdt::choose_parents(replica_, key_.public_key), spec, t);
   auto done = commit_admin_op(op, c.subject, [&](const crdt::Replica& r) {
     return r.is_active_member(c.subject, t)
                ? Status::ok()
@@ -133,7 +133,7 @@ Result<AdminOutcome> Node::submit(const RevokeCommand& c, crdt::Millis now) {
   if (m.key != key_.public_key) {
     if (Status st = require_admin(t); !st) return st;
   }
-  const std::string op = crdt::make_revoke(key_, replica_.org().id, replica_.heads(), m.key, c.reason, t);
+  const std::string op = crdt::make_revoke(key_, replica_.org().id, crdt::choose_parents(replica_, key_.public_key), m.key, c.reason, t);
   return commit_admin_op(op, m.key, [&](const crdt::Replica& r) {
     auto after = r.member(m.key, t);
     return after && after->standing == crdt::Standing::revoked

@@ -210,6 +210,30 @@ TEST_F(NodeTest, DriftIsRepairedAtTheNextRepairTick) {
   EXPECT_FALSE(device_.has_peer(alice_.public_key));
 }
 
+// Many heads (concurrent ops, or a member's spam that the replica still
+// holds) must never make an admin op oversized: it names at most 16 parents.
+TEST_F(NodeTest, AdminCommandsWorkWithMoreThan16Heads) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  const crdt::OpId genesis = node->replica().org().id;
+  fortmesh::wire::Gossip g;
+  for (uint32_t i = 0; i < 20; ++i) {  // 20 Enrolls by the root, each on the Genesis alone
+    const auto k = test::test_key(static_cast<uint8_t>(100 + i));
+    g.mutable_ops()->add_ops(crdt::make_enroll(root_, genesis, std::vector<crdt::OpId>{genesis},
+                                               crdt::EnrollSpec{k.public_key, "h" + std::to_string(i), crdt::Role::member, {}, 0},
+                                               kT0s + i));
+    if (g.ops().ops_size() == 4) {
+      const std::string d = g.SerializeAsString();
+      node->on_datagram(alice_.public_key, bytes_of(d), kT0 + 1);
+      g.Clear();
+    }
+  }
+  ASSERT_GT(node->replica().heads().size(), 16u);
+  auto r = node->submit(RevokeCommand{"bob", ""}, kT0 + 2);
+  ASSERT_TRUE(r.is_ok()) << r.message();
+  EXPECT_FALSE(device_.has_peer(bob_.public_key));
+}
+
 TEST_F(NodeTest, EnrollAddsThePeerAndReturnsABundle) {
   auto node = open();
   ASSERT_TRUE(node);
