@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+at() { echo "$(( $(date +%s) - start ))s"; }
 step=setup
 trap 'echo "fuzz_ci: FAILED during $step"' ERR
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
@@ -48,7 +49,7 @@ failed=()
 
 # ---- (a) libFuzzer, coverage-guided -----------------------------------------
 step="build-fuzz"
-echo "== fuzz: configure and build $fuzz_dir (clang, FORTMESH_LIBFUZZER=ON)"
+echo "== fuzz: configure and build $fuzz_dir (clang, FORTMESH_LIBFUZZER=ON) at $(at)"
 cmake -S . -B "$fuzz_dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFORTMESH_LIBFUZZER=ON >/dev/null
 cmake --build "$fuzz_dir" -j"$jobs" --target "${targets[@]}"
@@ -60,7 +61,7 @@ for t in "${targets[@]}"; do
   FORTMESH_FUZZ_WRITE_SEEDS=$seeds "$bin" >/dev/null
   dirs=("$corpus" "$seeds")
   [ -d "tests/fuzz/regressions/$t" ] && dirs+=("tests/fuzz/regressions/$t")
-  echo "== fuzz: $t for ${seconds}s from $(ls "$seeds" | wc -l) seeds"
+  echo "== fuzz: $t for ${seconds}s from $(ls "$seeds" | wc -l) seeds at $(at)"
   rc=0
   "$bin" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 -artifact_prefix="$work/$t/" \
     "${dirs[@]}" >"$work/$t/log" 2>&1 || rc=$?
@@ -84,11 +85,11 @@ printf '%s\n' "${fuzz_lines[@]}"
 
 # ---- (b) unit tests under ASan and UBSan ------------------------------------
 step="build-asan"
-echo "== sanitize: configure and build $asan_dir (clang, FORTMESH_SANITIZE=ON)"
+echo "== sanitize: configure and build $asan_dir (clang, FORTMESH_SANITIZE=ON) at $(at)"
 cmake -S . -B "$asan_dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFORTMESH_SANITIZE=ON >/dev/null
 cmake --build "$asan_dir" -j"$jobs" --target fm_test_programs
-echo "== sanitize: ctest (all but e2e_* and vm_*)"
+echo "== sanitize: ctest (all but e2e_* and vm_*) at $(at)"
 tests_rc=0
 ctest --test-dir "$asan_dir" --output-on-failure -j"$jobs" --timeout 900 -E '^(e2e_|vm_)' \
   | tee "$work/ctest.log" || tests_rc=$?
