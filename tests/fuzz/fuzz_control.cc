@@ -164,7 +164,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!parsed || req.has_watch()) continue;
     now += 1000;
     const Snapshot before = snapshot(node, store, now);
-    const wire::ControlReply reply = maintainer::handle_control(node, req, now, 0);
+    const wire::ControlReply reply = maintainer::handle_control(node, req, now);
     check_reply(node, store, req, reply, before, now);
   }
 
