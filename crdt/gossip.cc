@@ -65,6 +65,7 @@ const std::vector<PublicKey>& ReplicaPeers::peers(Millis now) {
     seen_ops_ = replica_->op_count();
     seen_reevaluations_ = replica_->reevaluations();
     refreshed_at_ = now;
+    ++refreshes_;
     peers_.clear();
     for (const auto& m : replica_->members(now / 1000)) {
       if (m.standing == Standing::active && m.key != self_) peers_.push_back(m.key);
@@ -206,6 +207,7 @@ std::string GossipEngine::summary(bool reply, uint32_t feed_round) const {
 
 const SyncSet& GossipEngine::ops_set() {
   if (ops_set_count_ != replica_->op_count()) {
+    stats_.examined += replica_->op_count();
     ops_set_ = SyncSet(replica_->sync_items());
     ops_set_count_ = replica_->op_count();
   }
@@ -268,6 +270,7 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
       if (!member) break;
       const auto& want = g.want();
       if (want.ids_size() > static_cast<int>(kMaxWantIds) || !take_items(p, want.ids_size())) break;
+      stats_.examined += want.ids_size();
       std::vector<OpId> ids;
       std::vector<std::string> records;
       for (const auto& s : want.ids()) {
@@ -297,6 +300,7 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
       ++stats_.range_rounds;
       const bool ops = in.set() == kSetOps;
       ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), in);
+      stats_.examined += res.examined;
       for (const auto& r : res.replies) send(from, wrap_ranges(r));
       if (!res.they_lack.empty() && ops) {
         // Key order is parents first: send the prefix the budget allows now;
@@ -464,6 +468,7 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
     if (s.feed_round() != 0) {
       // Being fed: what is still missing under the ops waiting here was lost.
       const auto missing = replica_->missing_parents();
+      stats_.examined += replica_->pending_count();
       wire::Gossip w;
       w.mutable_want()->set_set(kSetOps);
       for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
@@ -483,6 +488,7 @@ void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_he
   // its heads moved (the rest is still arriving), else from its heads again
   // (the batch's front was lost).
   const auto lacking = replica_->ops_not_below(their_heads);
+  stats_.examined += replica_->op_count();  // ops_not_below looks at every op
   const auto from_hash = heads_hash(their_heads);
   size_t start = 0;
   if (now < p.fed_until) {

@@ -75,6 +75,8 @@ class ReplicaPeers final : public PeerDirectory {
  public:
   ReplicaPeers(const Replica* replica, PublicKey self) : replica_(replica), self_(self) {}
   const std::vector<PublicKey>& peers(Millis now) override;
+  // How many times the list was built from the replica's members (for tests).
+  uint64_t refreshes() const { return refreshes_; }
 
  private:
   const Replica* replica_;
@@ -83,6 +85,7 @@ class ReplicaPeers final : public PeerDirectory {
   size_t seen_ops_ = SIZE_MAX;
   uint64_t seen_reevaluations_ = 0;
   Millis refreshed_at_ = 0;
+  uint64_t refreshes_ = 0;
 };
 
 struct GossipStats {
@@ -91,6 +94,9 @@ struct GossipStats {
   uint64_t throttled = 0;   // datagrams or items refused by a per-peer bound
   uint64_t ops_applied = 0, records_applied = 0;
   uint64_t summaries = 0, range_rounds = 0;
+  // Work done for peers' requests: ops and set items looked at (scanned,
+  // compared, listed) to answer Summaries, Wants and RangeSyncs.
+  uint64_t examined = 0;
 };
 
 class GossipEngine {

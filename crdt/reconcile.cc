@@ -196,6 +196,7 @@ ReconcileResult Reconciler::respond(const SyncSet& mine, const wire::RangeSync& 
     size_t end = std::max(begin, position(upper));
     wire::Range out;
     set_upper(&out, upper);
+    ++res.examined;
     switch (range.mode_case()) {
       case wire::Range::kFingerprint: {
         if (fingerprint(mine.sums_, begin, end) == range.fingerprint()) {
@@ -205,11 +206,13 @@ ReconcileResult Reconciler::respond(const SyncSet& mine, const wire::RangeSync& 
           for (size_t i = begin; i < end; ++i) {
             out.mutable_ids()->add_ids(items[i].id.data(), items[i].id.size());
           }
+          res.examined += end - begin;
           if (end == begin) out.mutable_ids();  // an explicit empty list
           writer.add(lower, upper, out);
         } else {
           // Split into kSplit sub-ranges with fingerprints.
           const size_t n = end - begin;
+          res.examined += kSplit;
           Bound sub_lower = lower;
           for (size_t k = 1; k <= kSplit; ++k) {
             size_t sub_end = begin + n * k / kSplit;
@@ -233,6 +236,8 @@ ReconcileResult Reconciler::respond(const SyncSet& mine, const wire::RangeSync& 
           theirs.push_back(v);
         }
         std::sort(theirs.begin(), theirs.end());
+        // Each of ours is looked up among theirs, each of theirs among ours.
+        res.examined += (end - begin) + theirs.size() * (end - begin);
         for (size_t i = begin; i < end; ++i) {
           if (!std::binary_search(theirs.begin(), theirs.end(), items[i].id)) {
             res.they_lack.push_back(items[i].id);

@@ -47,6 +47,7 @@ struct ReconcileResult {
   std::vector<std::string> replies;  // serialized RangeSync messages, each <= max_bytes
   std::vector<ItemId> they_lack;     // ours, missing at the peer: send them, by key order
   std::vector<ItemId> we_lack;       // theirs, missing here: ask for them
+  size_t examined = 0;               // items looked at (compared, listed, summed)
 };
 
 class Reconciler {
