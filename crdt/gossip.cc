@@ -254,10 +254,20 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
 }
 
 void GossipEngine::on_records(const PublicKey& from, const wire::Records& m, Millis now) {
+  if (!replica_->has_org()) {
+    stats_.junk += static_cast<uint64_t>(m.records_size());
+    return;
+  }
   std::vector<std::string> kept;
   for (const auto& r : m.records()) {
     EndpointRecord rec;
-    if (!replica_->has_org() || !parse_endpoint_record(bytes_of(r), replica_->org().id, &rec)) {
+    if (!decode_endpoint_record(bytes_of(r), replica_->org().id, &rec)) {
+      ++stats_.junk;
+      continue;
+    }
+    // A record held already or older than the one held needs no signature check.
+    if (!book_.would_keep(rec)) continue;
+    if (!replica_->is_active_member(rec.key, now / 1000) || !verify_endpoint_record(rec)) {
       ++stats_.junk;
       continue;
     }
