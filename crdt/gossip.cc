@@ -310,6 +310,10 @@ void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSy
   const bool ops = m.set() == kSetOps;
   ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), m);
   stats_.examined += res.examined;
+  if (res.malformed) {
+    ++stats_.junk;
+    return;
+  }
   for (const auto& r : res.replies) send(from, wrap_ranges(r));
   if (!res.they_lack.empty() && ops) {
     // Key order is parents first: send the prefix the budget allows now;
