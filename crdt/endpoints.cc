@@ -30,7 +30,7 @@ std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_i
   return rec.SerializeAsString();
 }
 
-bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out) {
+bool decode_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out) {
   if (bytes.size() > kMaxRecordBytes) return false;
   wire::EndpointRecord rec;
   if (!rec.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return false;
@@ -48,13 +48,6 @@ bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, E
   }
   EndpointRecord r;
   std::memcpy(r.key.data(), body.key().data(), 32);
-  netauth::Signature sig;
-  std::memcpy(sig.data(), rec.signature().data(), 64);
-  if (!netauth::verify(kEndpointSignDomain,
-                       {reinterpret_cast<const uint8_t*>(rec.body().data()), rec.body().size()}, sig,
-                       r.key)) {
-    return false;
-  }
   r.time_ms = body.time();
   r.endpoints.assign(body.endpoints().begin(), body.endpoints().end());
   r.listen_port = body.listen_port();
@@ -64,17 +57,38 @@ bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, E
   return true;
 }
 
+bool verify_endpoint_record(const EndpointRecord& record) {
+  wire::EndpointRecord rec;
+  if (!rec.ParseFromString(record.wire) || rec.signature().size() != 64) return false;
+  netauth::Signature sig;
+  std::memcpy(sig.data(), rec.signature().data(), 64);
+  return netauth::verify(kEndpointSignDomain,
+                         {reinterpret_cast<const uint8_t*>(rec.body().data()), rec.body().size()}, sig, record.key);
+}
+
+bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out) {
+  EndpointRecord r;
+  if (!decode_endpoint_record(bytes, org_id, &r) || !verify_endpoint_record(r)) return false;
+  *out = std::move(r);
+  return true;
+}
+
 void EndpointBook::toggle(const ItemId& id) {
   for (size_t i = 0; i < hash_.size(); ++i) hash_[i] ^= id[i];
 }
 
+bool EndpointBook::would_keep(const EndpointRecord& record) const {
+  auto it = by_key_.find(record.key);
+  if (it == by_key_.end()) return true;
+  const auto& cur = it->second;
+  return record.time_ms > cur.time_ms || (record.time_ms == cur.time_ms && cur.id < record.id);
+}
+
 bool EndpointBook::offer(EndpointRecord record) {
+  if (!would_keep(record)) return false;
   auto it = by_key_.find(record.key);
   if (it != by_key_.end()) {
     const auto& cur = it->second;
-    if (record.time_ms < cur.time_ms || (record.time_ms == cur.time_ms && !(cur.id < record.id))) {
-      return false;
-    }
     toggle(cur.id);
     key_by_id_.erase(id_key(cur.id));
   }

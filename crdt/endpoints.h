@@ -33,6 +33,11 @@ std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_i
 // Parses and verifies; false for anything malformed, oversized, wrongly signed
 // or of another org.
 bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out);
+// The two halves of parse_endpoint_record, so that a record that would not be
+// kept costs no signature check: every check but the signature's, then the
+// signature's alone (of a decoded record).
+bool decode_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out);
+bool verify_endpoint_record(const EndpointRecord& record);
 
 class EndpointBook {
  public:
@@ -40,6 +45,8 @@ class EndpointBook {
   // larger id). The caller has checked the key is a current member. Returns
   // true when it was kept.
   bool offer(EndpointRecord record);
+  // Whether offer() would keep it, without keeping it.
+  bool would_keep(const EndpointRecord& record) const;
   // Drops the record of a key that stopped being a member.
   void erase(const PublicKey& key);
   const EndpointRecord* find(const PublicKey& key) const;

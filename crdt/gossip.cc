@@ -65,6 +65,7 @@ const std::vector<PublicKey>& ReplicaPeers::peers(Millis now) {
     seen_ops_ = replica_->op_count();
     seen_reevaluations_ = replica_->reevaluations();
     refreshed_at_ = now;
+    ++refreshes_;
     peers_.clear();
     for (const auto& m : replica_->members(now / 1000)) {
       if (m.standing == Standing::active && m.key != self_) peers_.push_back(m.key);
@@ -95,34 +96,26 @@ GossipEngine::Peer& GossipEngine::peer(const PublicKey& key, Millis now) {
     }
     Peer p;
     p.source = next_source_++;
-    p.byte_tokens = static_cast<double>(config_.peer_bytes_per_second);
-    p.item_tokens = static_cast<double>(config_.peer_items_per_second);
-    p.feed_tokens = static_cast<double>(config_.catch_up_batch_bytes);
-    p.refilled_at = now;
+    p.accepted = TokenBucket(static_cast<double>(config_.peer_bytes_per_second),
+                             static_cast<double>(config_.peer_bytes_per_second), now);
+    p.items = TokenBucket(static_cast<double>(config_.peer_items_per_second),
+                          static_cast<double>(config_.peer_items_per_second), now);
+    p.feed = TokenBucket(static_cast<double>(config_.peer_bytes_per_second) / 2,
+                         static_cast<double>(config_.catch_up_batch_bytes), now);
     it = peer_state_.emplace(key, p).first;
   }
   Peer& p = it->second;
-  if (now > p.refilled_at) {
-    double secs = static_cast<double>(now - p.refilled_at) / 1000.0;
-    p.byte_tokens = std::min<double>(config_.peer_bytes_per_second,
-                                     p.byte_tokens + secs * static_cast<double>(config_.peer_bytes_per_second));
-    p.item_tokens = std::min<double>(config_.peer_items_per_second,
-                                     p.item_tokens + secs * static_cast<double>(config_.peer_items_per_second));
-    p.feed_tokens = std::min<double>(config_.catch_up_batch_bytes,
-                                     p.feed_tokens + secs * static_cast<double>(config_.peer_bytes_per_second) / 2);
-    p.refilled_at = now;
-  }
+  p.accepted.refill(now);
+  p.items.refill(now);
+  p.feed.refill(now);
   p.last_seen = now;
   return p;
 }
 
 bool GossipEngine::take_items(Peer& p, size_t n) {
-  if (p.item_tokens < static_cast<double>(n)) {
-    ++stats_.throttled;
-    return false;
-  }
-  p.item_tokens -= static_cast<double>(n);
-  return true;
+  if (p.items.take(static_cast<double>(n))) return true;
+  ++stats_.throttled;
+  return false;
 }
 
 std::vector<PublicKey> GossipEngine::sample(size_t k, const PublicKey* exclude, Millis now) {
@@ -206,6 +199,7 @@ std::string GossipEngine::summary(bool reply, uint32_t feed_round) const {
 
 const SyncSet& GossipEngine::ops_set() {
   if (ops_set_count_ != replica_->op_count()) {
+    stats_.examined += replica_->op_count();
     ops_set_ = SyncSet(replica_->sync_items());
     ops_set_count_ = replica_->op_count();
   }
@@ -225,11 +219,10 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
   ++stats_.datagrams_in;
   stats_.bytes_in += bytes.size();
   Peer& p = peer(from, now);
-  if (p.byte_tokens < static_cast<double>(bytes.size())) {
+  if (!p.accepted.take(static_cast<double>(bytes.size()))) {
     ++stats_.throttled;
     return;
   }
-  p.byte_tokens -= static_cast<double>(bytes.size());
   wire::Gossip g;
   if (bytes.size() > 2 * config_.max_datagram ||
       !g.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
@@ -240,105 +233,125 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
   const auto& members = peers_->peers(now);
   const bool member = std::binary_search(members.begin(), members.end(), from);
   switch (g.msg_case()) {
-    case wire::Gossip::kOps: {
-      std::vector<std::string> ops(g.ops().ops().begin(), g.ops().ops().end());
-      ingest_ops(from, p, ops, g.ops().catch_up(), now);
+    case wire::Gossip::kOps:
+      on_ops(from, p, g.ops(), now);
       break;
-    }
-    case wire::Gossip::kRecords: {
-      std::vector<std::string> kept;
-      for (const auto& r : g.records().records()) {
-        EndpointRecord rec;
-        if (!replica_->has_org() || !parse_endpoint_record(bytes_of(r), replica_->org().id, &rec)) {
-          ++stats_.junk;
-          continue;
-        }
-        std::string w = rec.wire;
-        if (offer_record(std::move(rec), now)) kept.push_back(std::move(w));
-      }
-      if (!kept.empty()) {
-        for (const auto& t : sample(config_.fanout, &from, now)) send_records(t, kept);
-      }
+    case wire::Gossip::kRecords:
+      on_records(from, g.records(), now);
       break;
-    }
     case wire::Gossip::kSummary:
       if (member) on_summary(from, p, g.summary(), now);
       break;
-    case wire::Gossip::kWant: {
-      if (!member) break;
-      const auto& want = g.want();
-      if (want.ids_size() > static_cast<int>(kMaxWantIds) || !take_items(p, want.ids_size())) break;
-      std::vector<OpId> ids;
-      std::vector<std::string> records;
-      for (const auto& s : want.ids()) {
-        ItemId id;
-        if (!to_id(s, &id)) {
-          ++stats_.junk;
-          return;
-        }
-        if (want.set() == kSetOps) {
-          ids.push_back(id);
-        } else if (const auto* rec = book_.find_by_id(id)) {
-          records.push_back(rec->wire);
-        }
-      }
-      send_ops(from, ids, false);
-      send_records(from, records);
+    case wire::Gossip::kWant:
+      if (member) on_want(from, p, g.want());
       break;
-    }
-    case wire::Gossip::kRanges: {
-      if (!member) break;
-      const auto& in = g.ranges();
-      if (in.set() != kSetOps && in.set() != kSetRecords) {
-        ++stats_.junk;
-        break;
-      }
-      if (!take_items(p, 1)) break;  // each round costs the responder a pass
-      ++stats_.range_rounds;
-      const bool ops = in.set() == kSetOps;
-      ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), in);
-      for (const auto& r : res.replies) send(from, wrap_ranges(r));
-      if (!res.they_lack.empty() && ops) {
-        // Key order is parents first: send the prefix the budget allows now;
-        // the next round goes on from there (asked for at once if cut short).
-        size_t bytes = 0;
-        const size_t n = batch(p, res.they_lack, std::min<double>(config_.catch_up_batch_bytes, p.feed_tokens), &bytes);
-        if (n == 0) {
-          ++stats_.throttled;
-        } else {
-          take_items(p, n);
-          p.feed_tokens -= static_cast<double>(bytes);
-          send_ops(from, std::span(res.they_lack).first(n), res.they_lack.size() > kLongCatchUp);
-          if (n < res.they_lack.size()) send(from, summary(false));
-        }
-      } else if (!res.they_lack.empty() && take_items(p, res.they_lack.size())) {
-        std::vector<std::string> wires;
-        for (const auto& id : res.they_lack) {
-          if (const auto* rec = book_.find_by_id(id)) wires.push_back(rec->wire);
-        }
-        send_records(from, wires);
-      }
-      // About one catch-up batch of Wants per round; later rounds ask for more.
-      const size_t wants = std::min(res.we_lack.size(), kMaxWantsPerRound * kMaxWantIds);
-      for (size_t i = 0; i < wants; i += kMaxWantIds) {
-        wire::Gossip w;
-        w.mutable_want()->set_set(in.set());
-        for (size_t j = i; j < std::min(wants, i + kMaxWantIds); ++j) {
-          w.mutable_want()->add_ids(res.we_lack[j].data(), res.we_lack[j].size());
-        }
-        send(from, serialize(w));
-      }
+    case wire::Gossip::kRanges:
+      if (member) on_ranges(from, p, g.ranges());
       break;
-    }
     default:
       ++stats_.junk;
   }
 }
 
-void GossipEngine::ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops,
-                              bool catch_up, Millis now) {
+void GossipEngine::on_records(const PublicKey& from, const wire::Records& m, Millis now) {
+  if (!replica_->has_org()) {
+    stats_.junk += static_cast<uint64_t>(m.records_size());
+    return;
+  }
+  std::vector<std::string> kept;
+  for (const auto& r : m.records()) {
+    EndpointRecord rec;
+    if (!decode_endpoint_record(bytes_of(r), replica_->org().id, &rec)) {
+      ++stats_.junk;
+      continue;
+    }
+    // A record held already or older than the one held needs no signature check.
+    if (!book_.would_keep(rec)) continue;
+    if (!replica_->is_active_member(rec.key, now / 1000) || !verify_endpoint_record(rec)) {
+      ++stats_.junk;
+      continue;
+    }
+    std::string w = rec.wire;
+    if (offer_record(std::move(rec), now)) kept.push_back(std::move(w));
+  }
+  if (!kept.empty()) {
+    for (const auto& t : sample(config_.fanout, &from, now)) send_records(t, kept);
+  }
+}
+
+void GossipEngine::on_want(const PublicKey& from, Peer& p, const wire::Want& m) {
+  if (m.ids_size() > static_cast<int>(kMaxWantIds) || !take_items(p, m.ids_size())) return;
+  stats_.examined += m.ids_size();
+  std::vector<OpId> ids;
+  std::vector<std::string> records;
+  for (const auto& s : m.ids()) {
+    ItemId id;
+    if (!to_id(s, &id)) {
+      ++stats_.junk;
+      return;
+    }
+    if (m.set() == kSetOps) {
+      ids.push_back(id);
+    } else if (const auto* rec = book_.find_by_id(id)) {
+      records.push_back(rec->wire);
+    }
+  }
+  send_ops(from, ids, false);
+  send_records(from, records);
+}
+
+void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSync& m) {
+  if (m.set() != kSetOps && m.set() != kSetRecords) {
+    ++stats_.junk;
+    return;
+  }
+  if (!take_items(p, 1)) return;  // each round costs the responder a pass
+  ++stats_.range_rounds;
+  const bool ops = m.set() == kSetOps;
+  ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), m);
+  stats_.examined += res.examined;
+  if (res.malformed) {
+    ++stats_.junk;
+    return;
+  }
+  for (const auto& r : res.replies) send(from, wrap_ranges(r));
+  if (!res.they_lack.empty() && ops) {
+    // Key order is parents first: send the prefix the budget allows now;
+    // the next round goes on from there (asked for at once if cut short).
+    size_t bytes = 0;
+    const size_t n =
+        batch(p, res.they_lack, std::min<double>(config_.catch_up_batch_bytes, p.feed.available()), &bytes);
+    if (n == 0) {
+      ++stats_.throttled;
+    } else {
+      take_items(p, n);
+      p.feed.take(static_cast<double>(bytes));
+      send_ops(from, std::span(res.they_lack).first(n), res.they_lack.size() > kLongCatchUp);
+      if (n < res.they_lack.size()) send(from, summary(false));
+    }
+  } else if (!res.they_lack.empty() && take_items(p, res.they_lack.size())) {
+    std::vector<std::string> wires;
+    for (const auto& id : res.they_lack) {
+      if (const auto* rec = book_.find_by_id(id)) wires.push_back(rec->wire);
+    }
+    send_records(from, wires);
+  }
+  // About one catch-up batch of Wants per round; later rounds ask for more.
+  const size_t wants = std::min(res.we_lack.size(), kMaxWantsPerRound * kMaxWantIds);
+  for (size_t i = 0; i < wants; i += kMaxWantIds) {
+    wire::Gossip w;
+    w.mutable_want()->set_set(m.set());
+    for (size_t j = i; j < std::min(wants, i + kMaxWantIds); ++j) {
+      w.mutable_want()->add_ids(res.we_lack[j].data(), res.we_lack[j].size());
+    }
+    send(from, serialize(w));
+  }
+}
+
+void GossipEngine::on_ops(const PublicKey& from, Peer& p, const wire::Ops& m, Millis now) {
+  const bool catch_up = m.catch_up();
   std::vector<OpId> applied, missing;
-  for (const auto& op : ops) {
+  for (const auto& op : m.ops()) {
     IngestResult res = replica_->ingest(bytes_of(op), p.source);
     switch (res.outcome) {
       case Ingest::applied:
@@ -408,7 +421,7 @@ void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, bo
 }
 
 size_t GossipEngine::batch(const Peer& p, std::span<const OpId> ids, double max_bytes, size_t* bytes) const {
-  const auto items = static_cast<size_t>(p.item_tokens);
+  const auto items = static_cast<size_t>(p.items.available());
   size_t n = 0;
   *bytes = 0;
   while (n < ids.size() && n < items) {
@@ -464,6 +477,7 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
     if (s.feed_round() != 0) {
       // Being fed: what is still missing under the ops waiting here was lost.
       const auto missing = replica_->missing_parents();
+      stats_.examined += replica_->pending_count();
       wire::Gossip w;
       w.mutable_want()->set_set(kSetOps);
       for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
@@ -483,12 +497,19 @@ void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_he
   // its heads moved (the rest is still arriving), else from its heads again
   // (the batch's front was lost).
   const auto lacking = replica_->ops_not_below(their_heads);
+  stats_.examined += replica_->op_count();  // ops_not_below looks at every op
   const auto from_hash = heads_hash(their_heads);
   size_t start = 0;
-  if (now < p.fed_until) {
-    if (echo != p.feed_round) return;
-    auto it = std::find(lacking.begin(), lacking.end(), p.fed_last);
-    if (from_hash != p.fed_from && it != lacking.end()) start = static_cast<size_t>(it - lacking.begin()) + 1;
+  switch (p.catch_up.start(echo, from_hash, now)) {
+    case CatchUpFeed::Start::ignore:
+      return;
+    case CatchUpFeed::Start::after_last:
+      if (auto it = std::find(lacking.begin(), lacking.end(), p.catch_up.last()); it != lacking.end()) {
+        start = static_cast<size_t>(it - lacking.begin()) + 1;
+      }
+      break;
+    case CatchUpFeed::Start::from_heads:
+      break;
   }
   if (start == lacking.size()) return;
   size_t bytes = 0;
@@ -498,30 +519,25 @@ void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_he
     ++stats_.throttled;
     return;
   }
-  if (p.feed_tokens < static_cast<double>(bytes)) {  // wait for the budget, then go on from its heads
-    const double rate = static_cast<double>(config_.peer_bytes_per_second) / 2 / 1000;  // per ms
-    p.feed_heads = std::move(their_heads);
-    p.feed_at = now + 1 + static_cast<Millis>((static_cast<double>(bytes) - p.feed_tokens) / rate);
+  if (!p.feed.take(static_cast<double>(bytes))) {  // wait for the budget, then go on from its heads
+    const Millis at = now + 1 + p.feed.time_until(static_cast<double>(bytes));
+    p.catch_up.wait_until(at, std::move(their_heads));
     waiting_feeds_.insert(to);
-    next_deadline_ = std::min(next_deadline_, p.feed_at);
+    next_deadline_ = std::min(next_deadline_, at);
     return;
   }
-  p.feed_tokens -= static_cast<double>(bytes);
   take_items(p, end - start);
   send_ops(to, std::span(lacking).subspan(start, end - start), lacking.size() > kLongCatchUp);
-  p.fed_last = lacking[end - 1];
-  p.fed_from = from_hash;
-  p.fed_until = now + config_.anti_entropy_interval;
-  ++p.feed_round;  // a reply to an older Summary does not count as seeing this batch
+  p.catch_up.sent(lacking[end - 1], from_hash, now, config_.anti_entropy_interval);
   if (end < lacking.size()) {
     // More to come. Its heads again, please, once this batch has landed and
     // the next one's budget is there; the reply also names the gaps losses
     // left (a Want), so those alone are sent again.
-    const double rate = static_cast<double>(config_.peer_bytes_per_second) / 2 / 1000;  // per ms
-    const double short_by = static_cast<double>(config_.catch_up_batch_bytes) - p.feed_tokens;
-    p.continue_at = now + std::max<Millis>(kContinuationDelay, static_cast<Millis>(std::max(0.0, short_by) / rate));
+    const Millis at =
+        now + std::max(kContinuationDelay, p.feed.time_until(static_cast<double>(config_.catch_up_batch_bytes)));
+    p.catch_up.ask_at(at);
     waiting_feeds_.insert(to);
-    next_deadline_ = std::min(next_deadline_, p.continue_at);
+    next_deadline_ = std::min(next_deadline_, at);
   }
 }
 
@@ -578,23 +594,18 @@ void GossipEngine::on_tick(Millis now) {
     }
     schedule_anti_entropy(now);
   }
-  Millis next_feed = UINT64_MAX;
+  Millis next_feed = kNever;
   for (auto it = waiting_feeds_.begin(); it != waiting_feeds_.end();) {
     const PublicKey key = *it;
     Peer& p = peer(key, now);
-    if (p.continue_at != 0 && now >= p.continue_at) {
-      p.continue_at = 0;
-      send(key, summary(false, p.feed_round));
-    }
-    if (p.feed_at != 0 && now >= p.feed_at) {
-      p.feed_at = 0;
-      feed(key, p, std::exchange(p.feed_heads, {}), p.feed_round, now);
-    }
-    const Millis due = std::min(p.feed_at == 0 ? UINT64_MAX : p.feed_at, p.continue_at == 0 ? UINT64_MAX : p.continue_at);
-    if (due == UINT64_MAX) {
+    auto due = p.catch_up.take_due(now);
+    if (due.ask) send(key, summary(false, p.catch_up.round()));
+    if (due.resume) feed(key, p, std::move(*due.resume), p.catch_up.round(), now);
+    const Millis next = p.catch_up.next_deadline();
+    if (next == kNever) {
       it = waiting_feeds_.erase(it);
     } else {
-      next_feed = std::min(next_feed, due);
+      next_feed = std::min(next_feed, next);
       ++it;
     }
   }

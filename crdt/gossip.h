@@ -27,17 +27,22 @@
 #include <string>
 #include <vector>
 
+#include "crdt/catch_up.h"
+#include "crdt/clock.h"
 #include "crdt/endpoints.h"
 #include "crdt/reconcile.h"
 #include "crdt/replica.h"
+#include "crdt/token_bucket.h"
 
 namespace fortmesh::wire {
+class Ops;
+class Records;
 class Summary;
+class Want;
+class RangeSync;
 }
 
 namespace fm::crdt {
-
-using Millis = uint64_t;  // Unix time in milliseconds
 
 inline constexpr uint16_t kGossipPort = 51821;
 
@@ -75,6 +80,8 @@ class ReplicaPeers final : public PeerDirectory {
  public:
   ReplicaPeers(const Replica* replica, PublicKey self) : replica_(replica), self_(self) {}
   const std::vector<PublicKey>& peers(Millis now) override;
+  // How many times the list was built from the replica's members (for tests).
+  uint64_t refreshes() const { return refreshes_; }
 
  private:
   const Replica* replica_;
@@ -83,6 +90,7 @@ class ReplicaPeers final : public PeerDirectory {
   size_t seen_ops_ = SIZE_MAX;
   uint64_t seen_reevaluations_ = 0;
   Millis refreshed_at_ = 0;
+  uint64_t refreshes_ = 0;
 };
 
 struct GossipStats {
@@ -91,6 +99,9 @@ struct GossipStats {
   uint64_t throttled = 0;   // datagrams or items refused by a per-peer bound
   uint64_t ops_applied = 0, records_applied = 0;
   uint64_t summaries = 0, range_rounds = 0;
+  // Work done for peers' requests: ops and set items looked at (scanned,
+  // compared, listed) to answer Summaries, Wants and RangeSyncs.
+  uint64_t examined = 0;
 };
 
 class GossipEngine {
@@ -125,19 +136,11 @@ class GossipEngine {
  private:
   struct Peer {
     uint32_t source = 0;  // the replica's pending-quota id
-    double byte_tokens = 0, item_tokens = 0;
-    Millis refilled_at = 0, last_seen = 0, orphans_since = 0;
-    // Feeding it a catch-up: the batch's round number (echoed by its reply
-    // Summary), its heads hash when the batch went, and the batch's last op;
-    // the byte budget; its heads while a batch waits for that budget.
-    uint32_t feed_round = 0;
-    Millis fed_until = 0;
-    std::array<uint8_t, 16> fed_from{};
-    OpId fed_last{};
-    double feed_tokens = 0;
-    std::vector<OpId> feed_heads;
-    Millis feed_at = 0;      // 0: no batch waiting
-    Millis continue_at = 0;  // 0: no Summary due after the last batch
+    TokenBucket accepted;  // bytes taken from it
+    TokenBucket items;     // ops and records served to it
+    TokenBucket feed;      // op bytes of its catch-up batches and range answers
+    CatchUpFeed catch_up;  // the catch-up this node may be feeding it
+    Millis last_seen = 0, orphans_since = 0;
   };
 
   Peer& peer(const PublicKey& key, Millis now);
@@ -148,9 +151,13 @@ class GossipEngine {
   void send_records(const PublicKey& to, std::span<const std::string> wires);
   std::string summary(bool reply, uint32_t feed_round = 0) const;
 
-  void ingest_ops(const PublicKey& from, Peer& p, const std::vector<std::string>& ops, bool catch_up,
-                  Millis now);
-  void on_summary(const PublicKey& from, Peer& p, const fortmesh::wire::Summary& s, Millis now);
+  // One handler per message kind; on_datagram has checked the peer's byte
+  // bucket and parsed the message, and requests come from members only.
+  void on_ops(const PublicKey& from, Peer& p, const fortmesh::wire::Ops& m, Millis now);
+  void on_records(const PublicKey& from, const fortmesh::wire::Records& m, Millis now);
+  void on_summary(const PublicKey& from, Peer& p, const fortmesh::wire::Summary& m, Millis now);
+  void on_want(const PublicKey& from, Peer& p, const fortmesh::wire::Want& m);
+  void on_ranges(const PublicKey& from, Peer& p, const fortmesh::wire::RangeSync& m);
   void feed(const PublicKey& to, Peer& p, std::vector<OpId> their_heads, uint32_t echo, Millis now);
   // How many of `ids` (a prefix) fit `max_bytes` and the peer's item budget.
   size_t batch(const Peer& p, std::span<const OpId> ids, double max_bytes, size_t* bytes) const;
@@ -179,7 +186,7 @@ class GossipEngine {
   // other peer is asked, so that one stream of ops comes, not several.
   PublicKey feeder_{};
   Millis feeder_until_ = 0;
-  std::set<PublicKey> waiting_feeds_;  // peers with a batch or a Summary due (feed_at, continue_at)
+  std::set<PublicKey> waiting_feeds_;  // peers whose CatchUpFeed has something due
   uint64_t own_record_time_ = 0;
   SyncSet ops_set_, records_set_;
   size_t ops_set_count_ = SIZE_MAX;

@@ -1,0 +1,424 @@
+// bench_gossip_abuse: what one member's requests cost a node (docs/gossip.md,
+// "What a request may cost"). A program that prints figures, not a timed test.
+//
+//   build/tests/sim/bench_gossip_abuse [ops] [seconds]
+//
+// One engine holds an org of `ops` ops (default 50,000: a chain of
+// re-enrollments). One member sends it one kind of datagram at full rate (as
+// fast as the engine's per-peer byte bucket accepts them, so none is dropped
+// unread) for `seconds` of simulated time (default 2), and the engine's timers
+// run as they fall due. For each kind:
+//
+//   - CPU per request: thread CPU time around on_datagram, mean / 99th
+//     percentile / largest;
+//   - reply bytes per request byte (everything the engine sent that member),
+//     and bytes pushed on to other members per request byte;
+//   - reply bytes beyond that member's reply budget at any moment (must be 0);
+//   - excess: a request's CPU minus what its reply's size costs at the
+//     baseline rate, mean / largest (target: at most 50 us).
+//
+// The baseline, measured in the same run: serving plain ops (Wants for 32
+// known ids, from an engine whose budgets never refuse), CPU per reply byte.
+// Ops and Records carry signatures: their cost is set beside one Ed25519
+// verification, measured in the same run.
+#include <sodium.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "crdt/gossip.h"
+#include "crdt/op.h"
+#include "crdt/replica.h"
+#include "proto/gossip.pb.h"
+#include "tests/util/numbered_key.h"
+
+namespace fm::sim {
+namespace {
+
+namespace wire = ::fortmesh::wire;
+using crdt::Millis;
+using crdt::OpId;
+
+constexpr uint64_t kUnix = 1'700'000'000;
+constexpr Millis kStart = kUnix * 1000;
+
+std::span<const uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+OpId id_of(const std::string& op) {
+  crdt::Op o;
+  crdt::parse_op(bytes_of(op), &o);
+  return o.id;
+}
+
+double thread_cpu_us() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// The root (the node's key) makes the Genesis and enrolls the member and
+// 1,000 others, then re-enrolls the others in turn (about 50 Enrolls each at
+// 50,000 ops): a chain, so op i has depth i.
+struct History {
+  static constexpr size_t kOthers = 1000;
+  explicit History(size_t n) : root(test::numbered_key(0, 0xab)), member(test::numbered_key(1, 0xab)) {
+    ops.push_back(crdt::make_genesis(root, "abuse", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
+    org = id_of(ops[0]);
+    ids.push_back(org);
+    std::vector<crdt::PublicKey> others;
+    for (size_t k = 0; k < kOthers; ++k) others.push_back(test::numbered_key(static_cast<uint32_t>(k + 2), 0xab).public_key);
+    for (size_t i = 1; i < n; ++i) {
+      const crdt::PublicKey& subject = i == 1 ? member.public_key : others[(i - 2) % kOthers];
+      ops.push_back(crdt::make_enroll(root, org, std::vector<OpId>{ids.back()},
+                                      crdt::EnrollSpec{subject, "m" + std::to_string(i), crdt::Role::member, {}, 0},
+                                      kUnix));
+      ids.push_back(id_of(ops.back()));
+    }
+  }
+  std::unique_ptr<crdt::Replica> replica() const {
+    auto r = std::make_unique<crdt::Replica>(org);
+    if (!r->load_verified(ops).is_ok()) std::abort();
+    return r;
+  }
+  netauth::KeyPair root, member;
+  std::vector<std::string> ops;
+  std::vector<OpId> ids;
+  OpId org{};
+};
+
+// The reply budget docs/gossip.md promises a peer: a burst of one catch-up
+// batch, refilled at half the byte bucket it may send us.
+double reply_budget(const crdt::GossipConfig& cfg, double seconds) {
+  return static_cast<double>(cfg.catch_up_batch_bytes) +
+         seconds * static_cast<double>(cfg.peer_bytes_per_second) / 2;
+}
+
+struct Figures {
+  size_t requests = 0;
+  double request_bytes = 0, reply_bytes = 0, beyond_budget = 0;
+  double pushed_bytes = 0;  // sent on to other peers (eager push of what it brought)
+  std::vector<double> cpu, excess;  // per request but the first, us
+  double first_cpu = 0;             // the first request (one-time work: building indexes)
+  double timer_cpu = 0;             // on_tick, us
+};
+
+// Feeds `make(i)` to a fresh engine over `replica` at the accepted byte rate
+// for `seconds`; `per_byte` is the baseline (us per reply byte).
+Figures attack(const History& h, crdt::Replica* replica, const crdt::GossipConfig& cfg, double seconds,
+               const std::function<std::string(size_t, const std::vector<std::string>&)>& make, double per_byte) {
+  crdt::ReplicaPeers peers(replica, h.root.public_key);
+  crdt::GossipEngine engine(h.root, replica, &peers, cfg, 7);
+  Figures f;
+  std::vector<std::string> seen;  // what the engine sent the member so far (for replies that echo)
+  double t = 0;                   // seconds since the start
+  engine.on_tick(kStart);
+  (void)engine.take_datagrams();
+  for (size_t i = 0; t < seconds; ++i) {
+    const std::string d = make(i, seen);
+    const Millis now = kStart + static_cast<Millis>(t * 1000);
+    double timer = 0;
+    if (engine.next_deadline() <= now) {
+      const double c0 = thread_cpu_us();
+      engine.on_tick(now);
+      timer = thread_cpu_us() - c0;
+    }
+    double before_reply = 0;
+    for (auto& out : engine.take_datagrams()) {
+      if (out.to != h.member.public_key) {
+        f.pushed_bytes += static_cast<double>(out.bytes.size());
+        continue;
+      }
+      before_reply += static_cast<double>(out.bytes.size());
+      seen.push_back(std::move(out.bytes));
+    }
+    const double c0 = thread_cpu_us();
+    engine.on_datagram(h.member.public_key, bytes_of(d), now);
+    const double cpu = thread_cpu_us() - c0;
+    double reply = 0;
+    for (auto& out : engine.take_datagrams()) {
+      if (out.to != h.member.public_key) {
+        f.pushed_bytes += static_cast<double>(out.bytes.size());
+        continue;
+      }
+      reply += static_cast<double>(out.bytes.size());
+      seen.push_back(std::move(out.bytes));
+    }
+    if (seen.size() > 64) seen.erase(seen.begin(), seen.end() - 64);
+    (void)engine.take_applied_ops();
+    (void)engine.take_changed_records();
+    ++f.requests;
+    f.request_bytes += static_cast<double>(d.size());
+    f.reply_bytes += reply + before_reply;
+    f.timer_cpu += timer;
+    if (i == 0) {
+      f.first_cpu = cpu;
+    } else {
+      f.cpu.push_back(cpu);
+      f.excess.push_back(cpu - per_byte * reply);
+    }
+    f.beyond_budget = std::max(f.beyond_budget, f.reply_bytes - reply_budget(cfg, t));
+    t += static_cast<double>(d.size()) / static_cast<double>(cfg.peer_bytes_per_second);
+  }
+  return f;
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+std::string gossip_of(const wire::Gossip& g) { return g.SerializeAsString(); }
+
+std::string summary(std::span<const OpId> heads, uint64_t count, bool reply, uint32_t round) {
+  wire::Gossip g;
+  auto* s = g.mutable_summary();
+  s->set_op_count(count);
+  std::string hh(16, '\x01');
+  s->set_heads_hash(hh);
+  for (const auto& id : heads) s->add_heads(id.data(), id.size());
+  s->set_records_hash(std::string(16, '\0'));
+  s->set_reply(reply);
+  s->set_feed_round(round);
+  return gossip_of(g);
+}
+
+// The feed round of the last Summary the engine sent, or 0.
+uint32_t last_round(const std::vector<std::string>& seen) {
+  for (auto it = seen.rbegin(); it != seen.rend(); ++it) {
+    wire::Gossip g;
+    if (g.ParseFromString(*it) && g.has_summary() && g.summary().feed_round() != 0) return g.summary().feed_round();
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fm::sim
+
+int main(int argc, char** argv) {
+  using namespace fm::sim;
+  namespace crdt = fm::crdt;
+  if (sodium_init() < 0) return 1;
+  const size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : 50'000;
+  const double seconds = argc > 2 ? std::strtod(argv[2], nullptr) : 2.0;
+  std::printf("bench_gossip_abuse: one engine holding %zu ops (a chain), one member sending one kind of\n"
+              "datagram at the rate its byte bucket accepts, for %.1f simulated seconds each.\n",
+              n, seconds);
+  History h(n);
+  const crdt::GossipConfig cfg;
+  std::printf("Per-peer budgets: %zu B/s accepted; reply budget %.0f B burst + %.0f B/s; %zu items/s.\n\n",
+              cfg.peer_bytes_per_second, reply_budget(cfg, 0), reply_budget(cfg, 1) - reply_budget(cfg, 0),
+              cfg.peer_items_per_second);
+
+  auto shared = h.replica();
+  std::mt19937_64 rng(5);
+  auto random_id = [&] {
+    OpId id;
+    for (auto& b : id) b = static_cast<uint8_t>(rng());
+    return id;
+  };
+  auto want = [&](size_t first, bool known) {
+    wire::Gossip g;
+    for (size_t k = 0; k < 32; ++k) {
+      const OpId id = known ? h.ids[(first + k) % n] : random_id();
+      g.mutable_want()->add_ids(id.data(), id.size());
+    }
+    return gossip_of(g);
+  };
+
+  // Baseline: plain ops served, no budget in the way.
+  crdt::GossipConfig open = cfg;
+  open.peer_items_per_second = 1u << 30;
+  open.peer_bytes_per_second = 1u << 30;
+  open.catch_up_batch_bytes = 1u << 30;
+  const Figures base = attack(h, shared.get(), open, 0.002, [&](size_t i, auto&) { return want(i * 32, true); }, 0);
+  double base_cpu = 0;
+  for (double c : base.cpu) base_cpu += c;
+  const double per_byte = base_cpu / base.reply_bytes;
+  // One Ed25519 verification of an op, for the signed kinds.
+  double verify_us = 0;
+  {
+    crdt::Op op;
+    crdt::parse_op(bytes_of(h.ops[1]), &op);
+    const double c0 = thread_cpu_us();
+    for (int i = 0; i < 2000; ++i) {
+      if (!crdt::verify_op(op)) std::abort();
+    }
+    verify_us = (thread_cpu_us() - c0) / 2000;
+  }
+  std::printf("Baseline: serving plain ops costs %.2f ns per reply byte (%.1f us per 32-op Want, %.0f B);\n"
+              "one Ed25519 verification %.1f us.\n\n",
+              per_byte * 1000, mean(base.cpu), base.reply_bytes / static_cast<double>(base.requests), verify_us);
+
+  // Ops signed by the member that the replica stores (a member's Enrolls are
+  // invalid but part of the DAG) and endpoint records it re-signs.
+  const size_t kFresh = 20'000;
+  std::vector<std::string> fresh_ops, fresh_records;
+  {
+    OpId head = h.ids.back();
+    for (size_t i = 0; i < kFresh; ++i) {
+      fresh_ops.push_back(crdt::make_enroll(h.member, h.org, std::vector<OpId>{head},
+                                            crdt::EnrollSpec{h.member.public_key, "x" + std::to_string(i),
+                                                             crdt::Role::member, {}, 0},
+                                            kUnix));
+      head = id_of(fresh_ops.back());
+      fresh_records.push_back(
+          crdt::make_endpoint_record(h.member, h.org, kStart + i, {"192.0.2.1:51820"}, 51820));
+    }
+  }
+  const std::string stale_record = crdt::make_endpoint_record(h.member, h.org, kStart, {"192.0.2.1:51820"}, 51820);
+
+  struct Kind {
+    const char* name;
+    bool own_replica;  // changes the replica: gets a fresh one
+    std::function<std::string(size_t, const std::vector<std::string>&)> make;
+  };
+  const OpId genesis = h.ids[0];
+  const OpId head = h.ids.back();
+  std::vector<OpId> scattered;
+  for (size_t k = 0; k < 16; ++k) scattered.push_back(h.ids[(k + 1) * (n / 17)]);
+  std::vector<Kind> kinds = {
+      {"Summary: heads = the Genesis", false,
+       [&](size_t, auto&) { return summary(std::span(&genesis, 1), 1, false, 0); }},
+      {"Summary: the Genesis, echoing the round", false,
+       [&](size_t, const std::vector<std::string>& seen) {
+         return summary(std::span(&genesis, 1), 1, true, last_round(seen));
+       }},
+      {"Summary: our head, a wrong count", false,
+       [&](size_t, auto&) { return summary(std::span(&head, 1), 7, false, 0); }},
+      {"Summary: 16 heads spread over history", false,
+       [&](size_t, auto&) { return summary(scattered, 16, false, 0); }},
+      {"Summary: unknown heads, a feed round", false,
+       [&](size_t, auto&) {
+         std::vector<OpId> unknown{random_id()};
+         return summary(unknown, 2, false, 3);
+       }},
+      {"Want: 32 known ids", false, [&](size_t i, auto&) { return want(i * 7919, true); }},
+      {"Want: 32 unknown ids", false, [&](size_t, auto&) { return want(0, false); }},
+      {"RangeSync: one range, empty id list", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         auto* r = g.mutable_ranges()->add_ranges();
+         r->set_upper_key(UINT64_MAX);
+         r->mutable_ids();
+         return gossip_of(g);
+       }},
+      {"RangeSync: one range, 16 ids", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         auto* r = g.mutable_ranges()->add_ranges();
+         r->set_upper_key(UINT64_MAX);
+         for (int k = 0; k < 16; ++k) r->mutable_ids()->add_ids(random_id().data(), 32);
+         return gossip_of(g);
+       }},
+      {"RangeSync: one range, 64 ids", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         auto* r = g.mutable_ranges()->add_ranges();
+         r->set_upper_key(UINT64_MAX);
+         for (int k = 0; k < 64; ++k) r->mutable_ids()->add_ids(random_id().data(), 32);
+         return gossip_of(g);
+       }},
+      {"RangeSync: 100 wrong fingerprints", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         auto* rs = g.mutable_ranges();
+         for (size_t k = 1; k <= 100; ++k) {
+           auto* r = rs->add_ranges();
+           if (k == 100) {
+             r->set_upper_key(UINT64_MAX);
+           } else {
+             r->set_upper_key(k * (n / 100));
+           }
+           r->set_fingerprint(std::string(16, static_cast<char>(k)));
+         }
+         return gossip_of(g);
+       }},
+      {"RangeSync: records, empty id list", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         g.mutable_ranges()->set_set(1);
+         auto* r = g.mutable_ranges()->add_ranges();
+         r->set_upper_key(UINT64_MAX);
+         r->mutable_ids();
+         return gossip_of(g);
+       }},
+      {"Ops: 4 ops held already", false,
+       [&](size_t i, auto&) {
+         wire::Gossip g;
+         for (size_t k = 0; k < 4; ++k) g.mutable_ops()->add_ops(h.ops[(i * 4 + k) % n]);
+         return gossip_of(g);
+       }},
+      {"Ops: a new op of the member's", true,
+       [&](size_t i, auto&) {
+         wire::Gossip g;
+         g.mutable_ops()->add_ops(fresh_ops[std::min(i, kFresh - 1)]);
+         return gossip_of(g);
+       }},
+      {"Records: the member's, held already", false,
+       [&](size_t, auto&) {
+         wire::Gossip g;
+         g.mutable_records()->add_records(stale_record);
+         return gossip_of(g);
+       }},
+      {"Records: the member's, newer each time", false,
+       [&](size_t i, auto&) {
+         wire::Gossip g;
+         g.mutable_records()->add_records(fresh_records[std::min(i, kFresh - 1)]);
+         return gossip_of(g);
+       }},
+      {"junk: 1,000 random bytes", false,
+       [&](size_t, auto&) {
+         std::string s(1000, '\0');
+         for (auto& c : s) c = static_cast<char>(rng());
+         return s;
+       }},
+  };
+
+  std::printf("  %-40s %5s %6s  %-26s %8s %9s %9s  %-27s %s\n", "request", "B", "count", "CPU us: mean / p99 / max",
+              "first", "reply/req", "beyond B", "excess us: mean / p99 / max", "pushed/req");
+  double worst_excess = 0, worst_p99 = 0, worst_beyond = 0;
+  for (const auto& k : kinds) {
+    std::unique_ptr<crdt::Replica> own;
+    crdt::Replica* r = shared.get();
+    if (k.own_replica) {
+      own = h.replica();
+      r = own.get();
+    }
+    const Figures f = attack(h, r, cfg, seconds, k.make, per_byte);
+    std::printf("  %-40s %5.0f %6zu  %6.1f / %7.1f / %7.1f %8.0f %9.1f %9.0f  %6.1f / %6.1f / %7.1f %9.1f\n", k.name,
+                f.request_bytes / static_cast<double>(f.requests), f.requests, mean(f.cpu), quantile(f.cpu, 0.99),
+                quantile(f.cpu, 1.0), f.first_cpu, f.reply_bytes / f.request_bytes, f.beyond_budget, mean(f.excess),
+                quantile(f.excess, 0.99), quantile(f.excess, 1.0), f.pushed_bytes / f.request_bytes);
+    std::fflush(stdout);
+    worst_beyond = std::max(worst_beyond, f.beyond_budget);
+    if (std::string(k.name).rfind("Ops: a new", 0) != 0 && std::string(k.name).rfind("Records: the member's, newer", 0) != 0) {
+      worst_excess = std::max(worst_excess, quantile(f.excess, 1.0));
+      worst_p99 = std::max(worst_p99, quantile(f.excess, 0.99));
+    }
+  }
+  std::printf("\n  Excess over the baseline, unsigned kinds, all but each kind's first request: 99th percentile\n"
+              "  at most %.1f us, largest %.1f us (target <= 50: %s)\n",
+              worst_p99, worst_excess, worst_excess <= 50 ? "PASS" : "MISS");
+  std::printf("  Largest reply beyond a peer's budget: %.0f B (target 0: %s)\n", worst_beyond,
+              worst_beyond <= 0 ? "PASS" : "MISS");
+  std::printf("  Signed kinds (a new op, a newer record) are set beside one verification (%.1f us) instead.\n",
+              verify_us);
+  return 0;
+}
