@@ -24,6 +24,7 @@ constexpr size_t kWrapOverhead = 3;   // a RangeSync inside a Gossip message: ta
 // The most one op or record adds to the datagrams carrying it: its tag and
 // length, and its datagram's (Gossip tag and length, the catch_up flag).
 constexpr size_t kItemOverhead = 8;
+constexpr size_t kMaxDeciders = 4096;  // keys remembered by may_change_membership
 constexpr size_t kFramingShare = 32;   // a batch's framing: at most 1/32 more than its ops
 
 std::span<const uint8_t> bytes_of(const std::string& s) {
@@ -514,17 +515,39 @@ void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSy
   }
 }
 
+bool GossipEngine::may_change_membership(const OpIndex::Applied& op, Millis now) {
+  if (op.kind == OpKind::genesis || (op.kind == OpKind::revoke && op.author == op.subject)) return true;
+  if (!replica_->has_org()) return false;
+  if (op.author == replica_->org().root) return true;
+  auto it = deciders_.find(op.author);
+  if (it == deciders_.end()) {
+    if (deciders_.size() >= kMaxDeciders) deciders_.clear();
+    const auto m = replica_->member(op.author, now / 1000);
+    it = deciders_.emplace(op.author, m && m->role >= Role::admin).first;
+  }
+  return it->second;
+}
+
+bool GossipEngine::revocation_took_effect(const OpIndex::Applied& op, Millis now) {
+  if (op.kind != OpKind::revoke || !may_change_membership(op, now)) return false;
+  const auto m = replica_->member(op.subject, now / 1000);
+  return m && m->standing == Standing::revoked;
+}
+
 void GossipEngine::push_new(std::span<const OpIndex::Applied> ops, const PublicKey* from, bool only_revocations,
                             Millis now) {
   std::vector<OpId> all, revocations;
+  bool membership = false;
   for (const auto& op : ops) {
     all.push_back(op.id);
-    if (op.kind != OpKind::revoke) continue;
-    revocations.push_back(op.id);
-    if (!replica_->is_active_member(op.subject, now / 1000)) book_.erase(op.subject);
+    if (op.kind == OpKind::revoke && !replica_->is_active_member(op.subject, now / 1000)) book_.erase(op.subject);
+    if (!may_change_membership(op, now)) continue;
+    membership = true;
+    if (revocation_took_effect(op, now)) revocations.push_back(op.id);
   }
-  // A catch-up is not pushed on, except a Revoke: it is rare, and its
-  // latency is the security promise.
+  if (membership) deciders_.clear();  // who is an admin may have changed too
+  // A catch-up is not pushed on, except a Revoke that took effect: it is
+  // rare, and its latency is the security promise.
   const std::span<const OpId> push = only_revocations ? std::span<const OpId>(revocations) : std::span<const OpId>(all);
   const bool revocation = !revocations.empty();
   for (const auto& t : sample(revocation ? config_.revoke_fanout : config_.fanout, from, now)) {

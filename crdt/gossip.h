@@ -3,9 +3,10 @@
 // and sends what it returns. Randomness comes from a seed.
 //
 //  - Eager push: every op newly applied here goes to `fanout` random peers
-//    (never back to its sender); duplicates stop there. A Revoke goes to
-//    `revoke_fanout` peers and starts an immediate anti-entropy round with
-//    `revoke_sync_peers` more, because its latency is the security promise.
+//    (never back to its sender); duplicates stop there. A Revoke that took
+//    effect goes to `revoke_fanout` peers and starts an immediate
+//    anti-entropy round with `revoke_sync_peers` more, because its latency
+//    is the security promise.
 //  - Anti-entropy: every `anti_entropy_interval` (jittered) a Summary to one
 //    random peer. Replicas that agree exchange one Summary each way. A replica
 //    whose heads are all known to the other is sent exactly what it lacks in
@@ -186,8 +187,14 @@ class GossipEngine {
   // A Want for (a sample of) the parents that ops waiting here miss; empty if none.
   std::string missing_parents_want();
   bool being_fed_by_other(const PublicKey& from, Millis now) const;
-  // Pushes newly applied ops on (never back to `from`); a Revoke widens it.
+  // Pushes newly applied ops on (never back to `from`); a valid Revoke widens it.
   void push_new(std::span<const OpIndex::Applied> ops, const PublicKey* from, bool only_revocations, Millis now);
+  // Whether `op` can have changed who is a member: only the root's and
+  // admins' ops can be valid, and self-Revokes.
+  bool may_change_membership(const OpIndex::Applied& op, Millis now);
+  // Whether `op` is a Revoke that took effect here: one that can be valid,
+  // whose subject is revoked now that it is applied.
+  bool revocation_took_effect(const OpIndex::Applied& op, Millis now);
   void schedule_anti_entropy(Millis now);
   bool offer_record(EndpointRecord rec, Millis now);
   const SyncSet& ops_set() { return index_.set(); }
@@ -217,6 +224,9 @@ class GossipEngine {
   std::vector<OpId> heads_;
   HeadsHash heads_hash_{};
   size_t heads_count_ = SIZE_MAX;
+  // Keys whose ops can be valid (the root and admins), as found since
+  // membership last changed.
+  std::map<PublicKey, bool> deciders_;
   SyncSet records_set_;
   std::array<uint8_t, 16> records_set_hash_{};
   bool records_set_valid_ = false;

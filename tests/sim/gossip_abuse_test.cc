@@ -239,5 +239,94 @@ std::vector<AbuseCase> cases() {
 INSTANTIATE_TEST_SUITE_P(Requests, GossipAbuseTest, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// ---- The revocation fast path --------------------------------------------
+
+// A small org, every node a full replica: node 0 under test, 30 members.
+struct SmallOrg {
+  SmallOrg() {
+    for (uint32_t k = 0; k < 30; ++k) keys.push_back(test::numbered_key(k, 0x7e));
+    ops.push_back(crdt::make_genesis(keys[0], "small", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
+    org = id_of(ops[0]);
+    OpId head = org;
+    for (size_t i = 1; i < keys.size(); ++i) {
+      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
+                                      crdt::EnrollSpec{keys[i].public_key, "n", crdt::Role::member, {}, 0}, kUnix));
+      head = id_of(ops.back());
+    }
+    replica = std::make_unique<crdt::Replica>(org);
+    EXPECT_TRUE(replica->load_verified(ops).is_ok());
+    peers = std::make_unique<crdt::ReplicaPeers>(replica.get(), keys[0].public_key);
+    engine = std::make_unique<crdt::GossipEngine>(keys[0], replica.get(), peers.get(), crdt::GossipConfig{}, 5);
+    engine->on_tick(kStart);
+    (void)engine->take_datagrams();
+  }
+  // Member 5 hands node 0 `op`; returns what node 0 sent because of it.
+  std::vector<crdt::Datagram> deliver(const std::string& op) {
+    wire::Gossip g;
+    g.mutable_ops()->add_ops(op);
+    const auto bytes = g.SerializeAsString();
+    engine->on_datagram(keys[5].public_key, bytes_of(bytes), kStart + 10);
+    (void)engine->take_applied_ops();
+    return engine->take_datagrams();
+  }
+  std::string revoke(const netauth::KeyPair& author, size_t subject) const {
+    return crdt::make_revoke(author, org, replica->heads(), keys[subject].public_key, "r", kUnix);
+  }
+  std::vector<netauth::KeyPair> keys;
+  std::vector<std::string> ops;
+  OpId org{};
+  std::unique_ptr<crdt::Replica> replica;
+  std::unique_ptr<crdt::ReplicaPeers> peers;
+  std::unique_ptr<crdt::GossipEngine> engine;
+};
+
+const crdt::GossipConfig kDefaults;
+
+TEST(GossipRevocationFastPathTest, AValidRevokeGoesWide) {
+  SmallOrg o;
+  const auto sent = o.deliver(o.revoke(o.keys[0], 7));
+  ASSERT_FALSE(o.replica->is_active_member(o.keys[7].public_key, kUnix));
+  EXPECT_EQ(sent.size(), kDefaults.revoke_fanout + kDefaults.revoke_sync_peers);
+}
+
+TEST(GossipRevocationFastPathTest, AStrangersRevokeIsPushedLikeAnyOp) {
+  SmallOrg o;
+  const auto sent = o.deliver(o.revoke(test::numbered_key(999, 0x7e), 7));
+  ASSERT_TRUE(o.replica->is_active_member(o.keys[7].public_key, kUnix));
+  EXPECT_EQ(sent.size(), kDefaults.fanout);
+}
+
+TEST(GossipRevocationFastPathTest, AMembersRevokeOfAnotherIsPushedLikeAnyOp) {
+  SmallOrg o;
+  const auto sent = o.deliver(o.revoke(o.keys[3], 7));
+  ASSERT_TRUE(o.replica->is_active_member(o.keys[7].public_key, kUnix));
+  EXPECT_EQ(sent.size(), kDefaults.fanout);
+}
+
+// The subject is revoked already, so "revoked after applying" says nothing
+// about this op: it is still invalid.
+TEST(GossipRevocationFastPathTest, AnInvalidRevokeOfARevokedKeyIsPushedLikeAnyOp) {
+  SmallOrg o;
+  o.deliver(o.revoke(o.keys[0], 7));
+  const auto sent = o.deliver(o.revoke(o.keys[3], 7));
+  EXPECT_EQ(sent.size(), kDefaults.fanout);
+}
+
+// Two admins may revoke the same member: the second Revoke is valid, and
+// still goes wide (it may be the first one some nodes hear of).
+TEST(GossipRevocationFastPathTest, AValidRevokeOfARevokedKeyStillGoesWide) {
+  SmallOrg o;
+  o.deliver(o.revoke(o.keys[0], 7));
+  const auto sent = o.deliver(o.revoke(o.keys[0], 7));
+  EXPECT_EQ(sent.size(), kDefaults.revoke_fanout + kDefaults.revoke_sync_peers);
+}
+
+TEST(GossipRevocationFastPathTest, ASelfRevokeGoesWide) {
+  SmallOrg o;
+  const auto sent = o.deliver(o.revoke(o.keys[7], 7));
+  ASSERT_FALSE(o.replica->is_active_member(o.keys[7].public_key, kUnix));
+  EXPECT_EQ(sent.size(), kDefaults.revoke_fanout + kDefaults.revoke_sync_peers);
+}
+
 }  // namespace
 }  // namespace fm::sim
