@@ -110,10 +110,10 @@ class OpsPacking {
 }  // namespace
 
 const std::vector<PublicKey>& ReplicaPeers::peers(Millis now) {
-  // Membership changes with ops, and expiry with time: refresh on either.
-  if (replica_->op_count() != seen_ops_ || replica_->reevaluations() != seen_reevaluations_ ||
-      now >= refreshed_at_ + 10'000) {
-    seen_ops_ = replica_->op_count();
+  // Membership changes with some ops (the engine says which), with
+  // re-evaluation, and with time (expiry).
+  if (stale_ || replica_->reevaluations() != seen_reevaluations_ || now >= refreshed_at_ + 10'000) {
+    stale_ = false;
     seen_reevaluations_ = replica_->reevaluations();
     refreshed_at_ = now;
     ++refreshes_;
@@ -545,7 +545,11 @@ void GossipEngine::push_new(std::span<const OpIndex::Applied> ops, const PublicK
     membership = true;
     if (revocation_took_effect(op, now)) revocations.push_back(op.id);
   }
-  if (membership) deciders_.clear();  // who is an admin may have changed too
+  if (membership) {
+    // Who is an admin may have changed too.
+    deciders_.clear();
+    peers_->membership_may_have_changed();
+  }
   // A catch-up is not pushed on, except a Revoke that took effect: it is
   // rare, and its latency is the security promise.
   const std::span<const OpId> push = only_revocations ? std::span<const OpId>(revocations) : std::span<const OpId>(all);

@@ -81,14 +81,21 @@ struct Datagram {
 class PeerDirectory {
  public:
   virtual ~PeerDirectory() = default;
+  // Sorted.
   virtual const std::vector<PublicKey>& peers(Millis now) = 0;
+  // The engine applied an op that may have changed who is a member.
+  virtual void membership_may_have_changed() {}
 };
 
-// The production directory: the replica's active members.
+// The production directory: the replica's active members. Listing them walks
+// every key's Enrolls, so it is done again only when membership may have
+// changed (the engine says so), when the replica re-evaluated, and every 10 s
+// for expiry; not for ops that cannot change it.
 class ReplicaPeers final : public PeerDirectory {
  public:
   ReplicaPeers(const Replica* replica, PublicKey self) : replica_(replica), self_(self) {}
   const std::vector<PublicKey>& peers(Millis now) override;
+  void membership_may_have_changed() override { stale_ = true; }
   // How many times the list was built from the replica's members (for tests).
   uint64_t refreshes() const { return refreshes_; }
 
@@ -96,7 +103,7 @@ class ReplicaPeers final : public PeerDirectory {
   const Replica* replica_;
   PublicKey self_;
   std::vector<PublicKey> peers_;
-  size_t seen_ops_ = SIZE_MAX;
+  bool stale_ = true;
   uint64_t seen_reevaluations_ = 0;
   Millis refreshed_at_ = 0;
   uint64_t refreshes_ = 0;

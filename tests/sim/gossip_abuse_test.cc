@@ -328,5 +328,31 @@ TEST(GossipRevocationFastPathTest, ASelfRevokeGoesWide) {
   EXPECT_EQ(sent.size(), kDefaults.revoke_fanout + kDefaults.revoke_sync_peers);
 }
 
+// ---- The peer list ---------------------------------------------------------
+
+// Listing the members walks every Enroll; ops that cannot change who is a
+// member (a member's own Enrolls are never valid) must not make it happen.
+TEST(GossipPeerListTest, OpsThatCannotChangeMembershipLeaveThePeerListAlone) {
+  SmallOrg o;
+  const uint64_t before = o.peers->refreshes();
+  OpId head = o.replica->heads().front();
+  for (int i = 0; i < 50; ++i) {
+    const auto op = crdt::make_enroll(o.keys[3], o.org, std::vector<OpId>{head},
+                                      crdt::EnrollSpec{test::numbered_key(500 + i, 0x7e).public_key, "x",
+                                                       crdt::Role::member, {}, 0},
+                                      kUnix);
+    head = id_of(op);
+    o.deliver(op);
+  }
+  ASSERT_EQ(o.replica->op_count(), o.ops.size() + 50);
+  EXPECT_LE(o.peers->refreshes() - before, 1u);
+  // An Enroll by the root does change it: the new member is a peer at once.
+  const auto newcomer = test::numbered_key(600, 0x7e);
+  o.deliver(crdt::make_enroll(o.keys[0], o.org, o.replica->heads(),
+                              crdt::EnrollSpec{newcomer.public_key, "new", crdt::Role::member, {}, 0}, kUnix));
+  const auto& list = o.peers->peers(kStart + 20);
+  EXPECT_TRUE(std::binary_search(list.begin(), list.end(), newcomer.public_key));
+}
+
 }  // namespace
 }  // namespace fm::sim
