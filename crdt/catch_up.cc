@@ -18,9 +18,10 @@ void CatchUpFeed::sent(const OpId& last, const HeadsHash& heads, Millis now, Mil
   ++round_;  // a reply to an older Summary does not count as seeing this batch
 }
 
-void CatchUpFeed::wait_until(Millis at, std::vector<OpId> heads) {
+void CatchUpFeed::wait_until(Millis at, Heads heads, Batch found) {
   resume_at_ = at;
   resume_heads_ = std::move(heads);
+  found_ = std::move(found);
 }
 
 CatchUpFeed::Due CatchUpFeed::take_due(Millis now) {
@@ -32,6 +33,7 @@ CatchUpFeed::Due CatchUpFeed::take_due(Millis now) {
   if (resume_at_ && now >= *resume_at_) {
     resume_at_.reset();
     due.resume = std::exchange(resume_heads_, {});
+    due.found = std::exchange(found_, {});
   }
   return due;
 }

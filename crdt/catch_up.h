@@ -39,13 +39,34 @@ class CatchUpFeed {
   void sent(const OpId& last, const HeadsHash& heads, Millis now, Millis settle);
   // After that batch: ask for its heads (a Summary with round()) at `at`.
   void ask_at(Millis at) { ask_at_ = at; }
-  // The next batch waits for budget until `at`, then starts from `heads`.
-  void wait_until(Millis at, std::vector<OpId> heads);
+  // The peer's heads and op count, as its Summary gave them.
+  struct Heads {
+    std::vector<OpId> ids;
+    uint64_t op_count = 0;
+  };
+  // A batch found for the peer: its ops, whether it lacks more, and how many
+  // it lacks in all (as far as counted).
+  struct Batch {
+    std::vector<OpId> ops;
+    bool more = false;
+    size_t count = 0;
+  };
+  // The next batch waits for budget until `at`: then it goes, `found` if that
+  // is not empty and no news of the peer's heads came meanwhile, else one
+  // found again from `heads`.
+  void wait_until(Millis at, Heads heads, Batch found);
+  void wait_until(Millis at, Heads heads) { wait_until(at, std::move(heads), Batch{}); }
   bool waiting() const { return resume_at_.has_value(); }
+  // A waiting batch will start from these heads instead (newer news of them).
+  void wait_from(Heads heads) {
+    resume_heads_ = std::move(heads);
+    found_ = {};
+  }
 
   struct Due {
-    bool ask = false;                        // send the Summary now
-    std::optional<std::vector<OpId>> resume;  // feed from these heads now
+    bool ask = false;            // send the Summary now
+    std::optional<Heads> resume;  // feed from these heads now,
+    Batch found;                  // with this batch if it is not empty
   };
   // What has fallen due by `now`; each is handed out once.
   Due take_due(Millis now);
@@ -58,7 +79,8 @@ class CatchUpFeed {
   HeadsHash sent_from_{};
   OpId last_{};
   std::optional<Millis> ask_at_, resume_at_;
-  std::vector<OpId> resume_heads_;
+  Heads resume_heads_;
+  Batch found_;
 };
 
 }  // namespace fm::crdt

@@ -20,12 +20,27 @@ constexpr uint32_t kSetOps = 0, kSetRecords = 1;
 constexpr Millis kHousekeeping = 1000;
 constexpr Millis kContinuationDelay = 50;  // after a catch-up batch, before asking how it went
 constexpr size_t kLongCatchUp = 256;  // lacking more ops than this: batches marked catch_up
+constexpr size_t kWrapOverhead = 3;   // a RangeSync inside a Gossip message: tag and length
+// The most one op or record adds to the datagrams carrying it: its tag and
+// length, and its datagram's (Gossip tag and length, the catch_up flag).
+constexpr size_t kItemOverhead = 8;
+constexpr size_t kMaxDeciders = 4096;  // keys remembered by may_change_membership
+constexpr size_t kFramingShare = 32;   // a batch's framing: at most 1/32 more than its ops
 
 std::span<const uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
 std::string serialize(const wire::Gossip& g) { return g.SerializeAsString(); }
+
+size_t varint_size(size_t n) {
+  size_t s = 1;
+  while (n >= 0x80) {
+    n >>= 7;
+    ++s;
+  }
+  return s;
+}
 
 // Wraps an already serialized RangeSync as a Gossip message (field 4) without
 // parsing it again: the protobuf encoding of a length-delimited field.
@@ -41,8 +56,8 @@ std::string wrap_ranges(const std::string& range_sync) {
   return out + range_sync;
 }
 
-std::array<uint8_t, 16> heads_hash(const std::vector<OpId>& heads) {
-  std::array<uint8_t, 16> h;
+HeadsHash heads_hash(const std::vector<OpId>& heads) {
+  HeadsHash h;
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, h.size());
   for (const auto& id : heads) crypto_generichash_update(&st, id.data(), id.size());
@@ -56,13 +71,49 @@ bool to_id(const std::string& s, netauth::Bytes32* out) {
   return true;
 }
 
+// How send_ops packs ops into datagrams, so that what a batch costs on the
+// wire is known exactly before it is sent.
+class OpsPacking {
+ public:
+  OpsPacking(size_t max_datagram, bool catch_up) : max_(max_datagram), catch_up_(catch_up) {}
+  // Whether an op of `n` bytes goes into a new datagram.
+  bool starts_datagram(size_t n) const { return room_ > 0 && room_ + n + 8 > max_; }
+  void add(size_t n) {
+    if (starts_datagram(n)) close();
+    room_ += n + 3;
+    inner_ += 1 + varint_size(n) + n;
+  }
+  // The datagrams so far, as serialized.
+  size_t bytes() const { return done_ + (inner_ > 0 ? framed(inner_) : 0); }
+  size_t bytes_with(size_t n) const {
+    OpsPacking next = *this;
+    next.add(n);
+    return next.bytes();
+  }
+
+ private:
+  size_t framed(size_t inner) const {
+    if (catch_up_) inner += 2;
+    return 1 + varint_size(inner) + inner;
+  }
+  void close() {
+    done_ += framed(inner_);
+    room_ = inner_ = 0;
+  }
+  size_t max_;
+  bool catch_up_;
+  size_t room_ = 0;   // send_ops' running estimate, which decides where datagrams split
+  size_t inner_ = 0;  // the open datagram's Ops message
+  size_t done_ = 0;
+};
+
 }  // namespace
 
 const std::vector<PublicKey>& ReplicaPeers::peers(Millis now) {
-  // Membership changes with ops, and expiry with time: refresh on either.
-  if (replica_->op_count() != seen_ops_ || replica_->reevaluations() != seen_reevaluations_ ||
-      now >= refreshed_at_ + 10'000) {
-    seen_ops_ = replica_->op_count();
+  // Membership changes with some ops (the engine says which), with
+  // re-evaluation, and with time (expiry).
+  if (stale_ || replica_->reevaluations() != seen_reevaluations_ || now >= refreshed_at_ + 10'000) {
+    stale_ = false;
     seen_reevaluations_ = replica_->reevaluations();
     refreshed_at_ = now;
     ++refreshes_;
@@ -81,7 +132,8 @@ GossipEngine::GossipEngine(const netauth::KeyPair& self, Replica* replica, PeerD
       peers_(peers),
       config_(config),
       rng_(seed),
-      reconciler_(config.max_datagram - 8) {}
+      reconciler_(config.max_datagram - 8),
+      index_(replica) {}
 
 GossipEngine::Peer& GossipEngine::peer(const PublicKey& key, Millis now) {
   auto it = peer_state_.find(key);
@@ -100,16 +152,20 @@ GossipEngine::Peer& GossipEngine::peer(const PublicKey& key, Millis now) {
                              static_cast<double>(config_.peer_bytes_per_second), now);
     p.items = TokenBucket(static_cast<double>(config_.peer_items_per_second),
                           static_cast<double>(config_.peer_items_per_second), now);
-    p.feed = TokenBucket(static_cast<double>(config_.peer_bytes_per_second) / 2,
-                         static_cast<double>(config_.catch_up_batch_bytes), now);
+    p.reply = TokenBucket(static_cast<double>(config_.peer_bytes_per_second) / 2,
+                          static_cast<double>(reply_burst()), now);
     it = peer_state_.emplace(key, p).first;
   }
   Peer& p = it->second;
   p.accepted.refill(now);
   p.items.refill(now);
-  p.feed.refill(now);
+  p.reply.refill(now);
   p.last_seen = now;
   return p;
+}
+
+size_t GossipEngine::reply_burst() const {
+  return config_.catch_up_batch_bytes + config_.catch_up_batch_bytes / kFramingShare;
 }
 
 bool GossipEngine::take_items(Peer& p, size_t n) {
@@ -146,64 +202,79 @@ void GossipEngine::send(const PublicKey& to, const std::string& msg) {
   out_.push_back(Datagram{to, msg});
 }
 
-void GossipEngine::send_ops(const PublicKey& to, std::span<const OpId> ids, bool catch_up) {
+bool GossipEngine::answer(Peer& p, const PublicKey& to, const std::string& msg) {
+  if (!p.reply.take(static_cast<double>(msg.size()))) {
+    ++stats_.throttled;
+    return false;
+  }
+  send(to, msg);
+  return true;
+}
+
+size_t GossipEngine::send_ops(const PublicKey& to, std::span<const OpId> ids, bool catch_up) {
   wire::Gossip g;
-  size_t size = 0;
+  OpsPacking pack(config_.max_datagram, catch_up);
+  size_t sent = 0;
   auto flush = [&] {
     g.mutable_ops()->set_catch_up(catch_up);
-    send(to, serialize(g));
+    const std::string d = serialize(g);
+    sent += d.size();
+    send(to, d);
     g.Clear();
-    size = 0;
   };
   for (const auto& id : ids) {
     const std::string* op = replica_->op_bytes(id);
     if (op == nullptr) continue;
-    if (size > 0 && size + op->size() + 8 > config_.max_datagram) flush();
+    if (pack.starts_datagram(op->size())) flush();
+    pack.add(op->size());
     g.mutable_ops()->add_ops(*op);
-    size += op->size() + 3;
   }
-  if (size > 0) flush();
+  if (g.ops().ops_size() > 0) flush();
+  return sent;
 }
 
-void GossipEngine::send_records(const PublicKey& to, std::span<const std::string> wires) {
+size_t GossipEngine::send_records(const PublicKey& to, std::span<const std::string> wires) {
   wire::Gossip g;
-  size_t size = 0;
+  size_t size = 0, sent = 0;
+  auto flush = [&] {
+    const std::string d = serialize(g);
+    sent += d.size();
+    send(to, d);
+    g.Clear();
+    size = 0;
+  };
   for (const auto& w : wires) {
-    if (size > 0 && size + w.size() + 6 > config_.max_datagram) {
-      send(to, serialize(g));
-      g.Clear();
-      size = 0;
-    }
+    if (size > 0 && size + w.size() + 6 > config_.max_datagram) flush();
     g.mutable_records()->add_records(w);
     size += w.size() + 3;
   }
-  if (size > 0) send(to, serialize(g));
+  if (size > 0) flush();
+  return sent;
 }
 
-std::string GossipEngine::summary(bool reply, uint32_t feed_round) const {
+const std::vector<OpId>& GossipEngine::heads() {
+  if (heads_count_ != replica_->op_count()) {
+    heads_ = replica_->heads();
+    heads_hash_ = heads_hash(heads_);
+    heads_count_ = replica_->op_count();
+  }
+  return heads_;
+}
+
+std::string GossipEngine::summary(bool reply, uint32_t feed_round) {
   wire::Gossip g;
   auto* s = g.mutable_summary();
-  auto heads = replica_->heads();
+  const auto& hs = heads();
   s->set_op_count(replica_->op_count());
-  auto h = heads_hash(heads);
-  s->set_heads_hash(h.data(), h.size());
-  if (heads.size() <= kMaxListedHeads) {
-    for (const auto& id : heads) s->add_heads(id.data(), id.size());
+  s->set_heads_hash(heads_hash_.data(), heads_hash_.size());
+  if (hs.size() <= kMaxListedHeads) {
+    for (const auto& id : hs) s->add_heads(id.data(), id.size());
   }
   auto rh = book_.hash();
   s->set_records_hash(rh.data(), rh.size());
   s->set_reply(reply);
   s->set_feed_round(feed_round);
   return serialize(g);
-}
-
-const SyncSet& GossipEngine::ops_set() {
-  if (ops_set_count_ != replica_->op_count()) {
-    stats_.examined += replica_->op_count();
-    ops_set_ = SyncSet(replica_->sync_items());
-    ops_set_count_ = replica_->op_count();
-  }
-  return ops_set_;
 }
 
 const SyncSet& GossipEngine::records_set() {
@@ -253,6 +324,59 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
   }
 }
 
+void GossipEngine::on_ops(const PublicKey& from, Peer& p, const wire::Ops& m, Millis now) {
+  const bool catch_up = m.catch_up();
+  std::vector<OpId> applied, missing;
+  bool waiting = false;  // some went pending
+  for (const auto& op : m.ops()) {
+    IngestResult res = replica_->ingest(bytes_of(op), p.source);
+    switch (res.outcome) {
+      case Ingest::applied:
+        applied.insert(applied.end(), res.applied.begin(), res.applied.end());
+        break;
+      case Ingest::pending:
+        missing.insert(missing.end(), res.missing.begin(), res.missing.end());
+        waiting = true;
+        if (p.orphans_since == 0) p.orphans_since = now;
+        break;
+      case Ingest::rejected:
+        if (res.reject == Reject::pending_full) {
+          ++stats_.throttled;
+        } else {
+          ++stats_.junk;
+        }
+        break;
+      case Ingest::duplicate:
+        break;
+    }
+  }
+  if (!missing.empty() && !catch_up) {
+    // The sender had these ops, so it has their parents. (In a catch-up the
+    // parents are in the same batch, reordered in flight, or in the next.)
+    std::sort(missing.begin(), missing.end());
+    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+    wire::Gossip w;
+    w.mutable_want()->set_set(kSetOps);
+    for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
+      w.mutable_want()->add_ids(missing[i].data(), missing[i].size());
+    }
+    send(from, serialize(w));
+  }
+  // Anything the feeder of a catch-up sends (its batches, its answers to
+  // Wants for gaps, and the waiting ops those release) is old news. A batch
+  // makes its sender the feeder even when it only waits here for parents.
+  const bool from_feeder = now < feeder_until_ && feeder_ == from;
+  if (catch_up && (!applied.empty() || waiting) && (now >= feeder_until_ || feeder_ == from)) {
+    feeder_ = from;
+    feeder_until_ = now + config_.anti_entropy_interval;
+  }
+  if (!applied.empty()) {
+    stats_.ops_applied += applied.size();
+    applied_.insert(applied_.end(), applied.begin(), applied.end());
+    push_new(index_.note_applied(applied), &from, catch_up || from_feeder, now);
+  }
+}
+
 void GossipEngine::on_records(const PublicKey& from, const wire::Records& m, Millis now) {
   if (!replica_->has_org()) {
     stats_.junk += static_cast<uint64_t>(m.records_size());
@@ -280,24 +404,49 @@ void GossipEngine::on_records(const PublicKey& from, const wire::Records& m, Mil
 }
 
 void GossipEngine::on_want(const PublicKey& from, Peer& p, const wire::Want& m) {
-  if (m.ids_size() > static_cast<int>(kMaxWantIds) || !take_items(p, m.ids_size())) return;
-  stats_.examined += m.ids_size();
-  std::vector<OpId> ids;
-  std::vector<std::string> records;
+  if (m.ids_size() > static_cast<int>(kMaxWantIds)) return;
+  std::vector<ItemId> ids;
   for (const auto& s : m.ids()) {
     ItemId id;
     if (!to_id(s, &id)) {
       ++stats_.junk;
       return;
     }
-    if (m.set() == kSetOps) {
-      ids.push_back(id);
-    } else if (const auto* rec = book_.find_by_id(id)) {
+    ids.push_back(id);
+  }
+  if (!take_items(p, ids.size())) return;
+  stats_.examined += ids.size();
+  // What it asks for, as far as its reply budget goes.
+  const double room = p.reply.available();
+  if (m.set() == kSetOps) {
+    std::vector<OpId> found;
+    OpsPacking pack(config_.max_datagram, false);
+    for (const auto& id : ids) {
+      const std::string* op = replica_->op_bytes(id);
+      if (op == nullptr) continue;
+      if (static_cast<double>(pack.bytes_with(op->size())) > room) {
+        ++stats_.throttled;
+        break;
+      }
+      pack.add(op->size());
+      found.push_back(id);
+    }
+    p.reply.take(static_cast<double>(send_ops(from, found, false)));
+  } else {
+    std::vector<std::string> records;
+    size_t bytes = 0;
+    for (const auto& id : ids) {
+      const auto* rec = book_.find_by_id(id);
+      if (rec == nullptr) continue;
+      if (static_cast<double>(bytes + rec->wire.size() + kItemOverhead) > room) {
+        ++stats_.throttled;
+        break;
+      }
+      bytes += rec->wire.size() + kItemOverhead;
       records.push_back(rec->wire);
     }
+    p.reply.take(static_cast<double>(send_records(from, records)));
   }
-  send_ops(from, ids, false);
-  send_records(from, records);
 }
 
 void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSync& m) {
@@ -305,36 +454,54 @@ void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSy
     ++stats_.junk;
     return;
   }
-  if (!take_items(p, 1)) return;  // each round costs the responder a pass
+  if (p.items.available() < 1) {  // each round costs the responder a pass
+    ++stats_.throttled;
+    return;
+  }
   ++stats_.range_rounds;
   const bool ops = m.set() == kSetOps;
-  ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), m);
+  // The answer is built within what the peer may still be sent and have
+  // looked at: key order is parents first, so what is cut is the end, and the
+  // next round goes on from there (asked for at once, below).
+  ReplyLimits limits;
+  limits.max_examined = static_cast<size_t>(p.items.available());
+  limits.max_bytes = static_cast<size_t>(p.reply.available());
+  limits.message_overhead = kWrapOverhead;
+  if (ops) {
+    limits.send_cost = [this](const ItemId& id) {
+      const std::string* op = replica_->op_bytes(id);
+      return (op == nullptr ? 0 : op->size()) + kItemOverhead;
+    };
+  } else {
+    limits.send_cost = [this](const ItemId& id) {
+      const auto* rec = book_.find_by_id(id);
+      return (rec == nullptr ? 0 : rec->wire.size()) + kItemOverhead;
+    };
+  }
+  ReconcileResult res = reconciler_.respond(ops ? ops_set() : records_set(), m, limits);
   stats_.examined += res.examined;
+  p.items.drain(static_cast<double>(res.examined));
   if (res.malformed) {
     ++stats_.junk;
     return;
   }
-  for (const auto& r : res.replies) send(from, wrap_ranges(r));
-  if (!res.they_lack.empty() && ops) {
-    // Key order is parents first: send the prefix the budget allows now;
-    // the next round goes on from there (asked for at once if cut short).
-    size_t bytes = 0;
-    const size_t n =
-        batch(p, res.they_lack, std::min<double>(config_.catch_up_batch_bytes, p.feed.available()), &bytes);
-    if (n == 0) {
-      ++stats_.throttled;
-    } else {
-      take_items(p, n);
-      p.feed.take(static_cast<double>(bytes));
-      send_ops(from, std::span(res.they_lack).first(n), res.they_lack.size() > kLongCatchUp);
-      if (n < res.they_lack.size()) send(from, summary(false));
+  if (res.ranges_cut) ++stats_.throttled;
+  for (const auto& r : res.replies) answer(p, from, wrap_ranges(r));
+  if (ops) {
+    if (!res.they_lack.empty()) {
+      const bool long_catch_up = res.they_lack.size() > kLongCatchUp || res.they_lack_cut;
+      p.reply.take(static_cast<double>(send_ops(from, res.they_lack, long_catch_up)));
     }
-  } else if (!res.they_lack.empty() && take_items(p, res.they_lack.size())) {
+    if (res.they_lack_cut) {
+      if (res.they_lack.empty()) ++stats_.throttled;
+      else answer(p, from, summary(false));  // to go on
+    }
+  } else if (!res.they_lack.empty()) {
     std::vector<std::string> wires;
     for (const auto& id : res.they_lack) {
       if (const auto* rec = book_.find_by_id(id)) wires.push_back(rec->wire);
     }
-    send_records(from, wires);
+    p.reply.take(static_cast<double>(send_records(from, wires)));
   }
   // About one catch-up batch of Wants per round; later rounds ask for more.
   const size_t wants = std::min(res.we_lack.size(), kMaxWantsPerRound * kMaxWantIds);
@@ -344,72 +511,48 @@ void GossipEngine::on_ranges(const PublicKey& from, Peer& p, const wire::RangeSy
     for (size_t j = i; j < std::min(wants, i + kMaxWantIds); ++j) {
       w.mutable_want()->add_ids(res.we_lack[j].data(), res.we_lack[j].size());
     }
-    send(from, serialize(w));
+    if (!answer(p, from, serialize(w))) break;
   }
 }
 
-void GossipEngine::on_ops(const PublicKey& from, Peer& p, const wire::Ops& m, Millis now) {
-  const bool catch_up = m.catch_up();
-  std::vector<OpId> applied, missing;
-  for (const auto& op : m.ops()) {
-    IngestResult res = replica_->ingest(bytes_of(op), p.source);
-    switch (res.outcome) {
-      case Ingest::applied:
-        applied.insert(applied.end(), res.applied.begin(), res.applied.end());
-        break;
-      case Ingest::pending:
-        missing.insert(missing.end(), res.missing.begin(), res.missing.end());
-        if (p.orphans_since == 0) p.orphans_since = now;
-        break;
-      case Ingest::rejected:
-        if (res.reject == Reject::pending_full) {
-          ++stats_.throttled;
-        } else {
-          ++stats_.junk;
-        }
-        break;
-      case Ingest::duplicate:
-        break;
-    }
+bool GossipEngine::may_change_membership(const OpIndex::Applied& op, Millis now) {
+  if (op.kind == OpKind::genesis || (op.kind == OpKind::revoke && op.author == op.subject)) return true;
+  if (!replica_->has_org()) return false;
+  if (op.author == replica_->org().root) return true;
+  auto it = deciders_.find(op.author);
+  if (it == deciders_.end()) {
+    if (deciders_.size() >= kMaxDeciders) deciders_.clear();
+    const auto m = replica_->member(op.author, now / 1000);
+    it = deciders_.emplace(op.author, m && m->role >= Role::admin).first;
   }
-  if (!missing.empty() && !catch_up) {
-    // The sender had these ops, so it has their parents. (In a catch-up the
-    // parents are in the same batch, reordered in flight, or in the next.)
-    std::sort(missing.begin(), missing.end());
-    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
-    wire::Gossip w;
-    w.mutable_want()->set_set(kSetOps);
-    for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
-      w.mutable_want()->add_ids(missing[i].data(), missing[i].size());
-    }
-    send(from, serialize(w));
-  }
-  if (!applied.empty()) {
-    stats_.ops_applied += applied.size();
-    applied_.insert(applied_.end(), applied.begin(), applied.end());
-    // Anything the feeder of a catch-up sends (its batches, its answers to
-    // Wants for gaps, and the waiting ops those release) is old news.
-    const bool from_feeder = now < feeder_until_ && feeder_ == from;
-    if (catch_up && (now >= feeder_until_ || feeder_ == from)) {
-      feeder_ = from;
-      feeder_until_ = now + config_.anti_entropy_interval;
-    }
-    push_new(applied, &from, catch_up || from_feeder, now);
-  }
+  return it->second;
 }
 
-void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, bool only_revocations, Millis now) {
-  std::vector<OpId> revocations;
-  for (const auto& id : ops) {
-    Op op;
-    const std::string* w = replica_->op_bytes(id);
-    if (w == nullptr || parse_op(bytes_of(*w), &op) != Reject::none || op.kind != OpKind::revoke) continue;
-    revocations.push_back(id);
-    if (!replica_->is_active_member(op.subject, now / 1000)) book_.erase(op.subject);
+bool GossipEngine::revocation_took_effect(const OpIndex::Applied& op, Millis now) {
+  if (op.kind != OpKind::revoke || !may_change_membership(op, now)) return false;
+  const auto m = replica_->member(op.subject, now / 1000);
+  return m && m->standing == Standing::revoked;
+}
+
+void GossipEngine::push_new(std::span<const OpIndex::Applied> ops, const PublicKey* from, bool only_revocations,
+                            Millis now) {
+  std::vector<OpId> all, revocations;
+  bool membership = false;
+  for (const auto& op : ops) {
+    all.push_back(op.id);
+    if (op.kind == OpKind::revoke && !replica_->is_active_member(op.subject, now / 1000)) book_.erase(op.subject);
+    if (!may_change_membership(op, now)) continue;
+    membership = true;
+    if (revocation_took_effect(op, now)) revocations.push_back(op.id);
   }
-  // A catch-up is not pushed on, except a Revoke: it is rare, and its
-  // latency is the security promise.
-  const std::span<const OpId> push = only_revocations ? std::span<const OpId>(revocations) : ops;
+  if (membership) {
+    // Who is an admin may have changed too.
+    deciders_.clear();
+    peers_->membership_may_have_changed();
+  }
+  // A catch-up is not pushed on, except a Revoke that took effect: it is
+  // rare, and its latency is the security promise.
+  const std::span<const OpId> push = only_revocations ? std::span<const OpId>(revocations) : std::span<const OpId>(all);
   const bool revocation = !revocations.empty();
   for (const auto& t : sample(revocation ? config_.revoke_fanout : config_.fanout, from, now)) {
     if (!push.empty()) send_ops(t, push, false);
@@ -418,20 +561,6 @@ void GossipEngine::push_new(std::span<const OpId> ops, const PublicKey* from, bo
     const std::string s = summary(false);
     for (const auto& t : sample(config_.revoke_sync_peers, from, now)) send(t, s);
   }
-}
-
-size_t GossipEngine::batch(const Peer& p, std::span<const OpId> ids, double max_bytes, size_t* bytes) const {
-  const auto items = static_cast<size_t>(p.items.available());
-  size_t n = 0;
-  *bytes = 0;
-  while (n < ids.size() && n < items) {
-    const std::string* op = replica_->op_bytes(ids[n]);
-    const size_t size = op == nullptr ? 0 : op->size();
-    if (static_cast<double>(*bytes + size) > max_bytes) break;
-    *bytes += size;
-    ++n;
-  }
-  return n;
 }
 
 bool GossipEngine::being_fed_by_other(const PublicKey& from, Millis now) const {
@@ -449,12 +578,11 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
   if (being_fed_by_other(from, now)) return;  // one catch-up stream at a time
   auto rh = book_.hash();
   if (!reply && std::memcmp(rh.data(), s.records_hash().data(), 16) != 0) {
-    send(from, wrap_ranges(reconciler_.initiate(kSetRecords, records_set())));
+    answer(p, from, wrap_ranges(reconciler_.initiate(kSetRecords, records_set())));
   }
-  auto mine = replica_->heads();
-  auto hh = heads_hash(mine);
-  if (std::memcmp(hh.data(), s.heads_hash().data(), 16) == 0 && s.op_count() == replica_->op_count()) {
-    if (!reply) send(from, summary(true));
+  heads();
+  if (std::memcmp(heads_hash_.data(), s.heads_hash().data(), 16) == 0 && s.op_count() == replica_->op_count()) {
+    if (!reply) answer(p, from, summary(true));
     return;
   }
   std::vector<OpId> theirs;
@@ -469,80 +597,132 @@ void GossipEngine::on_summary(const PublicKey& from, Peer& p, const wire::Summar
     all_known = all_known && replica_->contains(id);
   }
   if (all_known) {
-    feed(from, p, std::move(theirs), reply ? s.feed_round() : 0, now);
+    feed(from, p, CatchUpFeed::Heads{std::move(theirs), s.op_count()}, reply ? s.feed_round() : 0, now);
     return;
   }
   if (!reply) {
-    send(from, summary(true, s.feed_round()));  // perhaps they hold all of ours
-    if (s.feed_round() != 0) {
-      // Being fed: what is still missing under the ops waiting here was lost.
-      const auto missing = replica_->missing_parents();
-      stats_.examined += replica_->pending_count();
-      wire::Gossip w;
-      w.mutable_want()->set_set(kSetOps);
-      for (size_t i = 0; i < std::min(missing.size(), kMaxWantIds); ++i) {
-        w.mutable_want()->add_ids(missing[i].data(), missing[i].size());
-      }
-      if (!missing.empty()) send(from, serialize(w));
+    answer(p, from, summary(true, s.feed_round()));  // perhaps they hold all of ours
+    // Being fed (by the feeder of a long catch-up, or by a peer whose ops
+    // wait here): what is still missing under the ops waiting here was lost,
+    // or is of a branch below what the feeder looked at.
+    if (s.feed_round() != 0 && ((now < feeder_until_ && feeder_ == from) || p.orphans_since != 0)) {
+      want_missing_parents(from, p, now);
     }
   } else {
-    send(from, wrap_ranges(reconciler_.initiate(kSetOps, ops_set())));  // both hold something new
+    answer(p, from, wrap_ranges(reconciler_.initiate(kSetOps, ops_set())));  // both hold something new
   }
 }
 
-void GossipEngine::feed(const PublicKey& to, Peer& p, std::vector<OpId> their_heads, uint32_t echo, Millis now) {
+void GossipEngine::want_missing_parents(const PublicKey& from, Peer& p, Millis now) {
+  // Its feeder asks after each batch, at most every kContinuationDelay: more
+  // often would only repeat the walk over the pending ops.
+  if (p.parents_asked_at != 0 && now < p.parents_asked_at + kContinuationDelay) return;
+  p.parents_asked_at = now;
+  const std::string w = missing_parents_want();
+  if (!w.empty()) answer(p, from, w);
+}
+
+std::string GossipEngine::missing_parents_want() {
+  stats_.examined += replica_->pending_count();
+  auto missing = replica_->missing_parents();
+  if (missing.empty()) return {};
+  // A sample, so that parents nobody has (a peer's junk) cannot hide the rest.
+  if (missing.size() > kMaxWantIds) {
+    std::shuffle(missing.begin(), missing.end(), rng_);
+    missing.resize(kMaxWantIds);
+  }
+  wire::Gossip w;
+  w.mutable_want()->set_set(kSetOps);
+  for (const auto& id : missing) w.mutable_want()->add_ids(id.data(), id.size());
+  return serialize(w);
+}
+
+void GossipEngine::feed(const PublicKey& to, Peer& p, CatchUpFeed::Heads their_heads, uint32_t echo, Millis now) {
   // Everything it has is here: send what it lacks, parents first, one batch
-  // per round trip, paced by the feed budget. While a batch is on its way,
+  // per round trip, paced by its reply budget. While a batch is on its way,
   // only the reply to the Summary sent after it moves on: past the batch if
   // its heads moved (the rest is still arriving), else from its heads again
   // (the batch's front was lost).
-  const auto lacking = replica_->ops_not_below(their_heads);
-  stats_.examined += replica_->op_count();  // ops_not_below looks at every op
-  const auto from_hash = heads_hash(their_heads);
-  size_t start = 0;
-  switch (p.catch_up.start(echo, from_hash, now)) {
-    case CatchUpFeed::Start::ignore:
-      return;
-    case CatchUpFeed::Start::after_last:
-      if (auto it = std::find(lacking.begin(), lacking.end(), p.catch_up.last()); it != lacking.end()) {
-        start = static_cast<size_t>(it - lacking.begin()) + 1;
-      }
-      break;
-    case CatchUpFeed::Start::from_heads:
-      break;
-  }
-  if (start == lacking.size()) return;
-  size_t bytes = 0;
-  const size_t n = batch(p, std::span(lacking).subspan(start), static_cast<double>(config_.catch_up_batch_bytes), &bytes);
-  const size_t end = start + n;
-  if (n == 0) {
-    ++stats_.throttled;
+  const auto from_hash = heads_hash(their_heads.ids);
+  const auto start = p.catch_up.start(echo, from_hash, now);
+  if (start == CatchUpFeed::Start::ignore) return;
+  if (p.catch_up.waiting()) {  // a batch waits for budget: it will start from these heads
+    p.catch_up.wait_from(std::move(their_heads));
     return;
   }
-  if (!p.feed.take(static_cast<double>(bytes))) {  // wait for the budget, then go on from its heads
-    const Millis at = now + 1 + p.feed.time_until(static_cast<double>(bytes));
-    p.catch_up.wait_until(at, std::move(their_heads));
+  // The batch: what fits one catch-up batch and the peer's item budget, found
+  // in work bounded by them.
+  OpIndex::Limits limits;
+  limits.max_examined = static_cast<size_t>(p.items.available());
+  limits.max_bytes = config_.catch_up_batch_bytes;
+  limits.cost = [this](const OpId& id) { return op_size(id); };
+  limits.count_to = kLongCatchUp;
+  const OpId last = p.catch_up.last();
+  auto lacking = index_.not_below(their_heads.ids, their_heads.op_count,
+                                  start == CatchUpFeed::Start::after_last ? &last : nullptr, limits);
+  stats_.examined += lacking.examined;
+  p.items.drain(static_cast<double>(lacking.examined));
+  if (lacking.batch.empty()) {
+    if (lacking.deeper || (lacking.count == 0 && !lacking.after_lacking)) {
+      // What it lacks next hangs on ops further down than its heads show,
+      // or it lacks nothing from there up, yet its heads differ from ours:
+      // either way the difference is deeper down. Ranges find it.
+      answer(p, to, wrap_ranges(reconciler_.initiate(kSetOps, ops_set())));
+    } else if (lacking.more) {
+      ++stats_.throttled;  // the item budget ran out
+    }
+    return;  // (or all it lacks is in flight)
+  }
+  send_batch(to, p, CatchUpFeed::Batch{std::move(lacking.batch), lacking.more, lacking.count},
+             std::move(their_heads), now);
+}
+
+void GossipEngine::send_batch(const PublicKey& to, Peer& p, CatchUpFeed::Batch batch, CatchUpFeed::Heads heads,
+                              Millis now) {
+  // What it costs on the wire, exactly as send_ops will pack it, within the
+  // reply bucket's burst (ops far smaller than usual could need more framing
+  // than the burst allows for).
+  auto wire_bytes = [&] {
+    OpsPacking pack(config_.max_datagram, true);
+    for (const auto& id : batch.ops) pack.add(op_size(id));
+    return pack.bytes();
+  };
+  size_t bytes = wire_bytes();
+  while (bytes > reply_burst() && batch.ops.size() > 1) {
+    batch.ops.resize(batch.ops.size() * 15 / 16);
+    batch.more = true;
+    bytes = wire_bytes();
+  }
+  if (static_cast<double>(bytes) > p.reply.available()) {
+    // Wait for the budget; the batch goes then, unless news of its heads
+    // comes first (then one is found again from those).
+    const Millis at = now + 1 + p.reply.time_until(static_cast<double>(bytes));
+    p.catch_up.wait_until(at, std::move(heads), std::move(batch));
     waiting_feeds_.insert(to);
     next_deadline_ = std::min(next_deadline_, at);
     return;
   }
-  take_items(p, end - start);
-  send_ops(to, std::span(lacking).subspan(start, end - start), lacking.size() > kLongCatchUp);
-  p.catch_up.sent(lacking[end - 1], from_hash, now, config_.anti_entropy_interval);
-  if (end < lacking.size()) {
+  p.reply.take(static_cast<double>(send_ops(to, batch.ops, batch.count > kLongCatchUp)));
+  p.catch_up.sent(batch.ops.back(), heads_hash(heads.ids), now, config_.anti_entropy_interval);
+  if (batch.more) {
     // More to come. Its heads again, please, once this batch has landed and
     // the next one's budget is there; the reply also names the gaps losses
     // left (a Want), so those alone are sent again.
     const Millis at =
-        now + std::max(kContinuationDelay, p.feed.time_until(static_cast<double>(config_.catch_up_batch_bytes)));
+        now + std::max(kContinuationDelay, p.reply.time_until(static_cast<double>(config_.catch_up_batch_bytes)));
     p.catch_up.ask_at(at);
     waiting_feeds_.insert(to);
     next_deadline_ = std::min(next_deadline_, at);
   }
 }
 
+size_t GossipEngine::op_size(const OpId& id) const {
+  const std::string* op = replica_->op_bytes(id);
+  return op == nullptr ? 0 : op->size();
+}
+
 void GossipEngine::publish(std::span<const OpId> ops, Millis now) {
-  if (!ops.empty()) push_new(ops, nullptr, false, now);
+  if (!ops.empty()) push_new(index_.note_applied(ops), nullptr, false, now);
 }
 
 bool GossipEngine::offer_record(EndpointRecord rec, Millis now) {
@@ -590,7 +770,14 @@ void GossipEngine::on_tick(Millis now) {
   }
   if (now >= next_anti_entropy_) {
     if (now >= feeder_until_) {  // not while a peer is feeding a catch-up
-      for (const auto& t : sample(1, nullptr, now)) send(t, summary(false));
+      for (const auto& t : sample(1, nullptr, now)) {
+        send(t, summary(false));
+        // Ops still waiting for parents: ask this peer too (an answer that
+        // was lost, or a branch no feeder looked down to).
+        if (replica_->pending_count() > 0) {
+          if (const std::string w = missing_parents_want(); !w.empty()) send(t, w);
+        }
+      }
     }
     schedule_anti_entropy(now);
   }
@@ -600,7 +787,11 @@ void GossipEngine::on_tick(Millis now) {
     Peer& p = peer(key, now);
     auto due = p.catch_up.take_due(now);
     if (due.ask) send(key, summary(false, p.catch_up.round()));
-    if (due.resume) feed(key, p, std::move(*due.resume), p.catch_up.round(), now);
+    if (due.resume && !due.found.ops.empty()) {
+      send_batch(key, p, std::move(due.found), std::move(*due.resume), now);
+    } else if (due.resume) {
+      feed(key, p, std::move(*due.resume), p.catch_up.round(), now);
+    }
     const Millis next = p.catch_up.next_deadline();
     if (next == kNever) {
       it = waiting_feeds_.erase(it);

@@ -29,6 +29,8 @@ class TokenBucket {
     tokens_ -= n;
     return true;
   }
+  // Takes `n` tokens, or all there are when fewer: for work already done.
+  void drain(double n) { tokens_ = std::max(0.0, tokens_ - n); }
   // Milliseconds after the last refill until `n` tokens are there: 0 when
   // they are, kNever when `n` is over the burst (or nothing refills).
   Millis time_until(double n) const {

@@ -75,31 +75,51 @@ TEST(CatchUpFeedTest, TheSummaryAfterABatchFallsDueOnce) {
 
 TEST(CatchUpFeedTest, ABatchWaitingForBudgetResumesFromTheHeadsItWasGiven) {
   CatchUpFeed f;
-  f.wait_until(kT0 + 200, {op(4), op(5)});
+  f.wait_until(kT0 + 200, {{op(4), op(5)}, 12});
   EXPECT_TRUE(f.waiting());
   EXPECT_EQ(f.next_deadline(), kT0 + 200);
   EXPECT_FALSE(f.take_due(kT0 + 199).resume);
   auto due = f.take_due(kT0 + 200);
   ASSERT_TRUE(due.resume);
-  EXPECT_EQ(*due.resume, (std::vector<OpId>{op(4), op(5)}));
+  EXPECT_EQ(due.resume->ids, (std::vector<OpId>{op(4), op(5)}));
+  EXPECT_EQ(due.resume->op_count, 12u);
   EXPECT_FALSE(f.waiting());
   EXPECT_FALSE(f.take_due(kT0 + 300).resume);
+}
+
+TEST(CatchUpFeedTest, ABatchFoundWhileWaitingGoesUnlessNewsOfTheHeadsCame) {
+  CatchUpFeed f;
+  f.wait_until(kT0 + 100, {{op(1)}, 5}, {{op(7), op(8)}, true, 300});
+  auto due = f.take_due(kT0 + 100);
+  ASSERT_TRUE(due.resume);
+  EXPECT_EQ(due.found.ops, (std::vector<OpId>{op(7), op(8)}));
+  EXPECT_TRUE(due.found.more);
+  EXPECT_EQ(due.found.count, 300u);
+  // News of its heads while it waits: the batch is found again from them.
+  f.wait_until(kT0 + 200, {{op(1)}, 5}, {{op(7)}, false, 1});
+  f.wait_from({{op(7)}, 6});
+  due = f.take_due(kT0 + 200);
+  ASSERT_TRUE(due.resume);
+  EXPECT_EQ(due.resume->ids, std::vector<OpId>{op(7)});
+  EXPECT_TRUE(due.found.ops.empty());
 }
 
 TEST(CatchUpFeedTest, BothCanFallDueTogetherAndTheDeadlineIsTheEarlier) {
   CatchUpFeed f;
   f.ask_at(kT0 + 80);
-  f.wait_until(kT0 + 30, {op(1)});
+  f.wait_until(kT0 + 30, {{op(1)}, 1});
   EXPECT_EQ(f.next_deadline(), kT0 + 30);
   auto first = f.take_due(kT0 + 30);
   EXPECT_FALSE(first.ask);
   EXPECT_TRUE(first.resume);
   EXPECT_EQ(f.next_deadline(), kT0 + 80);
-  f.wait_until(kT0 + 90, {op(2)});
+  f.wait_until(kT0 + 90, {{op(9)}, 1});
+  f.wait_from({{op(2)}, 2});  // newer news of its heads
   auto both = f.take_due(kT0 + 100);
   EXPECT_TRUE(both.ask);
   ASSERT_TRUE(both.resume);
-  EXPECT_EQ(*both.resume, std::vector<OpId>{op(2)});
+  EXPECT_EQ(both.resume->ids, std::vector<OpId>{op(2)});
+  EXPECT_EQ(both.resume->op_count, 2u);
   EXPECT_EQ(f.next_deadline(), kNever);
 }
 

@@ -50,6 +50,16 @@ TEST(TokenBucketTest, TimeUntilEnoughTokens) {
   EXPECT_TRUE(b.take(200));
 }
 
+TEST(TokenBucketTest, DrainTakesWhatThereIsForWorkDone) {
+  TokenBucket b(1000, 100, kT0);
+  b.drain(30);
+  EXPECT_DOUBLE_EQ(b.available(), 70);
+  b.drain(500);  // more than there is: empty, not negative
+  EXPECT_DOUBLE_EQ(b.available(), 0);
+  b.refill(kT0 + 10);
+  EXPECT_DOUBLE_EQ(b.available(), 10);
+}
+
 TEST(TokenBucketTest, ADefaultBucketHoldsNothing) {
   TokenBucket b;
   b.refill(kT0);
