@@ -7,13 +7,8 @@
 #   tests/e2e/guard_test.sh path/to/fortmesh
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
-if [ "$(id -u)" -ne 0 ]; then echo "SKIP: needs root for network namespaces"; exit 77; fi
-for tool in ip wireguard-go wg python3; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed (scripts/setup.sh)"; exit 77; }
-done
 source "$here/lib.sh"
-mesh_init "$1"
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_start "$1"
 
 ALL=(root lh n1 n2)
 for h in "${ALL[@]}"; do mesh_add_host "$h"; fm "$h" keygen >/dev/null; done

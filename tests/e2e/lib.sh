@@ -19,6 +19,18 @@
 # them in MESH_NETNS so the same trap deletes them.
 set -euo pipefail
 
+# The start of every e2e test: root and the tools, or exit 77 (skipped) with
+# the reason; then mesh_init. `fail MESSAGE` ends a test.
+e2e_start() {
+  if [ "$(id -u)" -ne 0 ]; then echo "SKIP: needs root for network namespaces"; exit 77; fi
+  local tool
+  for tool in ip wireguard-go wg python3; do
+    command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed (scripts/setup.sh)"; exit 77; }
+  done
+  mesh_init "$1"
+}
+fail() { echo "FAIL: $*"; exit 1; }
+
 mesh_init() {
   FM_BIN=""
   if [ $# -gt 0 ]; then FM_BIN=$(readlink -f "$1"); fi

@@ -7,12 +7,8 @@
 #   tests/e2e/renumber_test.sh path/to/fortmesh
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
-if [ "$(id -u)" -ne 0 ]; then echo "SKIP: needs root for network namespaces"; exit 77; fi
-for tool in ip wireguard-go wg python3; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed (scripts/setup.sh)"; exit 77; }
-done
 source "$here/lib.sh"
-mesh_init "$1"
+e2e_start "$1"
 fail() { echo "FAIL: $*"; grep -h "announcing" "$MESH_DIR"/n1.log; exit 1; }
 
 for h in root lh n1; do mesh_add_host "$h"; fm "$h" keygen >/dev/null; done

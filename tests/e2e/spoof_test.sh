@@ -10,13 +10,8 @@
 #   tests/e2e/spoof_test.sh path/to/fortmesh
 set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
-if [ "$(id -u)" -ne 0 ]; then echo "SKIP: needs root for network namespaces"; exit 77; fi
-for tool in ip wireguard-go wg python3; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed (scripts/setup.sh)"; exit 77; }
-done
 source "$here/lib.sh"
-mesh_init "$1"
-fail() { echo "FAIL: $*"; exit 1; }
+e2e_start "$1"
 
 for h in root b x; do mesh_add_host "$h"; done
 for h in root b; do fm "$h" keygen >/dev/null; done
