@@ -13,13 +13,26 @@ namespace wire = ::fortmesh::wire;
 std::string id_key(const ItemId& id) { return std::string(reinterpret_cast<const char*>(id.data()), id.size()); }
 }  // namespace
 
+const char* to_string(NatClass nat) {
+  switch (nat) {
+    case NatClass::none: return "none";
+    case NatClass::endpoint_independent: return "endpoint-independent";
+    case NatClass::symmetric: return "symmetric";
+    case NatClass::unknown: break;
+  }
+  return "unknown";
+}
+
 std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_id, uint64_t time_ms,
-                                 const std::vector<std::string>& endpoints, uint32_t listen_port) {
+                                 const EndpointSet& endpoints, uint32_t listen_port) {
   wire::EndpointBody body;
   body.set_org_id(org_id.data(), org_id.size());
   body.set_key(self.public_key.data(), self.public_key.size());
   body.set_time(time_ms);
-  for (const auto& e : endpoints) body.add_endpoints(e);
+  for (const auto& e : endpoints.local) body.add_endpoints(e);
+  for (const auto& e : endpoints.advertised) body.add_advertised(e);
+  for (const auto& e : endpoints.reflected) body.add_reflected(e);
+  body.set_nat(static_cast<wire::NatClass>(endpoints.nat));
   body.set_listen_port(listen_port);
   wire::EndpointRecord rec;
   rec.set_body(body.SerializeAsString());
@@ -39,17 +52,24 @@ bool decode_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, 
   if (body.org_id().size() != 32 || std::memcmp(body.org_id().data(), org_id.data(), 32) != 0) {
     return false;
   }
-  if (body.key().size() != 32 || body.endpoints_size() > static_cast<int>(kMaxEndpoints) ||
-      body.listen_port() > 65535) {
+  const size_t count = static_cast<size_t>(body.endpoints_size()) + static_cast<size_t>(body.advertised_size()) +
+                       static_cast<size_t>(body.reflected_size());
+  if (body.key().size() != 32 || count > kMaxEndpoints || body.listen_port() > 65535 ||
+      body.nat() < wire::NAT_UNKNOWN || body.nat() > wire::NAT_SYMMETRIC) {
     return false;
   }
-  for (const auto& e : body.endpoints()) {
-    if (!valid_endpoint(e)) return false;
+  for (const auto* list : {&body.endpoints(), &body.advertised(), &body.reflected()}) {
+    for (const auto& e : *list) {
+      if (!valid_endpoint(e)) return false;
+    }
   }
   EndpointRecord r;
   std::memcpy(r.key.data(), body.key().data(), 32);
   r.time_ms = body.time();
   r.endpoints.assign(body.endpoints().begin(), body.endpoints().end());
+  r.advertised.assign(body.advertised().begin(), body.advertised().end());
+  r.reflected.assign(body.reflected().begin(), body.reflected().end());
+  r.nat = static_cast<NatClass>(body.nat());
   r.listen_port = body.listen_port();
   r.wire.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   crypto_generichash(r.id.data(), r.id.size(), bytes.data(), bytes.size(), nullptr, 0);

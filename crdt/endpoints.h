@@ -18,10 +18,38 @@ namespace fm::crdt {
 inline constexpr std::string_view kEndpointSignDomain = "fortmesh/endpoint/v1";
 inline constexpr size_t kMaxRecordBytes = 800;
 
+// What a node knows of the way its NAT maps (docs/endpoints.md).
+enum class NatClass : uint8_t {
+  unknown,
+  none,                  // a lighthouse sees one of its own addresses
+  endpoint_independent,  // two lighthouses see one mapping: peers can punch through it
+  symmetric,             // the mapping differs per destination
+};
+const char* to_string(NatClass nat);
+
+// Where a node says it can be reached, by how it knows each endpoint
+// ("ip:port"); at most kMaxEndpoints in all.
+struct EndpointSet {
+  std::vector<std::string> local;       // this host's own addresses
+  std::vector<std::string> advertised;  // given by its operator
+  std::vector<std::string> reflected;   // where lighthouses see its WireGuard port
+  NatClass nat = NatClass::unknown;
+  bool operator==(const EndpointSet&) const = default;
+  size_t size() const { return local.size() + advertised.size() + reflected.size(); }
+};
+inline EndpointSet local_only(std::vector<std::string> local) {
+  EndpointSet set;
+  set.local = std::move(local);
+  return set;
+}
+
 struct EndpointRecord {
   PublicKey key{};
   uint64_t time_ms = 0;                // Unix milliseconds; larger wins
-  std::vector<std::string> endpoints;  // "ip:port"
+  std::vector<std::string> endpoints;  // "ip:port": the host's own addresses
+  std::vector<std::string> advertised;
+  std::vector<std::string> reflected;
+  NatClass nat = NatClass::unknown;
   uint32_t listen_port = 0;
   ItemId id{};                         // BLAKE2b-256 of `wire`
   std::string wire;                    // the serialized EndpointRecord
@@ -29,7 +57,12 @@ struct EndpointRecord {
 
 // A serialized, signed record for `self`. Endpoints must satisfy valid_endpoint.
 std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_id, uint64_t time_ms,
-                                 const std::vector<std::string>& endpoints, uint32_t listen_port);
+                                 const EndpointSet& endpoints, uint32_t listen_port);
+// The same with only local endpoints.
+inline std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_id, uint64_t time_ms,
+                                        const std::vector<std::string>& local, uint32_t listen_port) {
+  return make_endpoint_record(self, org_id, time_ms, local_only(local), listen_port);
+}
 // Parses and verifies; false for anything malformed, oversized, wrongly signed
 // or of another org.
 bool parse_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, EndpointRecord* out);

@@ -319,6 +319,13 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
     case wire::Gossip::kRanges:
       if (member) on_ranges(from, p, g.ranges());
       break;
+    case wire::Gossip::kReflection:
+      if (!member || !valid_endpoint(g.reflection().endpoint())) {
+        ++stats_.junk;
+      } else if (reflections_.size() < kMaxReflectionsQueued) {
+        reflections_.push_back(Reflection{from, g.reflection().endpoint()});
+      }
+      break;
     default:
       ++stats_.junk;
   }
@@ -737,8 +744,15 @@ bool GossipEngine::offer_record(EndpointRecord rec, Millis now) {
   return true;
 }
 
-void GossipEngine::set_endpoints(const std::vector<std::string>& endpoints, uint32_t listen_port,
-                                 Millis now) {
+void GossipEngine::poke(const PublicKey& to) { send(to, summary(false)); }
+
+void GossipEngine::send_reflection(const PublicKey& to, const std::string& endpoint) {
+  wire::Gossip g;
+  g.mutable_reflection()->set_endpoint(endpoint);
+  send(to, g.SerializeAsString());
+}
+
+void GossipEngine::set_endpoints(const EndpointSet& endpoints, uint32_t listen_port, Millis now) {
   if (!replica_->has_org()) return;
   own_record_time_ = std::max<uint64_t>(now, own_record_time_ + 1);
   std::string w = make_endpoint_record(self_, replica_->org().id, own_record_time_, endpoints, listen_port);

@@ -30,6 +30,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crdt/catch_up.h"
@@ -133,7 +134,25 @@ class GossipEngine {
   // Ops this node created and already applied and stored: push them now.
   void publish(std::span<const OpId> ops, Millis now);
   // This node's own endpoints changed (or first announced): sign and push.
-  void set_endpoints(const std::vector<std::string>& endpoints, uint32_t listen_port, Millis now);
+  void set_endpoints(const EndpointSet& endpoints, uint32_t listen_port, Millis now);
+  void set_endpoints(const std::vector<std::string>& local, uint32_t listen_port, Millis now) {
+    set_endpoints(local_only(local), listen_port, now);
+  }
+  // Sends `to` a Summary now: an anti-entropy round with it, and a packet
+  // into the tunnel that makes WireGuard start a handshake on a new path.
+  void poke(const PublicKey& to);
+
+  // Endpoint reflection (lighthouse/reflection.h): a lighthouse tells member
+  // `to` where its WireGuard device sees it.
+  void send_reflection(const PublicKey& to, const std::string& endpoint);
+  struct Reflection {
+    PublicKey from{};
+    std::string endpoint;
+  };
+  // Reflections received from members since the last call (at most
+  // kMaxReflectionsQueued); the shell checks that each sender is a lighthouse.
+  static constexpr size_t kMaxReflectionsQueued = 64;
+  std::vector<Reflection> take_reflections() { return std::exchange(reflections_, {}); }
   // A record kept from before a restart (verified again, kept if still a member).
   void restore_record(std::span<const uint8_t> wire, Millis now);
 
@@ -220,6 +239,7 @@ class GossipEngine {
   std::vector<Datagram> out_;
   std::vector<OpId> applied_;
   std::vector<std::string> changed_records_;
+  std::vector<Reflection> reflections_;
   Millis next_anti_entropy_ = 0, next_deadline_ = 0, next_housekeeping_ = 0;
   // The peer feeding this node a long catch-up, and until when: meanwhile no
   // other peer is asked, so that one stream of ops comes, not several.

@@ -66,6 +66,8 @@ Status status(const std::string& dir, bool json) {
   std::string announced;
   for (const auto& e : s.endpoints()) announced += (announced.empty() ? "" : ", ") + e;
   std::printf("endpoints %s\n", announced.empty() ? "(none announced)" : announced.c_str());
+  std::printf("nat       %s (%d reflected); %u of %u peers reachable\n", s.nat().c_str(), s.reflected_size(),
+              s.reachable_peers(), s.peers());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
 }
@@ -76,12 +78,17 @@ Status peers(const std::string& dir, bool json) {
   auto reply = control_ask(control_socket_path(dir), req);
   if (!reply) return reply.status();
   if (json) return print_json(reply->peers());
-  std::printf("%-20s %-40s %-28s %-10s %12s %12s\n", "NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX");
+  std::printf("%-20s %-40s %-28s %-10s %12s %12s  %s\n", "NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX",
+              "PATH (WHY, WHEN)");
   for (const auto& p : reply->peers().peers()) {
     const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
-    std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "\n",
+    const std::string path = p.path().empty() ? "-"
+                                              : p.path() + " (" + p.path_reason() + ", " +
+                                                    std::to_string(p.path_age_sec()) + " s ago)";
+    std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "  %s\n",
                 p.name().empty() ? "(not a member)" : p.name().c_str(), p.address().c_str(),
-                p.endpoint().empty() ? "(none)" : p.endpoint().c_str(), hs.c_str(), p.rx_bytes(), p.tx_bytes());
+                p.endpoint().empty() ? "(none)" : p.endpoint().c_str(), hs.c_str(), p.rx_bytes(), p.tx_bytes(),
+                path.c_str());
   }
   return Status::ok();
 }

@@ -42,7 +42,12 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
   out->set_gossip_throttled(s.gossip.throttled);
   out->set_gossip_unknown_sources(shell.gossip_unknown_sources);
   out->set_gossip_wrong_interface(shell.gossip_wrong_interface);
-  for (const auto& e : s.endpoints) out->add_endpoints(e);
+  for (const auto* list : {&s.endpoints.advertised, &s.endpoints.reflected, &s.endpoints.local}) {
+    for (const auto& e : *list) out->add_endpoints(e);
+  }
+  for (const auto& e : s.endpoints.reflected) out->add_reflected(e);
+  out->set_nat(crdt::to_string(s.endpoints.nat));
+  out->set_reachable_peers(static_cast<uint32_t>(s.reachable_peers));
   out->set_interface(s.interface);
   out->set_peers(static_cast<uint32_t>(s.peers));
   out->set_wireguard_restarts(s.wireguard_restarts);
@@ -63,6 +68,12 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
     pi->set_handshake_age_sec(p.last_handshake_sec == 0 ? -1 : t - p.last_handshake_sec);
     pi->set_rx_bytes(p.rx_bytes);
     pi->set_tx_bytes(p.tx_bytes);
+    if (ps.path) {
+      pi->set_path(wg::to_string(ps.path->state));
+      pi->set_path_reason(ps.path->reason);
+      pi->set_path_age_sec(now >= ps.path->changed_at ? (now - ps.path->changed_at) / 1000 : 0);
+      for (const auto& c : ps.path->candidates) pi->add_candidates(c.to_string());
+    }
   }
 }
 

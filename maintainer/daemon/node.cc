@@ -56,17 +56,22 @@ Result<std::unique_ptr<Node>> Node::open(netauth::KeyPair key, crdt::OpStore* st
   return node;
 }
 
-Status Node::start(const std::vector<std::string>& endpoints, crdt::Millis now) {
+Status Node::start(const HostAddresses& addresses, crdt::Millis now) {
   if (!replica_.has_org()) {
     return Status::error(Code::conflict, "this node is not in an org yet (run `fortmesh org init` or `fortmesh join`)");
   }
+  addresses_ = addresses;
   if (backend_ != nullptr) {
     wireguard_ = std::make_unique<WireGuardSync>(backend_, key_, &replica_, &engine_->endpoints(), options_.listen_port);
-    if (Status st = wireguard_->start(static_cast<int64_t>(seconds(now)), members(now)); !st) return st;
+    wireguard_->set_local_networks(addresses_.networks);
+    if (Status st = wireguard_->start(now, members(now)); !st) return st;
   }
+  started_at_ = now;
+  next_unreachable_warning_ = now + options_.unreachable_warning;
   next_repair_ = now + options_.repair_interval;
   membership_changed(now);
-  set_endpoints(endpoints, now);
+  announce_record(now);
+  after_event(now);
   return Status::ok();
 }
 
@@ -216,9 +221,52 @@ void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> byt
   after_event(now);
 }
 
-void Node::set_endpoints(const std::vector<std::string>& endpoints, crdt::Millis now) {
-  engine_->set_endpoints(endpoints, options_.listen_port, now);
-  spdlog::info("announcing {} endpoint(s) for WireGuard port {}", endpoints.size(), options_.listen_port);
+void Node::set_addresses(const HostAddresses& addresses, crdt::Millis now) {
+  addresses_ = addresses;
+  reflections_.clear();  // they saw the old addresses' mappings
+  if (wireguard_) {
+    wireguard_->set_local_networks(addresses_.networks);
+    wireguard_->verify_paths(now);
+  }
+  announce_record(now);
+  sync_wireguard(now);
+  after_event(now);
+}
+
+void Node::announce_record(crdt::Millis now) {
+  if (!replica_.has_org()) return;
+  crdt::EndpointSet set;
+  auto add = [&](std::vector<std::string>& to, const std::string& e) {
+    const auto& all = {&set.local, &set.advertised, &set.reflected};
+    const bool held = std::any_of(all.begin(), all.end(), [&](const auto* v) {
+      return std::find(v->begin(), v->end(), e) != v->end();
+    });
+    if (!held && set.size() < crdt::kMaxEndpoints) to.push_back(e);
+  };
+  for (const auto& e : options_.advertise) add(set.advertised, e);
+  for (const auto& e : reflections_.endpoints(addresses_.endpoints)) add(set.reflected, e);
+  for (const auto& e : addresses_.endpoints) add(set.local, e);
+  set.nat = reflections_.nat(addresses_.endpoints);
+  if (announced_ == set) return;
+  announced_ = set;
+  engine_->set_endpoints(set, options_.listen_port, now);
+  spdlog::info("announcing {} endpoint(s) for WireGuard port {}: {} local, {} advertised, {} reflected; NAT {}",
+               set.size(), options_.listen_port, set.local.size(), set.advertised.size(), set.reflected.size(),
+               crdt::to_string(set.nat));
+}
+
+std::vector<std::string> Node::names_to_resolve(crdt::Millis now) const {
+  return WireGuardSync::names_of(members(now));
+}
+
+void Node::set_resolved(const std::string& name, const std::vector<std::string>& endpoints, crdt::Millis now) {
+  if (!wireguard_) return;
+  std::vector<wg::Endpoint> parsed;
+  for (const auto& e : endpoints) {
+    if (auto ep = wg::Endpoint::parse(e)) parsed.push_back(*ep);
+  }
+  wireguard_->set_resolved(name, std::move(parsed));
+  sync_wireguard(now);
   after_event(now);
 }
 
@@ -227,16 +275,115 @@ void Node::on_tick(crdt::Millis now) {
   after_event(now);
   if (next_expiry_ && seconds(now) >= *next_expiry_) membership_changed(now);
   if (now >= next_repair_) {
-    next_repair_ = now + options_.repair_interval;
-    sync_wireguard(now);  // drift made by hand, a lost interface
+    // Drift made by hand, a lost interface; on a lighthouse, reflections.
+    next_repair_ = now + (is_lighthouse(now) ? options_.reflect_interval : options_.repair_interval);
+    if (reflections_.expire(lighthouses(now), now)) announce_record(now);
+    sync_wireguard(now);
+  } else if (wireguard_ && now >= wireguard_->next_path_deadline()) {
+    sync_wireguard(now);  // a path timer: read the device, maybe try the next candidate
   }
+  warn_if_unreachable(now);
+  after_event(now);
 }
 
 crdt::Millis Node::next_deadline() const {
   crdt::Millis due = engine_->next_deadline();
   if (next_expiry_) due = std::min(due, *next_expiry_ * 1000);
-  if (wireguard_) due = std::min(due, next_repair_);
+  if (wireguard_) {
+    due = std::min({due, next_repair_, wireguard_->next_path_deadline(), next_unreachable_warning_});
+  }
   return due;
+}
+
+bool Node::is_lighthouse(crdt::Millis now) const {
+  const auto& all = members(now);
+  auto it = std::lower_bound(all.begin(), all.end(), key_.public_key,
+                             [](const crdt::Member& m, const crdt::PublicKey& k) { return m.key < k; });
+  return it != all.end() && it->key == key_.public_key && it->role == crdt::Role::lighthouse &&
+         it->standing == crdt::Standing::active;
+}
+
+std::vector<crdt::PublicKey> Node::lighthouses(crdt::Millis now) const {
+  std::vector<crdt::PublicKey> out;
+  for (const auto& m : members(now)) {
+    if (m.role == crdt::Role::lighthouse && m.standing == crdt::Standing::active) out.push_back(m.key);
+  }
+  return out;  // sorted: members() is
+}
+
+std::optional<crdt::PublicKey> Node::identity_of(const wg::Key& wg_key, crdt::Millis now) const {
+  const auto& all = members(now);
+  if (by_wg_version_ != members_version_) {
+    by_wg_.clear();
+    for (const auto& m : all) {
+      if (auto k = netauth::wg_public_key(m.key)) by_wg_.emplace(*k, m.key);
+    }
+    by_wg_version_ = members_version_;
+  }
+  auto it = by_wg_.find(wg_key);
+  if (it == by_wg_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Node::follow_paths(crdt::Millis now) {
+  for (const auto& k : wireguard_->take_pokes()) {
+    if (auto id = identity_of(k, now)) engine_->poke(*id);
+  }
+  if (wireguard_->reads() != reads_seen_) {
+    reads_seen_ = wireguard_->reads();
+    if (is_lighthouse(now)) reflect(now);
+  }
+}
+
+void Node::reflect(crdt::Millis now) {
+  std::vector<lighthouse::Sighting> seen;
+  const auto t = static_cast<int64_t>(seconds(now));
+  for (const auto& p : wireguard_->last_read().peers) {
+    if (!p.endpoint || p.last_handshake_sec == 0 || t - p.last_handshake_sec >= wg::kHandshakeFreshSec) continue;
+    if (auto id = identity_of(p.public_key, now)) seen.push_back({*id, p.endpoint->to_string()});
+  }
+  for (const auto& s : reflector_.due(seen, now)) engine_->send_reflection(s.member, s.endpoint);
+}
+
+void Node::take_reflections(crdt::Millis now) {
+  bool changed = false;
+  const auto from_lighthouses = lighthouses(now);
+  for (auto& r : engine_->take_reflections()) {
+    if (!std::binary_search(from_lighthouses.begin(), from_lighthouses.end(), r.from)) continue;
+    std::string lighthouse_ip;  // where this node reaches it: two lighthouses at one address tell nothing
+    if (wireguard_) {
+      const auto wg_key = netauth::wg_public_key(r.from);
+      for (const auto& p : wireguard_->last_read().peers) {
+        if (wg_key && p.public_key == *wg_key && p.endpoint) {
+          lighthouse_ip = netauth::format_address(p.endpoint->address);
+        }
+      }
+    }
+    changed |= reflections_.offer(r.from, std::move(lighthouse_ip), std::move(r.endpoint), now);
+  }
+  if (changed) announce_record(now);
+}
+
+void Node::warn_if_unreachable(crdt::Millis now) {
+  if (!wireguard_ || now < next_unreachable_warning_) return;
+  next_unreachable_warning_ = now + 60'000;
+  const auto t = static_cast<int64_t>(seconds(now));
+  const auto& peers = wireguard_->last_read().peers;
+  if (peers.empty()) return;  // alone in the org: nobody to reach
+  std::string tried;
+  for (const auto& p : peers) {
+    if (p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec) return;
+    std::string name = netauth::to_base64(p.public_key).substr(0, 8);
+    if (auto id = identity_of(p.public_key, now)) {
+      if (auto m = member_status(*id, now)) name = m->name;
+    }
+    std::string candidates;
+    if (const auto* path = wireguard_->paths().find(p.public_key)) {
+      for (const auto& c : path->candidates) candidates += (candidates.empty() ? "" : " ") + c.to_string();
+    }
+    tried += (tried.empty() ? "" : "; ") + name + " at " + (candidates.empty() ? "no known endpoint" : candidates);
+  }
+  spdlog::warn("no peer reachable {} s after start: tried {}", (now - started_at_) / 1000, tried);
 }
 
 void Node::after_event(crdt::Millis now) {
@@ -256,6 +403,7 @@ void Node::after_event(crdt::Millis now) {
     if (Status st = store_->put_meta(name, record, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
     changed = true;
   }
+  take_reflections(now);
   if (sink_ != nullptr) {
     for (const auto& d : engine_->take_datagrams()) sink_->send(d);
   } else {
@@ -274,9 +422,10 @@ void Node::membership_changed(crdt::Millis now) {
 
 void Node::sync_wireguard(crdt::Millis now) {
   if (!wireguard_) return;
-  if (auto r = wireguard_->sync(static_cast<int64_t>(seconds(now)), members(now)); !r) {
+  if (auto r = wireguard_->sync(now, members(now)); !r) {
     spdlog::error("WireGuard {}: {}", wireguard_->ifname(), r.message());
   }
+  follow_paths(now);
 }
 
 const std::vector<crdt::Member>& Node::members(crdt::Millis now) const {
@@ -325,10 +474,16 @@ NodeStatus Node::status(crdt::Millis now) const {
   if (wireguard_) {
     s.interface = wireguard_->ifname();
     s.wireguard_restarts = wireguard_->restarts();
-    if (auto dev = wireguard_->device()) s.peers = dev->peers.size();
+    if (auto dev = wireguard_->device()) {
+      s.peers = dev->peers.size();
+      const auto t = static_cast<int64_t>(seconds(now));
+      for (const auto& p : dev->peers) {
+        s.reachable_peers += p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec;
+      }
+    }
   }
   s.gossip = engine_->stats();
-  if (const auto* own = engine_->endpoints().find(key_.public_key)) s.endpoints = own->endpoints;
+  if (announced_) s.endpoints = *announced_;
   return s;
 }
 
@@ -344,8 +499,9 @@ Result<std::vector<PeerStatus>> Node::peers(crdt::Millis now) const {
   }
   std::vector<PeerStatus> out;
   for (auto& p : dev->peers) {
-    PeerStatus ps{std::move(p), std::nullopt};
+    PeerStatus ps{std::move(p), std::nullopt, std::nullopt};
     if (auto it = by_wg.find(ps.peer.public_key); it != by_wg.end()) ps.member = it->second;
+    if (const auto* path = wireguard_->paths().find(ps.peer.public_key)) ps.path = *path;
     out.push_back(std::move(ps));
   }
   return out;

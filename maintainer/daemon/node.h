@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -24,6 +25,7 @@
 #include "crdt/gossip.h"
 #include "crdt/replica.h"
 #include "crdt/store.h"
+#include "lighthouse/reflection.h"
 #include "maintainer/wg/device.h"
 #include "maintainer/wg/sync.h"
 #include "netauth/keys.h"
@@ -67,19 +69,36 @@ struct NodeStatus {
   size_t peers = 0;
   uint64_t wireguard_restarts = 0;
   crdt::GossipStats gossip;
-  std::vector<std::string> endpoints;  // announced in this node's endpoint record
+  crdt::EndpointSet endpoints;  // announced in this node's endpoint record
+  size_t reachable_peers = 0;   // with a handshake in the last 180 s
 };
 
 struct PeerStatus {
   wg::Peer peer;
   std::optional<crdt::Member> member;  // nothing: a peer that is not a member
+  std::optional<wg::PeerPath> path;    // nothing: not a peer the sync manages
+};
+
+// This host's underlay addresses (run.h reads them from the kernel).
+struct HostAddresses {
+  std::vector<std::string> endpoints;      // "ip:port" with the WireGuard port
+  std::vector<wg::LocalNetwork> networks;  // their subnets, to rank peers' candidates
+  bool operator==(const HostAddresses&) const = default;
 };
 
 struct NodeOptions {
   uint16_t listen_port = 51820;  // the WireGuard port this node announces
+  // Endpoints the operator gives ("IP:PORT": a port forward, a public address
+  // the node cannot see), announced before this host's own addresses.
+  std::vector<std::string> advertise;
   crdt::GossipConfig gossip{};
   uint64_t seed = 1;             // the gossip engine's randomness
   crdt::Millis repair_interval = 5'000;  // drift repair and a lost interface
+  // A lighthouse reads its device this often to reflect members' endpoints.
+  crdt::Millis reflect_interval = 2'000;
+  // With no peer reachable this long after start (and then every minute),
+  // a warning says what was tried.
+  crdt::Millis unreachable_warning = 15'000;
 };
 
 class Node {
@@ -96,7 +115,7 @@ class Node {
 
   // Brings the WireGuard interface up with its peers and announces this
   // node's endpoints. Needs an org.
-  [[nodiscard]] Status start(const std::vector<std::string>& endpoints, crdt::Millis now);
+  [[nodiscard]] Status start(const HostAddresses& addresses, crdt::Millis now);
 
   // ---- Events -------------------------------------------------------------
 
@@ -121,8 +140,13 @@ class Node {
   // A gossip datagram from the member with key `from` (the transport has
   // authenticated the source).
   void on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now);
-  // This host's underlay addresses changed: re-sign and gossip the record.
-  void set_endpoints(const std::vector<std::string>& endpoints, crdt::Millis now);
+  // This host's underlay addresses changed: re-sign and gossip the record,
+  // forget what lighthouses reflected, and check every path still works.
+  void set_addresses(const HostAddresses& addresses, crdt::Millis now);
+  // The DNS names among lighthouses' enrolled endpoints ("host:port"), for
+  // the shell to resolve; and what one resolved to (empty: it did not).
+  std::vector<std::string> names_to_resolve(crdt::Millis now) const;
+  void set_resolved(const std::string& name, const std::vector<std::string>& endpoints, crdt::Millis now);
   // Timers: gossip rounds, expiries (enforced at the second they fall due),
   // WireGuard drift repair.
   void on_tick(crdt::Millis now);
@@ -183,6 +207,18 @@ class Node {
   void after_event(crdt::Millis now);
   void membership_changed(crdt::Millis now);
   void sync_wireguard(crdt::Millis now);
+  // After a sync that read the device: pokes for the paths, and on a
+  // lighthouse the reflections due.
+  void follow_paths(crdt::Millis now);
+  void reflect(crdt::Millis now);
+  // Reflections heard since the last event, from active lighthouses only.
+  void take_reflections(crdt::Millis now);
+  // Signs and gossips this node's record if what it would say changed.
+  void announce_record(crdt::Millis now);
+  bool is_lighthouse(crdt::Millis now) const;
+  std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
+  std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
+  void warn_if_unreachable(crdt::Millis now);
 
   netauth::KeyPair key_;
   crdt::OpStore* store_;
@@ -203,6 +239,14 @@ class Node {
   mutable uint64_t members_reevaluations_ = 0;
   mutable std::optional<uint64_t> next_expiry_;  // Unix seconds: the next active member's expiry
   crdt::Millis next_repair_ = 0;
+  HostAddresses addresses_;
+  std::optional<crdt::EndpointSet> announced_;  // what the last record said
+  lighthouse::Reflector reflector_;
+  uint64_t reads_seen_ = 0;  // the device reads already reflected
+  mutable std::map<wg::Key, crdt::PublicKey> by_wg_;  // members by WireGuard key
+  mutable uint64_t by_wg_version_ = UINT64_MAX;
+  lighthouse::ReflectionBook reflections_;
+  crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0;
 };
 
 }  // namespace fm::maintainer

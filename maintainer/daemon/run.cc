@@ -10,6 +10,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -69,38 +71,47 @@ Result<udp::endpoint> gossip_listen(const DaemonOptions& o, const Node& node) {
 
 }  // namespace
 
-std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port) {
-  std::vector<std::string> out;
+HostAddresses host_addresses(const netauth::Prefix& org_prefix, uint16_t port) {
+  HostAddresses out;
   ifaddrs* list = nullptr;
   if (::getifaddrs(&list) != 0) return out;
-  for (ifaddrs* i = list; i != nullptr && out.size() < crdt::kMaxEndpoints; i = i->ifa_next) {
+  auto prefix_len = [](const uint8_t* mask, size_t n) {
+    uint8_t bits = 0;
+    for (size_t i = 0; i < n; ++i) bits = static_cast<uint8_t>(bits + std::popcount(mask[i]));
+    return bits;
+  };
+  for (ifaddrs* i = list; i != nullptr && out.endpoints.size() < crdt::kMaxEndpoints; i = i->ifa_next) {
     if (i->ifa_addr == nullptr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
     char text[INET6_ADDRSTRLEN];
+    wg::LocalNetwork net;
     if (i->ifa_addr->sa_family == AF_INET) {
       auto* a = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
       if ((ntohl(a->sin_addr.s_addr) >> 16) == 0xa9fe) continue;  // 169.254/16
       inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
-      out.push_back(std::string(text) + ":" + std::to_string(port));
+      out.endpoints.push_back(std::string(text) + ":" + std::to_string(port));
+      net.address[10] = net.address[11] = 0xff;
+      std::memcpy(net.address.data() + 12, &a->sin_addr, 4);
+      net.prefix_len = 96;
+      if (i->ifa_netmask != nullptr) {
+        net.prefix_len = static_cast<uint8_t>(
+            96 + prefix_len(reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr), 4));
+      }
     } else if (i->ifa_addr->sa_family == AF_INET6) {
       auto* a = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
       const uint8_t* b = a->sin6_addr.s6_addr;
       if (IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) || std::equal(org_prefix.begin(), org_prefix.end(), b)) continue;
       inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
-      out.push_back("[" + std::string(text) + "]:" + std::to_string(port));
+      out.endpoints.push_back("[" + std::string(text) + "]:" + std::to_string(port));
+      std::memcpy(net.address.data(), b, 16);
+      if (i->ifa_netmask != nullptr) {
+        net.prefix_len = prefix_len(reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr.s6_addr, 16);
+      }
+    } else {
+      continue;
     }
+    out.networks.push_back(net);
   }
   ::freeifaddrs(list);
-  return out;
-}
-
-std::vector<std::string> announced_endpoints(const DaemonOptions& options, const netauth::Prefix& org_prefix) {
-  std::vector<std::string> out;
-  for (const auto& e : options.advertise) {
-    if (out.size() < crdt::kMaxEndpoints && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
-  }
-  for (auto& e : local_endpoints(org_prefix, options.listen_port)) {
-    if (out.size() < crdt::kMaxEndpoints && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(std::move(e));
-  }
   return out;
 }
 
@@ -111,6 +122,7 @@ Status run_daemon(const DaemonOptions& options) {
   if (!backend) return backend.status();
   NodeOptions node_options;
   node_options.listen_port = options.listen_port;
+  node_options.advertise = options.advertise;
   node_options.seed = options.seed;
   if (node_options.seed == 0) randombytes_buf(&node_options.seed, sizeof(node_options.seed));
 
@@ -144,15 +156,15 @@ Status run_daemon(const DaemonOptions& options) {
   transport->set_addresses(addresses->get());
 
   // WireGuard first: gossip binds to the overlay address, which lives on the interface.
-  std::vector<std::string> endpoints = announced_endpoints(options, node->replica().org().prefix);
-  if (Status st = node->start(endpoints, unix_millis()); !st) return st;
+  HostAddresses here = host_addresses(node->replica().org().prefix, options.listen_port);
+  if (Status st = node->start(here, unix_millis()); !st) return st;
   // Addresses come and go (DHCP, roaming, a network that comes up late): the
   // record follows within a second.
   AddressWatch addresses_changed(io, [&] {
-    auto now = announced_endpoints(options, node->replica().org().prefix);
-    if (now == endpoints) return;
-    endpoints = std::move(now);
-    node->set_endpoints(endpoints, unix_millis());
+    auto now = host_addresses(node->replica().org().prefix, options.listen_port);
+    if (now == here) return;
+    here = std::move(now);
+    node->set_addresses(here, unix_millis());
     rearm();
   });
   if (Status st = addresses_changed.start(); !st) spdlog::warn("{}; endpoints are announced at start only", st.message());

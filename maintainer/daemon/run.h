@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "maintainer/daemon/node.h"
 #include "netauth/address.h"
 #include "base/result.h"
 
@@ -32,13 +33,10 @@ struct DaemonOptions {
   std::vector<std::string> advertise;
 };
 
-// What this node announces: the advertised endpoints, then this host's own
-// addresses with the WireGuard port; at most crdt::kMaxEndpoints, no repeats.
-std::vector<std::string> announced_endpoints(const DaemonOptions& options, const netauth::Prefix& org_prefix);
-
-// This host's addresses worth announcing as "ip:port": up, not loopback, not
-// link-local, not inside the org prefix (the overlay itself).
-std::vector<std::string> local_endpoints(const netauth::Prefix& org_prefix, uint16_t port);
+// This host's addresses worth announcing as "ip:port" with the WireGuard
+// port, and their subnets: up, not loopback, not link-local, not inside the
+// org prefix (the overlay itself); at most crdt::kMaxEndpoints.
+HostAddresses host_addresses(const netauth::Prefix& org_prefix, uint16_t port);
 
 // Runs until SIGTERM or SIGINT; returns how it ended.
 [[nodiscard]]

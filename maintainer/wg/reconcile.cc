@@ -15,24 +15,16 @@ struct KeyHash {
   }
 };
 
-// The endpoint a present peer should have, or nothing to leave it as it is.
-std::optional<Endpoint> endpoint_change(const DesiredPeer& want, const Peer& have, int64_t now_sec) {
-  if (want.endpoints.empty()) return std::nullopt;  // nothing better to offer
-  const bool fresh = have.last_handshake_sec != 0 && now_sec - have.last_handshake_sec < kHandshakeFreshSec;
-  if (!have.endpoint) return want.endpoints.front();
-  if (fresh) return std::nullopt;  // working, candidate or roamed
-  auto it = std::find(want.endpoints.begin(), want.endpoints.end(), *have.endpoint);
-  if (it == want.endpoints.end()) return want.endpoints.front();
-  if (want.endpoints.size() == 1) return std::nullopt;
-  // Stale on this candidate: try the next one.
-  ++it;
-  return it == want.endpoints.end() ? want.endpoints.front() : *it;
-}
-
 }  // namespace
 
 DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actual, const Key& own_key,
                        int64_t now_sec) {
+  PathSelector paths;
+  return reconcile(desired, actual, own_key, paths, static_cast<Millis>(now_sec) * 1000);
+}
+
+DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actual, const Key& own_key,
+                       PathSelector& paths, Millis now) {
   std::unordered_map<Key, const DesiredPeer*, KeyHash> want;
   want.reserve(desired.size());
   for (const auto& d : desired) {
@@ -56,16 +48,21 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
       u.allowed_ips = ips;
     }
     if (p.keepalive != kKeepalive) u.keepalive = kKeepalive;
-    u.endpoint = endpoint_change(d, p, now_sec);
+    u.endpoint = paths.observe(p.public_key, d.endpoints, &p, now);
     if (u.replace_allowed_ips || u.keepalive || u.endpoint) out.peers.push_back(std::move(u));
   }
   for (const auto& [key, d] : want) {
     if (have.contains(key)) continue;
     PeerUpdate u{.public_key = key, .replace_allowed_ips = true, .keepalive = kKeepalive};
     u.allowed_ips = {AllowedIp::host(d->address)};
-    if (!d->endpoints.empty()) u.endpoint = d->endpoints.front();
+    u.endpoint = paths.observe(key, d->endpoints, nullptr, now);
     out.peers.push_back(std::move(u));
   }
+  std::vector<Key> wanted;
+  wanted.reserve(want.size());
+  for (const auto& [key, d] : want) wanted.push_back(key);
+  std::sort(wanted.begin(), wanted.end());
+  paths.retain(wanted);
   std::sort(out.peers.begin(), out.peers.end(),
             [](const PeerUpdate& a, const PeerUpdate& b) { return a.public_key < b.public_key; });
   return out;

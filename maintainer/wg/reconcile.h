@@ -7,11 +7,9 @@
 //  - A wanted peer that is missing is added with its /128, persistent
 //    keepalive 25 and its first candidate endpoint.
 //  - A present peer keeps what is right; wrong allowed IPs are replaced and a
-//    wrong keepalive set. Its endpoint is changed only when WireGuard has not
-//    learned a better one: an endpoint with a handshake in the last 180 s is
-//    kept even if it is not a candidate (the peer roamed, and WireGuard took
-//    the address from authenticated packets). A candidate that has gone 180 s
-//    without a handshake is replaced by the next candidate, if any.
+//    wrong keepalive set. Its endpoint is the path selector's (path.h): the
+//    best candidate first, the next after about 6 s without a handshake, and
+//    an endpoint WireGuard roamed to kept while it works.
 #pragma once
 
 #include <cstdint>
@@ -20,11 +18,11 @@
 #include <vector>
 
 #include "maintainer/wg/device.h"
+#include "maintainer/wg/path.h"
 
 namespace fm::maintainer::wg {
 
 inline constexpr uint16_t kKeepalive = 25;
-inline constexpr int64_t kHandshakeFreshSec = 180;  // WireGuard's REJECT_AFTER_TIME
 
 struct DesiredPeer {
   Key public_key{};               // the member's WireGuard (X25519) key
@@ -40,7 +38,12 @@ struct DesiredPeer {
 std::optional<DeviceUpdate> removals_only(std::span<const DesiredPeer> before, std::span<const DesiredPeer> now);
 
 // `own_key` is this node's WireGuard public key: never a peer of itself.
-// `now_sec` is Unix time. Peers in the result are sorted by key.
+// `paths` decides endpoints and is told what the device has; it forgets the
+// peers not desired. Peers in the result are sorted by key.
+DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actual, const Key& own_key,
+                       PathSelector& paths, Millis now);
+// With no history: a peer keeps an endpoint with a handshake in the last
+// 180 s, else gets its first candidate. `now_sec` is Unix time.
 DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actual, const Key& own_key,
                        int64_t now_sec);
 

@@ -22,18 +22,42 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Memb
         m.key == self_.public_key) {
       continue;
     }
-    wg::DesiredPeer d{*netauth::wg_public_key(m.key), m.address, {}};
-    auto add = [&](const std::string& text) {
-      // Numeric endpoints only: names are not resolved (yet).
-      if (auto e = wg::Endpoint::parse(text); e && std::find(d.endpoints.begin(), d.endpoints.end(), *e) == d.endpoints.end()) {
-        d.endpoints.push_back(*e);
-      }
+    wg::PeerEndpoints known;
+    auto add = [](std::vector<wg::Endpoint>& to, const std::string& text) {
+      if (auto e = wg::Endpoint::parse(text)) to.push_back(*e);
     };
-    for (const auto& e : m.endpoints) add(e);  // a lighthouse's enrolled endpoints first
-    if (const auto* rec = book_->find(m.key)) {
-      for (const auto& e : rec->endpoints) add(e);
+    for (const auto& e : m.endpoints) {  // a lighthouse's enrolled endpoints: numeric or names
+      if (auto it = resolved_.find(e); it != resolved_.end()) {
+        known.advertised.insert(known.advertised.end(), it->second.begin(), it->second.end());
+      } else {
+        add(known.advertised, e);
+      }
     }
-    out.push_back(std::move(d));
+    if (const auto* rec = book_->find(m.key)) {
+      for (const auto& e : rec->endpoints) add(known.local, e);
+      for (const auto& e : rec->advertised) add(known.advertised, e);
+      for (const auto& e : rec->reflected) add(known.reflected, e);
+    }
+    out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_)});
+  }
+  return out;
+}
+
+void WireGuardSync::set_resolved(const std::string& name, std::vector<wg::Endpoint> endpoints) {
+  if (endpoints.empty()) {
+    resolved_.erase(name);
+  } else {
+    resolved_[name] = std::move(endpoints);
+  }
+}
+
+std::vector<std::string> WireGuardSync::names_of(const std::vector<crdt::Member>& members) {
+  std::vector<std::string> out;
+  for (const auto& m : members) {
+    if (m.standing != crdt::Standing::active) continue;
+    for (const auto& e : m.endpoints) {
+      if (!wg::Endpoint::parse(e) && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+    }
   }
   return out;
 }
@@ -49,15 +73,15 @@ Status WireGuardSync::bring_up() {
   return backend_->bring_up(config);
 }
 
-Status WireGuardSync::start(int64_t now_sec, const std::vector<crdt::Member>& members) {
+Status WireGuardSync::start(wg::Millis now, const std::vector<crdt::Member>& members) {
   if (Status st = bring_up(); !st) return st;
   spdlog::info("WireGuard {} up ({}), listen port {}, {}", ifname(), backend_->describe(), listen_port_,
                netauth::format_address(*netauth::overlay_address_of(replica_->org().prefix, self_.public_key)));
-  auto changed = sync(now_sec, members);
+  auto changed = sync(now, members);
   return changed ? Status::ok() : changed.status();
 }
 
-Result<size_t> WireGuardSync::sync(int64_t now_sec, const std::vector<crdt::Member>& members) {
+Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Member>& members) {
   if (backend_->lost()) {
     force_read_ = true;
     ++restarts_;
@@ -68,7 +92,8 @@ Result<size_t> WireGuardSync::sync(int64_t now_sec, const std::vector<crdt::Memb
   // A revocation or an expiry only removes peers: done without reading the
   // device first, which halves the work on the path whose speed is the
   // security promise. Everything else (and drift) takes the full reconcile.
-  if (auto removals = wg::removals_only(last_desired_, want); removals && !force_read_) {
+  if (auto removals = wg::removals_only(last_desired_, want);
+      removals && !force_read_ && now < paths_.next_deadline()) {
     if (Status st = backend_->set(*removals); !st) {
       force_read_ = true;
       return st;
@@ -84,7 +109,9 @@ Result<size_t> WireGuardSync::sync(int64_t now_sec, const std::vector<crdt::Memb
     return device.status();
   }
   force_read_ = false;
-  const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, now_sec);
+  const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, paths_, now);
+  last_read_ = std::move(*device);
+  ++reads_;
   last_desired_ = std::move(want);
   if (update.empty()) return size_t{0};
   if (Status st = backend_->set(update); !st) {

@@ -1,16 +1,20 @@
 // Keeps one WireGuard interface matched to the org (docs/wireguard.md): one
 // peer per active member with a WireGuard key and no address conflict, its
-// /128 the only allowed IP, keepalive 25, endpoints from the member's
-// enrollment (lighthouses) and its signed endpoint record. The same code for
-// every backend: the Backend brings the interface up and says when it is lost.
+// /128 the only allowed IP, keepalive 25, and the endpoint the path selector
+// (path.h) picks from the member's candidates: its enrollment (lighthouses,
+// DNS names as resolved) and its signed endpoint record, ranked against this
+// host's networks (docs/endpoints.md). The same code for every backend: the
+// Backend brings the interface up and says when it is lost.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "crdt/endpoints.h"
 #include "crdt/replica.h"
 #include "maintainer/wg/device.h"
+#include "maintainer/wg/path.h"
 #include "maintainer/wg/reconcile.h"
 
 namespace fm::maintainer {
@@ -23,14 +27,34 @@ class WireGuardSync {
 
   // Brings the interface up (key, port, overlay address, MTU, route) and
   // sets the peers.
-  [[nodiscard]] Status start(int64_t now_sec, const std::vector<crdt::Member>& members);
+  [[nodiscard]] Status start(wg::Millis now, const std::vector<crdt::Member>& members);
   // Reconciles the peers with `members` (the replica's members at now_sec)
   // now; first brings the interface up again if it was lost (wireguard-go
   // died, the link was deleted). When the only change since the last sync is
   // peers to remove (a revocation, an expiry), they are removed without
   // reading the device; drift is repaired by the next full sync (the Node
   // runs one every 5 s). Returns how many peers changed.
-  Result<size_t> sync(int64_t now_sec, const std::vector<crdt::Member>& members);
+  Result<size_t> sync(wg::Millis now, const std::vector<crdt::Member>& members);
+
+  // This host's networks, against which candidates are ranked.
+  void set_local_networks(std::vector<wg::LocalNetwork> networks) { local_ = std::move(networks); }
+  // What a lighthouse's enrolled DNS name ("host:port") resolved to; an empty
+  // list forgets it. Names not resolved are left out of the candidates.
+  void set_resolved(const std::string& name, std::vector<wg::Endpoint> endpoints);
+  // The names among the lighthouses' enrolled endpoints of `members`.
+  static std::vector<std::string> names_of(const std::vector<crdt::Member>& members);
+
+  // The path decisions: peers to poke, when a path timer falls due (the next
+  // sync must read the device then), each peer's path.
+  std::vector<wg::Key> take_pokes() { return paths_.take_pokes(); }
+  wg::Millis next_path_deadline() const { return paths_.next_deadline(); }
+  const wg::PathSelector& paths() const { return paths_; }
+  // The device as the last full sync read it (empty before one), and how
+  // many full reads there have been.
+  const wg::Device& last_read() const { return last_read_; }
+  uint64_t reads() const { return reads_; }
+  // This host's addresses changed: every working path is checked again.
+  void verify_paths(wg::Millis now) { paths_.verify_all(now); }
 
   // What the interface has now (peers, handshakes, traffic).
   Result<wg::Device> device() const { return backend_->get(); }
@@ -49,6 +73,11 @@ class WireGuardSync {
   uint16_t listen_port_;
   wg::Key own_wg_key_{};
   uint64_t restarts_ = 0;
+  std::vector<wg::LocalNetwork> local_;
+  std::map<std::string, std::vector<wg::Endpoint>> resolved_;
+  wg::PathSelector paths_;
+  wg::Device last_read_;
+  uint64_t reads_ = 0;
   // The peers the last sync made the device hold, and whether that may be
   // wrong (a failed set, a lost interface): then the next sync reads first.
   std::vector<wg::DesiredPeer> last_desired_;

@@ -63,7 +63,7 @@ TEST(EndpointRecordTest, MakeAndParseRoundTrip) {
 }
 
 TEST(EndpointRecordTest, NoEndpointsIsARecordToo) {
-  const auto r = parsed(make_endpoint_record(test_key(3), org_id(1), kTime, {}, 0));
+  const auto r = parsed(make_endpoint_record(test_key(3), org_id(1), kTime, std::vector<std::string>{}, 0));
   EXPECT_TRUE(r.endpoints.empty());
 }
 

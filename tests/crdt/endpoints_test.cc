@@ -64,7 +64,7 @@ TEST(EndpointRecords, ParseRefusesForgedForeignAndMalformedRecords) {
   EXPECT_FALSE(parse_endpoint_record(bytes_of(make_endpoint_record(alice, org_id(1), 5, {"not an endpoint"}, 1)), org_id(1), &r));
   std::vector<std::string> nine(9, "198.51.100.7:51820");
   EXPECT_FALSE(parse_endpoint_record(bytes_of(make_endpoint_record(alice, org_id(1), 5, nine, 1)), org_id(1), &r)) << "9 endpoints";
-  EXPECT_FALSE(parse_endpoint_record(bytes_of(make_endpoint_record(alice, org_id(1), 5, {}, 70000)), org_id(1), &r)) << "port";
+  EXPECT_FALSE(parse_endpoint_record(bytes_of(make_endpoint_record(alice, org_id(1), 5, std::vector<std::string>{}, 70000)), org_id(1), &r)) << "port";
   std::vector<std::string> long_names(3, std::string(250, 'a') + ".example:1");
   const auto big = make_endpoint_record(alice, org_id(1), 5, long_names, 1);
   ASSERT_GT(big.size(), kMaxRecordBytes);

@@ -150,7 +150,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto opened = maintainer::Node::open(key, &store, nullptr, nullptr, maintainer::NodeOptions{}, now);
   FUZZ_CHECK(opened.is_ok());
   maintainer::Node& node = **opened;
-  FUZZ_CHECK(node.start({"192.0.2.9:51820"}, now).is_ok());
+  FUZZ_CHECK(node.start(maintainer::HostAddresses{{"192.0.2.9:51820"}, {}}, now).is_ok());
 
   size_t at = 1;
   for (size_t i = 0; i < kMaxRequests && size - at >= 4; ++i) {

@@ -177,7 +177,7 @@ std::vector<std::string> fuzz_seed_corpus() {
   // Newer and older records for the same key, a tie, and an erase.
   const std::string a = crdt::make_endpoint_record(org.keys[1], org.org_id, t + 10, {"198.51.100.1:1"}, 1);
   const std::string b = crdt::make_endpoint_record(org.keys[1], org.org_id, t + 10, {"198.51.100.2:2"}, 2);
-  const std::string c = crdt::make_endpoint_record(org.keys[1], org.org_id, t + 5, {}, 0);
+  const std::string c = crdt::make_endpoint_record(org.keys[1], org.org_id, t + 5, std::vector<std::string>{}, 0);
   out.push_back(all + step(0, a) + step(0, b) + step(0, c) + std::string(1, 2 + 4) + step(0, c));
   return out;
 }

@@ -104,28 +104,26 @@ TEST(Reconcile, RepairsAllowedIpsAndKeepalive) {
   EXPECT_EQ(find(u, 2)->keepalive, std::optional<uint16_t>(25));
 }
 
-TEST(Reconcile, KeepsARoamedEndpointWhileItsHandshakeIsFresh) {
+TEST(Reconcile, EndpointsComeFromThePathSelector) {
+  // The stateless form: a working endpoint (even one that is not a
+  // candidate: WireGuard roamed to it) is kept; a stale one gets the first
+  // candidate. What happens over time is path_test's.
   Device dev;
-  dev.peers = {in_sync(1, ep("198.51.100.9:40000"), kNow - 30)};  // not a candidate, but working
-  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820")})};
+  dev.peers = {in_sync(1, ep("198.51.100.9:40000"), kNow - 30)};
+  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820"), ep("192.0.2.2:51820")})};
   EXPECT_TRUE(reconcile(d, dev, key(9), kNow).empty());
-  dev.peers[0].last_handshake_sec = kNow - kHandshakeFreshSec;  // gone quiet
-  const auto u = reconcile(d, dev, key(9), kNow);
+  dev.peers[0].last_handshake_sec = kNow - kHandshakeFreshSec;
+  auto u = reconcile(d, dev, key(9), kNow);
   ASSERT_EQ(u.peers.size(), 1u);
   EXPECT_EQ(u.peers[0].endpoint, ep("192.0.2.1:51820"));
-}
 
-TEST(Reconcile, MovesToTheNextCandidateWhenOneGoesStale) {
-  std::vector<DesiredPeer> d{want(1, {ep("192.0.2.1:51820"), ep("192.0.2.2:51820")})};
-  Device dev;
-  dev.peers = {in_sync(1, ep("192.0.2.1:51820"), 0)};  // never a handshake
-  EXPECT_EQ(reconcile(d, dev, key(9), kNow).peers.at(0).endpoint, ep("192.0.2.2:51820"));
-  dev.peers[0].endpoint = ep("192.0.2.2:51820");
-  EXPECT_EQ(reconcile(d, dev, key(9), kNow).peers.at(0).endpoint, ep("192.0.2.1:51820"));  // wraps
-  // A single stale candidate is left alone: nothing better to try.
-  std::vector<DesiredPeer> one{want(1, {ep("192.0.2.1:51820")})};
-  dev.peers[0].endpoint = ep("192.0.2.1:51820");
-  EXPECT_TRUE(reconcile(one, dev, key(9), kNow).empty());
+  // With a selector: a peer it forgot (no longer desired) is dropped from it.
+  PathSelector paths;
+  u = reconcile(d, Device{}, key(9), paths, kNow * 1000);
+  EXPECT_EQ(u.peers.at(0).endpoint, ep("192.0.2.1:51820"));
+  EXPECT_NE(paths.find(key(1)), nullptr);
+  (void)reconcile(std::vector<DesiredPeer>{}, Device{}, key(9), paths, kNow * 1000);
+  EXPECT_EQ(paths.find(key(1)), nullptr);
 }
 
 TEST(Reconcile, NeverPeersWithItself) {

@@ -1,0 +1,198 @@
+#include "maintainer/wg/path.h"
+
+#include <algorithm>
+
+namespace fm::maintainer::wg {
+namespace {
+
+bool is_v4_mapped(const netauth::Address& a) {
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::equal(std::begin(kMapped), std::end(kMapped), a.begin());
+}
+
+bool in(const netauth::Address& a, std::initializer_list<uint8_t> prefix, unsigned bits) {
+  LocalNetwork n{};
+  std::copy(prefix.begin(), prefix.end(), n.address.begin());
+  n.prefix_len = static_cast<uint8_t>(bits);
+  return n.contains(a);
+}
+
+}  // namespace
+
+bool LocalNetwork::contains(const netauth::Address& a) const {
+  const unsigned whole = prefix_len / 8, rest = prefix_len % 8;
+  if (!std::equal(address.begin(), address.begin() + whole, a.begin())) return false;
+  if (rest == 0) return true;
+  const uint8_t mask = static_cast<uint8_t>(0xff00 >> rest);
+  return (address[whole] & mask) == (a[whole] & mask);
+}
+
+bool is_public(const netauth::Address& a) {
+  if (is_v4_mapped(a)) {
+    constexpr uint8_t m = 0xff;  // the IPv4-mapped prefix ::ffff:0:0/96
+    return !(in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 10}, 104) ||
+             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 172, 16}, 108) ||
+             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 192, 168}, 112) ||
+             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 100, 64}, 106) ||
+             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 169, 254}, 112) ||
+             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 127}, 104));
+  }
+  return !(in(a, {0xfc}, 7) || in(a, {0xfe, 0x80}, 10) || a == netauth::Address{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+}
+
+std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const LocalNetwork> here) {
+  auto on_our_subnet = [&](const Endpoint& e) {
+    return std::any_of(here.begin(), here.end(), [&](const LocalNetwork& n) { return n.contains(e.address); });
+  };
+  std::vector<Endpoint> out;
+  auto add = [&](const Endpoint& e) {
+    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+  };
+  for (const auto& e : peer.local) {
+    if (on_our_subnet(e)) add(e);
+  }
+  for (const auto& e : peer.advertised) add(e);
+  for (const auto& e : peer.local) {
+    if (is_public(e.address)) add(e);
+  }
+  for (const auto& e : peer.reflected) add(e);
+  for (const auto& e : peer.local) add(e);
+  return out;
+}
+
+const char* to_string(PathState state) {
+  switch (state) {
+    case PathState::probing: return "probing";
+    case PathState::direct: return "direct";
+    case PathState::roamed: return "roamed";
+    case PathState::verifying: return "verifying";
+    case PathState::none: break;
+  }
+  return "none";
+}
+
+void PathSelector::enter(PeerPath& p, PathState state, std::string reason, Millis now) {
+  p.state = state;
+  p.since = now;
+  p.changed_at = now;
+  p.reason = std::move(reason);
+}
+
+std::optional<Endpoint> PathSelector::probe(const Key& key, PeerPath& p, size_t index, std::string reason,
+                                            Millis now) {
+  if (p.candidates.empty()) {
+    enter(p, PathState::none, "no candidate endpoint", now);
+    return std::nullopt;
+  }
+  if (p.state != PathState::probing) p.rounds = 0;
+  if (index >= p.candidates.size()) {
+    index = 0;
+    ++p.rounds;
+  }
+  enter(p, PathState::probing, std::move(reason), now);
+  p.candidate = index;
+  pokes_.push_back(key);
+  const Endpoint next = p.candidates[index];
+  if (p.endpoint == next) return std::nullopt;  // already there: the poke retries it
+  p.endpoint = next;
+  return next;
+}
+
+std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<Endpoint>& candidates,
+                                              const Peer* have, Millis now) {
+  auto [it, fresh_peer] = paths_.try_emplace(key);
+  PeerPath& p = it->second;
+  const bool candidates_changed = p.candidates != candidates;
+  p.candidates = candidates;
+  if (have != nullptr) {
+    if (have->endpoint) p.endpoint = have->endpoint;
+    if (have->rx_bytes > p.rx_bytes || fresh_peer) p.rx_at = now;
+    p.rx_bytes = have->rx_bytes;
+  }
+  const int64_t handshake = have != nullptr ? have->last_handshake_sec : 0;
+  const bool new_handshake = handshake != 0 && handshake != p.last_handshake_sec;
+  p.last_handshake_sec = handshake;
+  const bool on_candidate =
+      p.endpoint && std::find(candidates.begin(), candidates.end(), *p.endpoint) != candidates.end();
+  auto working = [&](std::string why) {
+    const PathState s = on_candidate ? PathState::direct : PathState::roamed;
+    if (p.state != s) enter(p, s, std::move(why), now);
+    return std::nullopt;
+  };
+
+  if (fresh_peer) {
+    // A device that already works (a restarted daemon) is left alone; else the best candidate.
+    const bool recent = handshake != 0 && static_cast<int64_t>(now / 1000) - handshake < kHandshakeFreshSec;
+    if (recent && p.endpoint) return working("handshake already on the device");
+    return probe(key, p, 0, "first candidate", now);
+  }
+  if (new_handshake && p.endpoint) {
+    return working("handshake on " + p.endpoint->to_string());
+  }
+  switch (p.state) {
+    case PathState::none:
+      if (!candidates.empty()) return probe(key, p, 0, "a candidate appeared", now);
+      return std::nullopt;
+    case PathState::probing:
+      if (candidates_changed) return probe(key, p, 0, "new candidates", now);
+      if (now - p.since >= config_.probe_timeout) {
+        const std::string was = p.endpoint ? p.endpoint->to_string() : "?";
+        return probe(key, p, p.candidate + 1,
+                     "no handshake on " + was + " in " + std::to_string(config_.probe_timeout / 1000) + " s", now);
+      }
+      return std::nullopt;
+    case PathState::verifying:
+      if (p.rx_at > p.since) return working("answered on " + (p.endpoint ? p.endpoint->to_string() : "?"));
+      if (now - p.since >= config_.verify_timeout) {
+        return probe(key, p, 0, "no answer on " + (p.endpoint ? p.endpoint->to_string() : "?") + " after a change",
+                     now);
+      }
+      return std::nullopt;
+    case PathState::direct:
+    case PathState::roamed:
+      if (candidates_changed && !on_candidate) {
+        enter(p, PathState::verifying, "new candidates", now);
+        pokes_.push_back(key);
+        return std::nullopt;
+      }
+      if (now - p.rx_at >= config_.silence_timeout) {
+        return probe(key, p, 0, "nothing received for " + std::to_string((now - p.rx_at) / 1000) + " s", now);
+      }
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void PathSelector::verify_all(Millis now) {
+  for (auto& [key, p] : paths_) {
+    if (p.state != PathState::direct && p.state != PathState::roamed) continue;
+    enter(p, PathState::verifying, "this host's addresses changed", now);
+    pokes_.push_back(key);
+  }
+}
+
+void PathSelector::retain(std::span<const Key> wanted) {
+  std::erase_if(paths_, [&](const auto& kv) { return !std::binary_search(wanted.begin(), wanted.end(), kv.first); });
+}
+
+std::vector<Key> PathSelector::take_pokes() {
+  std::sort(pokes_.begin(), pokes_.end());
+  pokes_.erase(std::unique(pokes_.begin(), pokes_.end()), pokes_.end());
+  return std::exchange(pokes_, {});
+}
+
+Millis PathSelector::next_deadline() const {
+  Millis due = UINT64_MAX;
+  for (const auto& [key, p] : paths_) {
+    if (p.state == PathState::probing) due = std::min(due, p.since + config_.probe_timeout);
+    if (p.state == PathState::verifying) due = std::min(due, p.since + config_.verify_timeout);
+  }
+  return due;
+}
+
+const PeerPath* PathSelector::find(const Key& peer) const {
+  auto it = paths_.find(peer);
+  return it == paths_.end() ? nullptr : &it->second;
+}
+
+}  // namespace fm::maintainer::wg

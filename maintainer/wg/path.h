@@ -1,0 +1,119 @@
+// Which underlay endpoint each WireGuard peer gets (docs/endpoints.md). No
+// I/O: the sync feeds it each peer's candidates and what the device reports
+// (endpoint, last handshake, bytes received) with the time, and applies the
+// endpoint it returns. The relay issue adds a relayed state here.
+//
+// Per peer:
+//   probing    a candidate is set and WireGuard is trying it (the Node pokes
+//              the peer so that a handshake starts now). No handshake within
+//              probe_timeout: the next candidate, round and round.
+//   direct     a handshake on a candidate.
+//   roamed     a handshake on an endpoint that is not a candidate: WireGuard
+//              took it from authenticated packets (a NAT mapping, a peer that
+//              moved). Kept while it works.
+//   verifying  the peer's candidates changed, or this host's addresses did,
+//              while the path seemed to work: the Node pokes it, and if
+//              nothing comes back within verify_timeout, probing starts.
+//   none       no candidate and no handshake: nothing to try.
+// A direct or roamed path from which nothing has been received for
+// silence_timeout (keepalives come every 25 s) is probed again.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "maintainer/wg/device.h"
+
+namespace fm::maintainer::wg {
+
+using Millis = uint64_t;  // Unix milliseconds
+inline constexpr int64_t kHandshakeFreshSec = 180;  // WireGuard's REJECT_AFTER_TIME
+
+// ---- Candidates -------------------------------------------------------------
+
+// One of this host's addresses with its prefix length (IPv4 as IPv4-mapped,
+// its prefix length counted in the IPv6 form: a /24 is 120).
+struct LocalNetwork {
+  netauth::Address address{};
+  uint8_t prefix_len = 128;
+  bool contains(const netauth::Address& a) const;
+  bool operator==(const LocalNetwork&) const = default;
+};
+
+// A peer's endpoints by how it knows them (its signed record; a lighthouse's
+// enrolled endpoints count as advertised).
+struct PeerEndpoints {
+  std::vector<Endpoint> local, advertised, reflected;
+};
+
+// Whether `a` may be reached from the internet: not private (RFC 1918, CGNAT
+// 100.64/10, ULA fc00::/7), link-local or loopback. Documentation ranges
+// count as public: the NAT tests' "internet" is 203.0.113.0/24.
+bool is_public(const netauth::Address& a);
+
+// The candidates, best first, without repeats: the peer's local addresses on
+// one of this host's subnets, then advertised and public ones, then
+// reflected, then the rest.
+std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const LocalNetwork> here);
+
+// ---- The path state machine ---------------------------------------------------
+
+enum class PathState : uint8_t { none, probing, direct, roamed, verifying };
+const char* to_string(PathState state);
+
+struct PathConfig {
+  Millis probe_timeout = 6'000;     // a candidate with no handshake in this time is replaced
+  Millis verify_timeout = 2'000;    // a poked path that stays silent this long is probed
+  Millis silence_timeout = 35'000;  // nothing received this long on a working path: probe
+};
+
+struct PeerPath {
+  PathState state = PathState::none;
+  std::optional<Endpoint> endpoint;  // what the device has or is being given
+  std::vector<Endpoint> candidates;
+  size_t candidate = 0;              // probing: the index being tried
+  size_t rounds = 0;                 // probing: full rounds through the candidates without a handshake
+  Millis since = 0;                  // when the state (or the candidate) was entered
+  Millis changed_at = 0;             // when the endpoint or state last changed
+  std::string reason;                // why
+  int64_t last_handshake_sec = 0;    // as last seen on the device
+  uint64_t rx_bytes = 0;
+  Millis rx_at = 0;                  // when rx_bytes last grew (or was first seen)
+};
+
+class PathSelector {
+ public:
+  explicit PathSelector(PathConfig config = {}) : config_(config) {}
+
+  // A wanted peer's candidates (best first) and what the device has for it
+  // (null: not on the device yet). Returns the endpoint to set, if it must
+  // change.
+  std::optional<Endpoint> observe(const Key& peer, const std::vector<Endpoint>& candidates, const Peer* have,
+                                  Millis now);
+  // This host's addresses changed: every working path is verified.
+  void verify_all(Millis now);
+  // Forgets every peer not in `wanted` (sorted).
+  void retain(std::span<const Key> wanted);
+
+  // Peers to poke (send any packet into the tunnel, so that WireGuard starts a
+  // handshake now) since the last call.
+  std::vector<Key> take_pokes();
+  // When observe() must run again for a timer to fire; UINT64_MAX: never.
+  Millis next_deadline() const;
+  const PeerPath* find(const Key& peer) const;
+  size_t size() const { return paths_.size(); }
+
+ private:
+  std::optional<Endpoint> probe(const Key& key, PeerPath& p, size_t index, std::string reason, Millis now);
+  void enter(PeerPath& p, PathState state, std::string reason, Millis now);
+
+  PathConfig config_;
+  std::map<Key, PeerPath> paths_;
+  std::vector<Key> pokes_;
+};
+
+}  // namespace fm::maintainer::wg

@@ -1,0 +1,166 @@
+// The path selector (maintainer/wg/path.h) with a fake clock: which endpoint
+// each peer gets and when it moves on, and the ranking of candidates.
+#include <gtest/gtest.h>
+
+#include "maintainer/wg/path.h"
+#include "tests/util/testutil.h"
+
+namespace fm::maintainer::wg {
+namespace {
+
+constexpr Millis kT0 = 1'700'000'000'000;
+constexpr int64_t kSec0 = kT0 / 1000;
+
+Key key(uint8_t n) { return *netauth::wg_public_key(test::test_key(n).public_key); }
+Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+
+// What the device reports for peer `n`.
+Peer device(uint8_t n, std::optional<Endpoint> e, int64_t handshake = 0, uint64_t rx = 0) {
+  Peer p;
+  p.public_key = key(n);
+  p.endpoint = e;
+  p.last_handshake_sec = handshake;
+  p.rx_bytes = rx;
+  return p;
+}
+
+const std::vector<Endpoint> kTwo{ep("192.0.2.1:51820"), ep("198.51.100.1:51820")};
+
+TEST(PathSelector, TriesTheFirstCandidateThenTheNextAfterSixSeconds) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), kTwo, nullptr, kT0), kTwo[0]) << "a new peer gets the best candidate";
+  EXPECT_EQ(paths.take_pokes(), std::vector<Key>{key(1)}) << "and is poked so that WireGuard starts now";
+  EXPECT_EQ(paths.next_deadline(), kT0 + 6'000);
+  const Peer trying = device(1, kTwo[0]);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &trying, kT0 + 5'900), std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &trying, kT0 + 6'000), kTwo[1]);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+  EXPECT_NE(paths.find(key(1))->reason.find("no handshake on 192.0.2.1:51820"), std::string::npos)
+      << paths.find(key(1))->reason;
+  EXPECT_EQ(paths.take_pokes(), std::vector<Key>{key(1)});
+  const Peer second = device(1, kTwo[1]);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &second, kT0 + 12'000), kTwo[0]) << "round and round";
+  EXPECT_EQ(paths.find(key(1))->rounds, 1u);
+}
+
+TEST(PathSelector, AHandshakeMakesThePathDirectAndItStays) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, nullptr, kT0);
+  const Peer up = device(1, kTwo[0], kSec0 + 2, 148);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &up, kT0 + 3'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  EXPECT_EQ(paths.next_deadline(), UINT64_MAX) << "no timer while it works";
+  // Keepalives keep arriving: it stays, long after the probe timeout.
+  for (Millis t = 10'000; t <= 200'000; t += 10'000) {
+    const Peer alive = device(1, kTwo[0], kSec0 + 2, 148 + t);
+    EXPECT_EQ(paths.observe(key(1), kTwo, &alive, kT0 + t), std::nullopt);
+  }
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+}
+
+TEST(PathSelector, KeepsAnEndpointWireGuardRoamedTo) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, nullptr, kT0);
+  // The peer's packets came from its NAT mapping: WireGuard moved there.
+  const Endpoint mapping = ep("203.0.113.7:40001");
+  const Peer roamed = device(1, mapping, kSec0 + 1, 92);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &roamed, kT0 + 2'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::roamed);
+  const Peer later = device(1, mapping, kSec0 + 1, 500);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &later, kT0 + 30'000), std::nullopt) << "kept while it works";
+}
+
+TEST(PathSelector, NewCandidatesAreTriedOnlyIfTheOldPathGoesQuiet) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, nullptr, kT0);
+  const Peer up = device(1, kTwo[0], kSec0 + 1, 100);
+  (void)paths.observe(key(1), kTwo, &up, kT0 + 1'000);
+  (void)paths.take_pokes();
+  // The peer moved: its record names new addresses; the old one still answers.
+  const std::vector<Endpoint> moved{ep("192.0.2.50:51820")};
+  EXPECT_EQ(paths.observe(key(1), moved, &up, kT0 + 5'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::verifying);
+  EXPECT_EQ(paths.take_pokes(), std::vector<Key>{key(1)});
+  const Peer answered = device(1, kTwo[0], kSec0 + 1, 160);
+  EXPECT_EQ(paths.observe(key(1), moved, &answered, kT0 + 5'500), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::roamed) << "it answered: kept (no longer a candidate)";
+
+  // Both moved at once (the double jump): the old path stays silent.
+  const std::vector<Endpoint> again{ep("192.0.2.60:51820")};
+  EXPECT_EQ(paths.observe(key(1), again, &answered, kT0 + 8'000), std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), again, &answered, kT0 + 9'900), std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), again, &answered, kT0 + 10'000), again[0]) << "silent for 2 s: probe";
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+}
+
+TEST(PathSelector, AWorkingPathThatFallsSilentIsProbedAgain) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, nullptr, kT0);
+  const Peer up = device(1, kTwo[1], kSec0 + 1, 100);  // it answered on the second
+  (void)paths.observe(key(1), kTwo, &up, kT0 + 1'000);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &up, kT0 + 35'000), std::nullopt) << "34 s of silence is allowed";
+  EXPECT_EQ(paths.observe(key(1), kTwo, &up, kT0 + 36'000), kTwo[0]);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+}
+
+TEST(PathSelector, OwnAddressChangeVerifiesEveryWorkingPath) {
+  PathSelector paths;
+  for (uint8_t n : {1, 2}) (void)paths.observe(key(n), kTwo, nullptr, kT0);
+  const Peer one = device(1, kTwo[0], kSec0 + 1, 10), two = device(2, kTwo[0]);
+  (void)paths.observe(key(1), kTwo, &one, kT0 + 1'000);
+  (void)paths.observe(key(2), kTwo, &two, kT0 + 1'000);  // still probing
+  (void)paths.take_pokes();
+  paths.verify_all(kT0 + 2'000);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::verifying);
+  EXPECT_EQ(paths.find(key(2))->state, PathState::probing) << "only working paths";
+  EXPECT_EQ(paths.take_pokes(), std::vector<Key>{key(1)});
+  EXPECT_EQ(paths.next_deadline(), kT0 + 4'000);
+}
+
+TEST(PathSelector, ARestartedDaemonLeavesAWorkingDeviceAlone) {
+  PathSelector paths;
+  const Peer working = device(1, ep("203.0.113.9:1234"), kSec0 - 20, 5'000);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &working, kT0), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::roamed);
+  const Peer stale = device(2, ep("203.0.113.9:1234"), kSec0 - 200, 5'000);
+  EXPECT_EQ(paths.observe(key(2), kTwo, &stale, kT0), kTwo[0]);
+}
+
+TEST(PathSelector, NoCandidateMeansNothingToTryUntilOneAppears) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), {}, nullptr, kT0), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::none);
+  EXPECT_TRUE(paths.take_pokes().empty());
+  const Peer nothing = device(1, std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &nothing, kT0 + 1'000), kTwo[0]);
+  paths.retain(std::vector<Key>{});
+  EXPECT_EQ(paths.size(), 0u);
+}
+
+TEST(RankCandidates, SameSubnetThenAdvertisedAndPublicThenReflectedThenTheRest) {
+  PeerEndpoints peer;
+  peer.local = {ep("10.9.0.5:51820"), ep("192.168.1.5:51820"), ep("198.51.100.5:51820"), ep("[fd00::5]:51820")};
+  peer.advertised = {ep("203.0.113.80:4500")};
+  peer.reflected = {ep("203.0.113.80:4500"), ep("203.0.113.81:31337")};
+  LocalNetwork lan{};
+  lan.address = ep("192.168.1.77:1").address;
+  lan.prefix_len = 96 + 24;
+  const std::vector<LocalNetwork> here{lan};
+  const std::vector<Endpoint> want{ep("192.168.1.5:51820"), ep("203.0.113.80:4500"), ep("198.51.100.5:51820"),
+                                   ep("203.0.113.81:31337"), ep("10.9.0.5:51820"), ep("[fd00::5]:51820")};
+  EXPECT_EQ(rank_candidates(peer, here), want);
+}
+
+TEST(RankCandidates, PublicMeansNotPrivateLinkLocalOrLoopback) {
+  for (const char* text : {"10.1.2.3:1", "172.16.0.1:1", "172.31.255.1:1", "192.168.0.1:1", "100.64.0.1:1",
+                           "169.254.1.1:1", "127.0.0.1:1", "[fd12::1]:1", "[fe80::1]:1", "[::1]:1"}) {
+    EXPECT_FALSE(is_public(ep(text).address)) << text;
+  }
+  for (const char* text : {"172.32.0.1:1", "8.8.8.8:1", "203.0.113.4:1", "100.128.0.1:1", "[2001:db8::1]:1"}) {
+    EXPECT_TRUE(is_public(ep(text).address)) << text;
+  }
+}
+
+}  // namespace
+}  // namespace fm::maintainer::wg
