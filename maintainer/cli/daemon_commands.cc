@@ -48,6 +48,10 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
       ->each([](const std::string& e) {
         if (!wg::Endpoint::parse(e)) throw CLI::ValidationError("--advertise", e + " is not a numeric IP:PORT");
       });
+  run_cmd->add_option("--handover-listen", daemon->handover_listen,
+                      "ADDR:PORT on the underlay where nodes no peer knows yet hand over their enrollment\n"
+                      "(UDP, budgeted per source; docs/endpoints.md), or \"off\"")
+      ->default_str("[::]:51821");
   run_cmd->add_option("--log-level", *log_level, "trace, debug, info, warn, error")->default_str("info");
   ctx.add_state_dir(run_cmd);
   out.push_back({"run", run_cmd, [&ctx, daemon, log_level] {

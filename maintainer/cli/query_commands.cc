@@ -68,6 +68,8 @@ Status status(const std::string& dir, bool json) {
   std::printf("endpoints %s\n", announced.empty() ? "(none announced)" : announced.c_str());
   std::printf("nat       %s (%d reflected); %u of %u peers reachable\n", s.nat().c_str(), s.reflected_size(),
               s.reachable_peers(), s.peers());
+  std::printf("handover %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
+              s.handovers_in(), s.handover_ops_applied(), s.handovers_refused(), s.handovers_out());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
 }

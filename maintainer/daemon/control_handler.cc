@@ -48,6 +48,10 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
   for (const auto& e : s.endpoints.reflected) out->add_reflected(e);
   out->set_nat(crdt::to_string(s.endpoints.nat));
   out->set_reachable_peers(static_cast<uint32_t>(s.reachable_peers));
+  out->set_handovers_in(s.handovers_in);
+  out->set_handover_ops_applied(s.handover_ops_applied);
+  out->set_handovers_refused(s.handovers_refused);
+  out->set_handovers_out(s.handovers_out);
   out->set_interface(s.interface);
   out->set_peers(static_cast<uint32_t>(s.peers));
   out->set_wireguard_restarts(s.wireguard_restarts);

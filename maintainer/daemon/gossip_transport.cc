@@ -103,6 +103,8 @@ Status GossipTransport::start(const udp::endpoint& listen) {
   boost::system::error_code ec;
   socket_.open(listen.protocol(), ec);
   if (!ec && listen.address().is_v6()) socket_.set_option(boost::asio::ip::v6_only(true), ec);
+  // The hand-over socket holds the same port on every address (HandoverSocket).
+  if (!ec) socket_.set_option(udp::socket::reuse_address(true), ec);
   if (!ec) socket_.bind(listen, ec);
   if (!ec) socket_.non_blocking(true, ec);
   // Ask for each datagram's arrival interface.
@@ -198,6 +200,57 @@ void GossipTransport::drain() {
       ++unknown_sources_;  // not a member we can name: dropped
     }
   }
+}
+
+void GossipTransport::send_handover(const wg::Endpoint& to, const std::string& bytes) {
+  if (handover_ != nullptr) handover_->send(to, bytes);
+}
+
+Status HandoverSocket::start(const udp::endpoint& listen) {
+  boost::system::error_code ec;
+  socket_.open(listen.protocol(), ec);
+  if (!ec && listen.address().is_v6()) socket_.set_option(boost::asio::ip::v6_only(false), ec);  // IPv4 too
+  if (!ec) socket_.set_option(udp::socket::reuse_address(true), ec);
+  if (!ec) socket_.bind(listen, ec);
+  if (ec) {
+    std::ostringstream where;
+    where << listen;
+    return Status::error(Code::unavailable, "cannot listen for hand-overs on " + where.str() + ": " + ec.message());
+  }
+  running_ = true;
+  receive();
+  return Status::ok();
+}
+
+void HandoverSocket::stop() {
+  running_ = false;
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+void HandoverSocket::receive() {
+  socket_.async_receive_from(boost::asio::buffer(buf_), from_, [this](boost::system::error_code ec, size_t got) {
+    if (!running_) return;
+    if (!ec) {
+      auto address = from_.address();
+      if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
+      }
+      receiver_(address.to_string(), std::span<const uint8_t>(buf_.data(), got));
+    } else if (ec != boost::asio::error::operation_aborted) {
+      spdlog::debug("hand-over receive: {}", ec.message());
+    }
+    receive();  // one bad datagram never stops the loop
+  });
+}
+
+void HandoverSocket::send(const wg::Endpoint& to, const std::string& bytes) {
+  boost::asio::ip::address_v6::bytes_type b;
+  std::copy(to.address.begin(), to.address.end(), b.begin());
+  const udp::endpoint where(boost::asio::ip::address_v6(b), to.port);
+  boost::system::error_code ec;
+  socket_.send_to(boost::asio::buffer(bytes), where, 0, ec);
+  if (ec) spdlog::debug("hand-over to {}: {}", to.to_string(), ec.message());
 }
 
 void GossipTransport::send(const crdt::Datagram& d) {

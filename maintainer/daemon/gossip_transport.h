@@ -60,6 +60,26 @@ class StaticAddresses final : public PeerAddresses {
   std::map<udp::endpoint, crdt::PublicKey> by_endpoint_;
 };
 
+// Enrollment hand-overs (crdt/handover.h) over one UDP socket on the
+// underlay, by default [::]:51821 (IPv4 too): what arrives goes to `receiver`
+// with its source IP address, untrusted; send() reaches an underlay endpoint.
+class HandoverSocket {
+ public:
+  using Receiver = std::function<void(const std::string& source, std::span<const uint8_t> bytes)>;
+  HandoverSocket(boost::asio::io_context& io, Receiver receiver) : receiver_(std::move(receiver)), socket_(io) {}
+  [[nodiscard]] Status start(const udp::endpoint& listen);
+  void stop();
+  void send(const wg::Endpoint& to, const std::string& bytes);
+
+ private:
+  void receive();
+  Receiver receiver_;
+  udp::socket socket_;
+  udp::endpoint from_;
+  std::array<uint8_t, 16 * 1024> buf_{};
+  bool running_ = false;
+};
+
 // Gossip datagrams over one UDP socket: what arrives from a known peer goes to
 // `receiver`; send() maps a key to its address. A datagram from an address
 // that names no member is dropped and counted.
@@ -85,6 +105,9 @@ class GossipTransport final : public DatagramSink {
   void stop();
   // Datagrams are small; a full socket buffer drops one, as the network would.
   void send(const crdt::Datagram& datagram) override;
+  // Through `handover` when set (before start), else dropped.
+  void set_handover(HandoverSocket* handover) { handover_ = handover; }
+  void send_handover(const wg::Endpoint& to, const std::string& bytes) override;
   udp::endpoint local_endpoint() const;
 
   uint64_t unknown_sources() const { return unknown_sources_; }
@@ -96,6 +119,7 @@ class GossipTransport final : public DatagramSink {
   bool arrived_on_interface(int ifindex);
 
   PeerAddresses* addresses_ = nullptr;
+  HandoverSocket* handover_ = nullptr;
   Receiver receiver_;
   udp::socket socket_;
   std::string interface_;

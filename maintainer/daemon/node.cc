@@ -14,6 +14,10 @@ namespace wire = ::fortmesh::wire;
 
 // Endpoint records live in the store's meta entries under this prefix.
 constexpr std::string_view kRecordPrefix = "ep/";
+// The pending-buffer quota of ops that came by hand-over (gossip peers count up from 1).
+constexpr uint32_t kHandoverSource = UINT32_MAX;
+constexpr crdt::Millis kHandoverEarly = 5'000, kHandoverLater = 30'000, kHandoverEarlyPeriod = 60'000;
+constexpr size_t kHandoverTargets = 8;
 
 uint64_t seconds(crdt::Millis now) { return now / 1000; }
 
@@ -68,6 +72,7 @@ Status Node::start(const HostAddresses& addresses, crdt::Millis now) {
   }
   started_at_ = now;
   next_unreachable_warning_ = now + options_.unreachable_warning;
+  next_handover_ = now + kHandoverEarly;  // a node its peers know needs none
   next_repair_ = now + options_.repair_interval;
   membership_changed(now);
   announce_record(now);
@@ -221,6 +226,76 @@ void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> byt
   after_event(now);
 }
 
+void Node::on_handover(const std::string& source, std::span<const uint8_t> bytes, crdt::Millis now) {
+  ++handovers_in_;
+  if (!replica_.has_org() || !handover_budget_.take(source, bytes.size(), now)) {
+    ++handovers_refused_;
+    return;
+  }
+  auto ops = crdt::parse_handover(bytes, replica_.org().id);
+  if (!ops) {
+    ++handovers_refused_;
+    return;
+  }
+  std::vector<crdt::OpId> applied;
+  for (const auto& op : *ops) {
+    auto r = replica_.ingest(bytes_of(op), kHandoverSource);
+    applied.insert(applied.end(), r.applied.begin(), r.applied.end());
+  }
+  if (applied.empty()) return;
+  handover_ops_applied_ += applied.size();
+  std::vector<std::string> stored;
+  for (const auto& id : applied) stored.push_back(*replica_.op_bytes(id));
+  if (Status st = store_->append(stored, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
+  spdlog::info("hand-over from {}: {} op(s) applied; {} ops", source, applied.size(), replica_.op_count());
+  announce(applied, now);
+}
+
+size_t Node::reachable_peers(crdt::Millis now) const {
+  if (!wireguard_) return 0;
+  const auto t = static_cast<int64_t>(seconds(now));
+  size_t n = 0;
+  for (const auto& p : wireguard_->last_read().peers) {
+    n += p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec;
+  }
+  return n;
+}
+
+void Node::hand_over(crdt::Millis now) {
+  if (!wireguard_ || sink_ == nullptr || now < next_handover_) return;
+  next_handover_ = now + (now - started_at_ < kHandoverEarlyPeriod ? kHandoverEarly : kHandoverLater);
+  if (wireguard_->last_read().peers.empty() || reachable_peers(now) > 0) return;
+  // Where: lighthouses first (public by definition), then what members' records say.
+  std::vector<wg::Endpoint> targets;
+  auto add = [&](wg::Endpoint e) {
+    e.port = crdt::kHandoverPort;
+    if (targets.size() < kHandoverTargets && std::find(targets.begin(), targets.end(), e) == targets.end()) {
+      targets.push_back(e);
+    }
+  };
+  for (const auto& p : wireguard_->last_read().peers) {
+    const auto* path = wireguard_->paths().find(p.public_key);
+    auto id = identity_of(p.public_key, now);
+    auto m = id ? member_status(*id, now) : std::nullopt;
+    if (path && m && m->role == crdt::Role::lighthouse) {
+      for (const auto& c : path->candidates) add(c);
+    }
+  }
+  for (const auto& p : wireguard_->last_read().peers) {
+    if (const auto* path = wireguard_->paths().find(p.public_key)) {
+      for (const auto& c : path->candidates) add(c);
+    }
+  }
+  if (targets.empty()) return;
+  const auto datagrams = crdt::make_handover(replica_);
+  for (const auto& t : targets) {
+    for (const auto& d : datagrams) sink_->send_handover(t, d);
+  }
+  handovers_out_ += targets.size() * datagrams.size();
+  spdlog::info("no peer reachable: handed our newest {} op(s) to {} endpoint(s) outside the tunnel",
+               std::min(replica_.op_count(), crdt::kHandoverOps), targets.size());
+}
+
 void Node::set_addresses(const HostAddresses& addresses, crdt::Millis now) {
   addresses_ = addresses;
   reflections_.clear();  // they saw the old addresses' mappings
@@ -283,6 +358,7 @@ void Node::on_tick(crdt::Millis now) {
     sync_wireguard(now);  // a path timer: read the device, maybe try the next candidate
   }
   warn_if_unreachable(now);
+  hand_over(now);
   after_event(now);
 }
 
@@ -290,7 +366,7 @@ crdt::Millis Node::next_deadline() const {
   crdt::Millis due = engine_->next_deadline();
   if (next_expiry_) due = std::min(due, *next_expiry_ * 1000);
   if (wireguard_) {
-    due = std::min({due, next_repair_, wireguard_->next_path_deadline(), next_unreachable_warning_});
+    due = std::min({due, next_repair_, wireguard_->next_path_deadline(), next_unreachable_warning_, next_handover_});
   }
   return due;
 }
@@ -483,6 +559,10 @@ NodeStatus Node::status(crdt::Millis now) const {
     }
   }
   s.gossip = engine_->stats();
+  s.handovers_in = handovers_in_;
+  s.handover_ops_applied = handover_ops_applied_;
+  s.handovers_refused = handovers_refused_;
+  s.handovers_out = handovers_out_;
   if (announced_) s.endpoints = *announced_;
   return s;
 }

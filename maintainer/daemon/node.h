@@ -23,6 +23,7 @@
 
 #include "base/result.h"
 #include "crdt/gossip.h"
+#include "crdt/handover.h"
 #include "crdt/replica.h"
 #include "crdt/store.h"
 #include "lighthouse/reflection.h"
@@ -37,6 +38,8 @@ class DatagramSink {
  public:
   virtual ~DatagramSink() = default;
   virtual void send(const crdt::Datagram& datagram) = 0;
+  // A Handover (crdt/handover.h) to an underlay endpoint, outside the tunnel.
+  virtual void send_handover(const wg::Endpoint& to, const std::string& bytes) = 0;
 };
 
 struct EnrollCommand {
@@ -69,6 +72,7 @@ struct NodeStatus {
   size_t peers = 0;
   uint64_t wireguard_restarts = 0;
   crdt::GossipStats gossip;
+  uint64_t handovers_in = 0, handover_ops_applied = 0, handovers_refused = 0, handovers_out = 0;
   crdt::EndpointSet endpoints;  // announced in this node's endpoint record
   size_t reachable_peers = 0;   // with a handshake in the last 180 s
 };
@@ -140,6 +144,10 @@ class Node {
   // A gossip datagram from the member with key `from` (the transport has
   // authenticated the source).
   void on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now);
+  // A Handover datagram from `source` (an underlay IP address, outside the
+  // tunnel): charged to the source's budget, then taken op by op as gossip
+  // would take them.
+  void on_handover(const std::string& source, std::span<const uint8_t> bytes, crdt::Millis now);
   // This host's underlay addresses changed: re-sign and gossip the record,
   // forget what lighthouses reflected, and check every path still works.
   void set_addresses(const HostAddresses& addresses, crdt::Millis now);
@@ -219,6 +227,10 @@ class Node {
   std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
   std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
   void warn_if_unreachable(crdt::Millis now);
+  size_t reachable_peers(crdt::Millis now) const;
+  // While no peer is reachable: hand this node's newest ops to lighthouses
+  // and members outside the tunnel.
+  void hand_over(crdt::Millis now);
 
   netauth::KeyPair key_;
   crdt::OpStore* store_;
@@ -246,7 +258,9 @@ class Node {
   mutable std::map<wg::Key, crdt::PublicKey> by_wg_;  // members by WireGuard key
   mutable uint64_t by_wg_version_ = UINT64_MAX;
   lighthouse::ReflectionBook reflections_;
-  crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0;
+  crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0, next_handover_ = 0;
+  crdt::SourceBudget handover_budget_;
+  uint64_t handovers_in_ = 0, handover_ops_applied_ = 0, handovers_refused_ = 0, handovers_out_ = 0;
 };
 
 }  // namespace fm::maintainer

@@ -21,6 +21,7 @@
 #include "maintainer/daemon/control_handler.h"
 #include "maintainer/daemon/gossip_transport.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/resolver.h"
 #include "maintainer/daemon/state_dir.h"
 #include "maintainer/util/ip_port.h"
 #include "maintainer/wg/netlink.h"
@@ -174,6 +175,25 @@ Status run_daemon(const DaemonOptions& options) {
   // address alone proves nothing).
   if (options.gossip_listen.empty() && *backend) transport->set_interface((*backend)->ifname());
   if (Status st = transport->start(*listen); !st) return st;
+  HandoverSocket handover(io, [&](const std::string& source, std::span<const uint8_t> b) {
+    node->on_handover(source, b, unix_millis());
+    rearm();
+  });
+  if (options.handover_listen != "off") {
+    auto at = parse_ip_port("--handover-listen", options.handover_listen);
+    Status st = at ? handover.start(udp::endpoint(at->address, at->port)) : at.status();
+    if (st) {
+      transport->set_handover(&handover);
+    } else {
+      spdlog::warn("{}; this node neither takes nor sends enrollment hand-overs", st.message());
+    }
+  }
+  NameResolver names(io, [&] { return node->names_to_resolve(unix_millis()); },
+                     [&](const std::string& name, const std::vector<std::string>& endpoints) {
+                       node->set_resolved(name, endpoints, unix_millis());
+                       rearm();
+                     });
+  names.start();
 
   const auto started = std::chrono::steady_clock::now();
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
@@ -205,6 +225,8 @@ Status run_daemon(const DaemonOptions& options) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", sig);
     transport->stop();
+    handover.stop();
+    names.stop();
     control.stop();
     addresses_changed.stop();
     timer.cancel();

@@ -31,6 +31,9 @@ struct DaemonOptions {
   // Endpoints the operator gives ("IP:PORT": a port forward, a public address
   // the node cannot see), announced first, before this host's own addresses.
   std::vector<std::string> advertise;
+  // Where enrollment hand-overs are received (crdt/handover.h): "ADDR:PORT"
+  // on the underlay, or "off".
+  std::string handover_listen = "[::]:51821";
 };
 
 // This host's addresses worth announcing as "ip:port" with the WireGuard
