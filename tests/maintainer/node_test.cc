@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <map>
 
+#include "crdt/handover.h"
 #include "crdt/op.h"
 #include "proto/gossip.pb.h"
 #include "tests/util/testutil.h"
@@ -141,7 +142,7 @@ class NodeTest : public ::testing::Test {
     auto node = Node::open(root_, &store_, &device_, nullptr, NodeOptions{}, now);
     EXPECT_TRUE(node.is_ok()) << node.message();
     if (!node) return nullptr;
-    EXPECT_TRUE((*node)->start({}, now).is_ok());
+    EXPECT_TRUE((*node)->start(HostAddresses{}, now).is_ok());
     return std::move(*node);
   }
   static std::string gossip_ops(std::initializer_list<std::string> ops) {
@@ -343,6 +344,154 @@ TEST_F(NodeTest, OpsFromGossipMayBeLostInACrashButNothingIsCorrupt) {
   ASSERT_TRUE(node);
   EXPECT_FALSE(node->replica().is_active_member(dave_.public_key, kT0s));
   EXPECT_EQ(node->replica().op_count(), ops_.size() - 1);
+}
+
+
+// ---- Reaching peers: reflection and the hand-over -----------------------------
+
+// Captures what a Node sends.
+class CapturingSink final : public DatagramSink {
+ public:
+  void send(const crdt::Datagram& d) override { gossip.push_back(d); }
+  void send_handover(const wg::Endpoint& to, const std::string& bytes) override { handovers.emplace_back(to, bytes); }
+  // The Reflections sent to `to`.
+  std::vector<std::string> reflections_to(const crdt::PublicKey& to) const {
+    std::vector<std::string> out;
+    for (const auto& d : gossip) {
+      fortmesh::wire::Gossip g;
+      if (d.to == to && g.ParseFromString(d.bytes) && g.has_reflection()) out.push_back(g.reflection().endpoint());
+    }
+    return out;
+  }
+  std::vector<crdt::Datagram> gossip;
+  std::vector<std::pair<wg::Endpoint, std::string>> handovers;
+};
+
+class ReachTest : public NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    ops_.push_back(crdt::make_enroll(root_, model_.org().id, model_.heads(),
+                                     crdt::EnrollSpec{lh_.public_key, "lh", crdt::Role::lighthouse,
+                                                      {"203.0.113.1:51820"}, 0},
+                                     kT0s));
+    (void)model_.ingest(bytes_of(ops_.back()));
+    ASSERT_TRUE(store_.append(std::span(&ops_.back(), 1), /*sync=*/true).is_ok());
+  }
+  std::unique_ptr<Node> open_as(const netauth::KeyPair& key, crdt::Millis now = kT0) {
+    auto node = Node::open(key, &store_, &device_, &sink_, NodeOptions{}, now);
+    EXPECT_TRUE(node.is_ok()) << node.message();
+    if (!node) return nullptr;
+    HostAddresses here{{"192.168.7.2:51820"}, {}};
+    EXPECT_TRUE((*node)->start(here, now).is_ok());
+    return std::move(*node);
+  }
+  wg::Peer* device_peer(const netauth::KeyPair& who) {
+    const auto k = *netauth::wg_public_key(who.public_key);
+    for (auto& p : device_.device.peers) {
+      if (p.public_key == k) return &p;
+    }
+    return nullptr;
+  }
+  static std::string reflection(const std::string& endpoint) {
+    fortmesh::wire::Gossip g;
+    g.mutable_reflection()->set_endpoint(endpoint);
+    return g.SerializeAsString();
+  }
+  netauth::KeyPair lh_ = test::test_key(6);
+  CapturingSink sink_;
+};
+
+TEST_F(ReachTest, AReflectionIsAnnouncedOnlyWhenALighthouseSentIt) {
+  auto node = open_as(alice_);
+  ASSERT_TRUE(node);
+  node->on_datagram(bob_.public_key, bytes_of(reflection("198.51.100.7:40000")), kT0 + 100);
+  EXPECT_TRUE(node->status(kT0 + 100).endpoints.reflected.empty()) << "bob is a member, not a lighthouse";
+  node->on_datagram(lh_.public_key, bytes_of(reflection("198.51.100.7:40000")), kT0 + 200);
+  const auto s = node->status(kT0 + 200);
+  EXPECT_EQ(s.endpoints.reflected, std::vector<std::string>{"198.51.100.7:40000"});
+  EXPECT_EQ(s.endpoints.local, std::vector<std::string>{"192.168.7.2:51820"});
+  EXPECT_EQ(s.endpoints.nat, crdt::NatClass::unknown) << "one lighthouse cannot tell";
+  const auto* rec = node->gossip().endpoints().find(alice_.public_key);
+  ASSERT_NE(rec, nullptr);
+  EXPECT_EQ(rec->reflected, std::vector<std::string>{"198.51.100.7:40000"}) << "in the signed record";
+  // This host's addresses change: what the lighthouse saw is stale.
+  node->set_addresses(HostAddresses{{"192.168.9.2:51820"}, {}}, kT0 + 300);
+  EXPECT_TRUE(node->status(kT0 + 300).endpoints.reflected.empty());
+}
+
+TEST_F(ReachTest, ALighthouseReflectsWhatItsDeviceSees) {
+  auto node = open_as(lh_);
+  ASSERT_TRUE(node);
+  wg::Peer* a = device_peer(alice_);
+  ASSERT_NE(a, nullptr);
+  a->endpoint = wg::Endpoint::parse("198.51.100.7:40000");  // WireGuard learned it from alice's packets
+  a->last_handshake_sec = static_cast<int64_t>(kT0s) + 1;
+  for (crdt::Millis t = kT0; t <= kT0 + 6'000; t += 500) node->on_tick(t);
+  EXPECT_EQ(sink_.reflections_to(alice_.public_key), std::vector<std::string>{"198.51.100.7:40000"});
+  EXPECT_TRUE(sink_.reflections_to(bob_.public_key).empty()) << "no handshake with bob: nothing to tell";
+}
+
+TEST_F(ReachTest, HandOverTakesValidOpsWithinEachSourcesBudget) {
+  auto node = open_as(root_);
+  ASSERT_TRUE(node);
+  // The root enrolled dave from a laptop; this node never heard of it.
+  crdt::Replica laptop;
+  for (const auto& op : ops_) (void)laptop.ingest(bytes_of(op));
+  const std::string dave = crdt::make_enroll(root_, model_.org().id, laptop.heads(),
+                                             crdt::EnrollSpec{dave_.public_key, "dave", crdt::Role::member, {}, 0}, kT0s);
+  (void)laptop.ingest(bytes_of(dave));
+  const auto datagrams = crdt::make_handover(laptop);
+  ASSERT_FALSE(datagrams.empty());
+  // A stranger's forgery first: admission refuses it, nothing changes.
+  const auto stranger = test::test_key(99);
+  crdt::Replica forged_view;
+  for (const auto& op : ops_) (void)forged_view.ingest(bytes_of(op));
+  (void)forged_view.ingest(bytes_of(crdt::make_enroll(stranger, model_.org().id, forged_view.heads(),
+                                                      crdt::EnrollSpec{stranger.public_key, "x", crdt::Role::admin, {}, 0},
+                                                      kT0s)));
+  const auto forged = crdt::make_handover(forged_view);
+  for (const auto& d : forged) node->on_handover("192.0.2.66", bytes_of(d), kT0 + 10);
+  EXPECT_FALSE(node->member_status(stranger.public_key, kT0 + 10));
+  // A flood from that source runs out of its budget (8 KiB at once)...
+  const uint64_t before = node->status(kT0 + 10).handovers_refused;
+  for (int i = 0; i < 100; ++i) node->on_handover("192.0.2.66", bytes_of(forged.back()), kT0 + 20);
+  const uint64_t refused_in_flood = node->status(kT0 + 20).handovers_refused - before;
+  EXPECT_GT(refused_in_flood, 100u - 8192 / forged.back().size() - 1);
+  // ... down to its last byte (junk is charged too) ...
+  for (int i = 0; i < 10'000; ++i) node->on_handover("192.0.2.66", bytes_of(std::string("x")), kT0 + 20);
+  // ... so even dave's own hand-over is refused from there until it refills ...
+  for (const auto& d : datagrams) node->on_handover("192.0.2.66", bytes_of(d), kT0 + 20);
+  EXPECT_FALSE(node->member_status(dave_.public_key, kT0 + 20)) << "refused before it was looked at";
+  // ... but not another source's: dave's hand-over is taken, and dave becomes a peer.
+  for (const auto& d : datagrams) node->on_handover("198.51.100.4", bytes_of(d), kT0 + 30);
+  auto m = node->member_status(dave_.public_key, kT0 + 30);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->standing, crdt::Standing::active);
+  EXPECT_TRUE(device_.has_peer(dave_.public_key));
+  EXPECT_GE(node->status(kT0 + 30).handover_ops_applied, 1u);
+  // Junk and another org's hand-overs are refused.
+  const uint64_t refused = node->status(kT0 + 30).handovers_refused;
+  node->on_handover("198.51.100.5", bytes_of(std::string("\x0a\x03xyz")), kT0 + 40);
+  EXPECT_EQ(node->status(kT0 + 40).handovers_refused, refused + 1);
+}
+
+TEST_F(ReachTest, ANodeThatReachesNoPeerHandsOverUntilOneAnswers) {
+  auto node = open_as(alice_);
+  ASSERT_TRUE(node);
+  for (crdt::Millis t = kT0; t <= kT0 + 12'000; t += 500) node->on_tick(t);
+  ASSERT_FALSE(sink_.handovers.empty()) << "nobody answered: hand over";
+  const wg::Endpoint lh_handover = *wg::Endpoint::parse("203.0.113.1:51821");
+  EXPECT_EQ(sink_.handovers.front().first, lh_handover) << "the lighthouse first, at the hand-over port";
+  auto ops = crdt::parse_handover(bytes_of(sink_.handovers.front().second), model_.org().id);
+  ASSERT_TRUE(ops);
+  EXPECT_FALSE(ops->empty());
+  // The lighthouse answers: no more hand-overs.
+  device_peer(lh_)->last_handshake_sec = static_cast<int64_t>(kT0s) + 12;
+  for (crdt::Millis t = kT0 + 12'500; t <= kT0 + 14'000; t += 500) node->on_tick(t);
+  sink_.handovers.clear();
+  for (crdt::Millis t = kT0 + 14'500; t <= kT0 + 60'000; t += 500) node->on_tick(t);
+  EXPECT_TRUE(sink_.handovers.empty());
 }
 
 }  // namespace
