@@ -292,7 +292,7 @@ void Node::hand_over(crdt::Millis now) {
     for (const auto& d : datagrams) sink_->send_handover(t, d);
   }
   handovers_out_ += targets.size() * datagrams.size();
-  spdlog::info("no peer reachable: handed our newest {} op(s) to {} endpoint(s) outside the tunnel",
+  spdlog::info("hand-over: our newest {} op(s) to {} endpoint(s) outside the tunnel, as no peer answers",
                std::min(replica_.op_count(), crdt::kHandoverOps), targets.size());
 }
 
