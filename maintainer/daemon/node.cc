@@ -251,11 +251,10 @@ void Node::on_handover(const std::string& source, std::span<const uint8_t> bytes
   announce(applied, now);
 }
 
-size_t Node::reachable_peers(crdt::Millis now) const {
-  if (!wireguard_) return 0;
+size_t Node::reachable_peers(const wg::Device& device, crdt::Millis now) {
   const auto t = static_cast<int64_t>(seconds(now));
   size_t n = 0;
-  for (const auto& p : wireguard_->last_read().peers) {
+  for (const auto& p : device.peers) {
     n += p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec;
   }
   return n;
@@ -264,7 +263,8 @@ size_t Node::reachable_peers(crdt::Millis now) const {
 void Node::hand_over(crdt::Millis now) {
   if (!wireguard_ || sink_ == nullptr || now < next_handover_) return;
   next_handover_ = now + (now - started_at_ < kHandoverEarlyPeriod ? kHandoverEarly : kHandoverLater);
-  if (wireguard_->last_read().peers.empty() || reachable_peers(now) > 0) return;
+  auto device = wireguard_->device();  // now, not as of the last sync
+  if (!device || device->peers.empty() || reachable_peers(*device, now) > 0) return;
   // Where: lighthouses first (public by definition), then what members' records say.
   std::vector<wg::Endpoint> targets;
   auto add = [&](wg::Endpoint e) {
@@ -443,12 +443,10 @@ void Node::take_reflections(crdt::Millis now) {
 void Node::warn_if_unreachable(crdt::Millis now) {
   if (!wireguard_ || now < next_unreachable_warning_) return;
   next_unreachable_warning_ = now + 60'000;
-  const auto t = static_cast<int64_t>(seconds(now));
-  const auto& peers = wireguard_->last_read().peers;
-  if (peers.empty()) return;  // alone in the org: nobody to reach
+  auto device = wireguard_->device();
+  if (!device || device->peers.empty() || reachable_peers(*device, now) > 0) return;  // alone, or fine
   std::string tried;
-  for (const auto& p : peers) {
-    if (p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec) return;
+  for (const auto& p : device->peers) {
     std::string name = netauth::to_base64(p.public_key).substr(0, 8);
     if (auto id = identity_of(p.public_key, now)) {
       if (auto m = member_status(*id, now)) name = m->name;
@@ -552,10 +550,7 @@ NodeStatus Node::status(crdt::Millis now) const {
     s.wireguard_restarts = wireguard_->restarts();
     if (auto dev = wireguard_->device()) {
       s.peers = dev->peers.size();
-      const auto t = static_cast<int64_t>(seconds(now));
-      for (const auto& p : dev->peers) {
-        s.reachable_peers += p.last_handshake_sec != 0 && t - p.last_handshake_sec < wg::kHandshakeFreshSec;
-      }
+      s.reachable_peers = reachable_peers(*dev, now);
     }
   }
   s.gossip = engine_->stats();

@@ -227,7 +227,8 @@ class Node {
   std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
   std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
   void warn_if_unreachable(crdt::Millis now);
-  size_t reachable_peers(crdt::Millis now) const;
+  // Peers with a handshake in the last 180 s.
+  static size_t reachable_peers(const wg::Device& device, crdt::Millis now);
   // While no peer is reachable: hand this node's newest ops to lighthouses
   // and members outside the tunnel.
   void hand_over(crdt::Millis now);

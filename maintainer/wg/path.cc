@@ -92,10 +92,10 @@ std::optional<Endpoint> PathSelector::probe(const Key& key, PeerPath& p, size_t 
   enter(p, PathState::probing, std::move(reason), now);
   p.candidate = index;
   pokes_.push_back(key);
-  const Endpoint next = p.candidates[index];
-  if (p.endpoint == next) return std::nullopt;  // already there: the poke retries it
-  p.endpoint = next;
-  return next;
+  // Set even when it is already there: setting an endpoint also drops the
+  // source address WireGuard cached for it, which may be gone.
+  p.endpoint = p.candidates[index];
+  return p.endpoint;
 }
 
 std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<Endpoint>& candidates,
@@ -128,6 +128,10 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
   }
   if (new_handshake && p.endpoint) {
     return working("handshake on " + p.endpoint->to_string());
+  }
+  if (p.reset_endpoint) {
+    p.reset_endpoint = false;
+    if (p.endpoint) return p.endpoint;
   }
   switch (p.state) {
     case PathState::none:
@@ -167,6 +171,9 @@ void PathSelector::verify_all(Millis now) {
   for (auto& [key, p] : paths_) {
     if (p.state != PathState::direct && p.state != PathState::roamed) continue;
     enter(p, PathState::verifying, "this host's addresses changed", now);
+    // WireGuard sends from the source address it cached for the peer, which
+    // may be gone: the endpoint is set again, and that clears it.
+    p.reset_endpoint = true;
     pokes_.push_back(key);
   }
 }

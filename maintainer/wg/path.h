@@ -13,7 +13,9 @@
 //              moved). Kept while it works.
 //   verifying  the peer's candidates changed, or this host's addresses did,
 //              while the path seemed to work: the Node pokes it, and if
-//              nothing comes back within verify_timeout, probing starts.
+//              nothing comes back within verify_timeout, probing starts. On
+//              an address change the endpoint is also set again, which makes
+//              WireGuard drop the source address it cached for the peer.
 //   none       no candidate and no handshake: nothing to try.
 // A direct or roamed path from which nothing has been received for
 // silence_timeout (keepalives come every 25 s) is probed again.
@@ -83,6 +85,7 @@ struct PeerPath {
   int64_t last_handshake_sec = 0;    // as last seen on the device
   uint64_t rx_bytes = 0;
   Millis rx_at = 0;                  // when rx_bytes last grew (or was first seen)
+  bool reset_endpoint = false;       // set the endpoint again at the next observe
 };
 
 class PathSelector {

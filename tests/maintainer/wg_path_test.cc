@@ -116,6 +116,10 @@ TEST(PathSelector, OwnAddressChangeVerifiesEveryWorkingPath) {
   EXPECT_EQ(paths.find(key(2))->state, PathState::probing) << "only working paths";
   EXPECT_EQ(paths.take_pokes(), std::vector<Key>{key(1)});
   EXPECT_EQ(paths.next_deadline(), kT0 + 4'000);
+  // The endpoint is set again, once: WireGuard drops the source address it
+  // cached (gone with the old address), or the poke would never leave.
+  EXPECT_EQ(paths.observe(key(1), kTwo, &one, kT0 + 2'001), kTwo[0]);
+  EXPECT_EQ(paths.observe(key(1), kTwo, &one, kT0 + 2'002), std::nullopt);
 }
 
 TEST(PathSelector, ARestartedDaemonLeavesAWorkingDeviceAlone) {
