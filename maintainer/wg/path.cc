@@ -17,6 +17,9 @@ bool in(const netauth::Address& a, std::initializer_list<uint8_t> prefix, unsign
   return n.contains(a);
 }
 
+// "4.5 s"
+std::string seconds_text(Millis ms) { return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s"; }
+
 }  // namespace
 
 bool LocalNetwork::contains(const netauth::Address& a) const {
@@ -114,25 +117,28 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
   p.last_handshake_sec = handshake;
   const bool on_candidate =
       p.endpoint && std::find(candidates.begin(), candidates.end(), *p.endpoint) != candidates.end();
-  auto working = [&](std::string why) {
-    const PathState s = on_candidate ? PathState::direct : PathState::roamed;
-    if (p.state != s) enter(p, s, std::move(why), now);
-    return std::nullopt;
-  };
-
   if (fresh_peer) {
     // A device that already works (a restarted daemon) is left alone; else the best candidate.
     const bool recent = handshake != 0 && static_cast<int64_t>(now / 1000) - handshake < kHandshakeFreshSec;
-    if (recent && p.endpoint) return working("handshake already on the device");
+    if (recent && p.endpoint) return settle(p, on_candidate, "handshake already on the device", now);
     return probe(key, p, 0, "first candidate", now);
   }
-  if (new_handshake && p.endpoint) {
-    return working("handshake on " + p.endpoint->to_string());
-  }
-  if (p.reset_endpoint) {
-    p.reset_endpoint = false;
-    if (p.endpoint) return p.endpoint;
-  }
+  std::optional<Endpoint> set = new_handshake && p.endpoint
+                                    ? settle(p, on_candidate, "handshake on " + p.endpoint->to_string(), now)
+                                    : decide(key, p, candidates_changed, on_candidate, now);
+  if (std::exchange(p.reset_endpoint, false) && !set) set = p.endpoint;
+  return set;
+}
+
+std::optional<Endpoint> PathSelector::settle(PeerPath& p, bool on_candidate, std::string why, Millis now) {
+  const PathState s = on_candidate ? PathState::direct : PathState::roamed;
+  if (p.state != s) enter(p, s, std::move(why), now);
+  return std::nullopt;
+}
+
+std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool candidates_changed, bool on_candidate,
+                                             Millis now) {
+  const auto& candidates = p.candidates;
   switch (p.state) {
     case PathState::none:
       if (!candidates.empty()) return probe(key, p, 0, "a candidate appeared", now);
@@ -142,11 +148,13 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
       if (now - p.since >= config_.probe_timeout) {
         const std::string was = p.endpoint ? p.endpoint->to_string() : "?";
         return probe(key, p, p.candidate + 1,
-                     "no handshake on " + was + " in " + std::to_string(config_.probe_timeout / 1000) + " s", now);
+                     "no handshake on " + was + " in " + seconds_text(config_.probe_timeout), now);
       }
       return std::nullopt;
     case PathState::verifying:
-      if (p.rx_at > p.since) return working("answered on " + (p.endpoint ? p.endpoint->to_string() : "?"));
+      if (p.rx_at > p.since) {
+        return settle(p, on_candidate, "answered on " + (p.endpoint ? p.endpoint->to_string() : "?"), now);
+      }
       if (now - p.since >= config_.verify_timeout) {
         return probe(key, p, 0, "no answer on " + (p.endpoint ? p.endpoint->to_string() : "?") + " after a change",
                      now);
@@ -160,7 +168,7 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
         return std::nullopt;
       }
       if (now - p.rx_at >= config_.silence_timeout) {
-        return probe(key, p, 0, "nothing received for " + std::to_string((now - p.rx_at) / 1000) + " s", now);
+        return probe(key, p, 0, "nothing received for " + seconds_text(now - p.rx_at), now);
       }
       return std::nullopt;
   }
@@ -169,12 +177,16 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
 
 void PathSelector::verify_all(Millis now) {
   for (auto& [key, p] : paths_) {
-    if (p.state != PathState::direct && p.state != PathState::roamed) continue;
-    enter(p, PathState::verifying, "this host's addresses changed", now);
+    if (!p.endpoint) continue;
     // WireGuard sends from the source address it cached for the peer, which
-    // may be gone: the endpoint is set again, and that clears it.
+    // may be gone: the endpoint is set again, and that clears it. (Also while
+    // verifying or probing: addresses often change in steps, the old one
+    // removed before the new one is added.)
     p.reset_endpoint = true;
     pokes_.push_back(key);
+    if (p.state == PathState::direct || p.state == PathState::roamed) {
+      enter(p, PathState::verifying, "this host's addresses changed", now);
+    }
   }
 }
 

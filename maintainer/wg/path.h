@@ -68,7 +68,10 @@ enum class PathState : uint8_t { none, probing, direct, roamed, verifying };
 const char* to_string(PathState state);
 
 struct PathConfig {
-  Millis probe_timeout = 6'000;     // a candidate with no handshake in this time is replaced
+  // Under WireGuard's 5 s between handshake attempts to one peer (REKEY_TIMEOUT,
+  // plus up to 1/3 s of jitter): each candidate gets one attempt, and the
+  // retry goes to the next candidate, not again to a dead one.
+  Millis probe_timeout = 4'500;     // a candidate with no handshake in this time is replaced
   Millis verify_timeout = 2'000;    // a poked path that stays silent this long is probed
   Millis silence_timeout = 35'000;  // nothing received this long on a working path: probe
 };
@@ -113,6 +116,10 @@ class PathSelector {
  private:
   std::optional<Endpoint> probe(const Key& key, PeerPath& p, size_t index, std::string reason, Millis now);
   void enter(PeerPath& p, PathState state, std::string reason, Millis now);
+  // The timers and changes of a peer whose device shows no new handshake.
+  std::optional<Endpoint> decide(const Key& key, PeerPath& p, bool candidates_changed, bool on_candidate, Millis now);
+  // It works: direct on a candidate, else roamed.
+  std::optional<Endpoint> settle(PeerPath& p, bool on_candidate, std::string why, Millis now);
 
   PathConfig config_;
   std::map<Key, PeerPath> paths_;

@@ -16,12 +16,25 @@ fail() { echo "FAIL: $*"; grep -h "announcing" "$MESH_DIR"/n1.log; exit 1; }
 
 for h in root lh n1; do mesh_add_host "$h"; fm "$h" keygen >/dev/null; done
 fm root org init --name renumber >/dev/null
-fm root enroll "$(fm lh pubkey)" --name lh --role lighthouse --endpoint "${MESH_IP[lh]}:51820" --out "$MESH_DIR/lh.join" >/dev/null
+# The lighthouse's first enrolled endpoint is dead: nodes must move on to the
+# second within about 6 s (the path selector's probe timeout).
+dead="${MESH_IP[lh]%.*}.250:51820"
+fm root enroll "$(fm lh pubkey)" --name lh --role lighthouse --endpoint "$dead" --endpoint "${MESH_IP[lh]}:51820" \
+  --out "$MESH_DIR/lh.join" >/dev/null
 fm root enroll "$(fm n1 pubkey)" --name n1 --out "$MESH_DIR/n1.join" >/dev/null
 for h in lh n1; do fm "$h" join "$MESH_DIR/$h.join" >/dev/null; done
 mesh_start root
 mesh_start lh
+wait_for 30 ping_overlay root lh || fail "root cannot reach the lighthouse"
+t0=$(date +%s%N)
 mesh_start n1 --advertise 198.51.100.7:40000
+# n1 knows only the lighthouse's enrolled endpoints (its bundle has no record).
+lh_wg=$(wg_key_of lh)
+handshake_with_lh() { [ "$(wg show "${MESH_IF[n1]}" latest-handshakes 2>/dev/null | awk -v k="$lh_wg" '$1 == k {print $2}')" -gt 0 ] 2>/dev/null; }
+wait_for 30 handshake_with_lh || fail "n1 never reached the lighthouse past its dead first endpoint"
+abandon=$(python3 -c "print(f'{($(date +%s%N) - $t0) / 1e9:.1f}')")
+echo "figure: dead first candidate abandoned: n1's first handshake with the lighthouse $abandon s after start"
+python3 -c "import sys; sys.exit(0 if $abandon <= 14 else 1)" || fail "moving past a dead candidate took $abandon s"
 wait_for 60 ping_overlay root n1 || fail "root cannot reach n1"
 
 endpoints() { fm "$1" status --json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin).get("endpoints", [])))'; }
