@@ -6,6 +6,7 @@
 
 #include "maintainer/cli/commands.h"
 #include "maintainer/control/control.h"
+#include "maintainer/util/durations.h"
 
 namespace fm::maintainer::cli {
 namespace {
@@ -95,6 +96,67 @@ Status peers(const std::string& dir, bool json) {
   return Status::ok();
 }
 
+struct LogArgs {
+  bool json = false;
+  std::string since, key, name;
+};
+
+std::string utc(uint64_t unix_sec) {
+  const time_t t = static_cast<time_t>(unix_sec);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// "b (XyZ12345)"
+std::string who(const std::string& name, const std::string& key) {
+  return (name.empty() ? std::string("?") : name) + " (" + key.substr(0, 8) + ")";
+}
+
+Status log(const std::string& dir, const LogArgs& a) {
+  uint64_t since = 0;
+  if (!a.since.empty()) {
+    auto d = parse_duration(a.since);
+    if (!d) return Status::error(Code::invalid_argument, "--since: " + d.message());
+    const uint64_t now = static_cast<uint64_t>(std::time(nullptr));
+    since = *d < now ? now - *d : 0;
+  }
+  wire::ControlRequest req;
+  req.set_log(true);
+  bool via_daemon = false;
+  auto got = ask(dir, req, &via_daemon, RocksDbStore::Mode::read_only);
+  if (!got) return got.status();
+  wire::LogReply shown;
+  shown.set_org_name(got->log().org_name());
+  for (const auto& e : got->log().entries()) {
+    if (e.created_at() < since) continue;
+    const bool named = (a.key.empty() && a.name.empty()) || (!a.key.empty() && (e.author_key() == a.key || e.subject_key() == a.key)) ||
+                       (!a.name.empty() && (e.author_name() == a.name || e.subject_name() == a.name));
+    if (named) *shown.add_entries() = e;
+  }
+  if (a.json) return print_json(shown);
+  std::printf("org %s: %d op(s), oldest first; times are the authors' clocks (informational)\n",
+              shown.org_name().c_str(), shown.entries_size());
+  for (const auto& e : shown.entries()) {
+    const std::string author = who(e.author_name(), e.author_key());
+    std::string what;
+    if (e.kind() == "genesis") {
+      what = author + " created the org";
+    } else if (e.kind() == "enroll") {
+      what = author + " enrolled " + who(e.subject_name(), e.subject_key()) + " as " + e.role() +
+             (e.expires_at() == 0 ? ", no expiry" : ", until " + utc(e.expires_at()));
+      for (const auto& ep : e.endpoints()) what += " " + ep;
+    } else {
+      what = author + " revoked " + who(e.subject_name(), e.subject_key()) +
+             (e.reason().empty() ? "" : ": \"" + e.reason() + "\"");
+    }
+    std::printf("%s  %-7s %s  %s\n", utc(e.created_at()).c_str(), e.kind().c_str(), e.id().substr(0, 12).c_str(),
+                what.c_str());
+    if (!e.valid()) std::printf("%22s INVALID %s\n", "", e.note().c_str());
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 void add_query_commands(CLI::App& app, Context& ctx, std::vector<Command>& out) {
@@ -103,6 +165,17 @@ void add_query_commands(CLI::App& app, Context& ctx, std::vector<Command>& out) 
   members_cmd->add_flag("--json", *json, "print the control API message as JSON");
   ctx.add_state_dir(members_cmd);
   out.push_back({"members", members_cmd, [&ctx, json] { return members(ctx.state_dir, *json); }});
+
+  auto log_args = std::make_shared<LogArgs>();
+  auto* log_cmd = app.add_subcommand(
+      "log", "the org's history from its signed ops, oldest first: who enrolled and revoked whom, when, why,\n"
+             "and which ops are not valid here (the same on every node; from the daemon, or the store)");
+  log_cmd->add_flag("--json", log_args->json, "print the control API message as JSON");
+  log_cmd->add_option("--since", log_args->since, "only ops made in the last DURATION (e.g. 7d, 12h), by their authors' clocks");
+  log_cmd->add_option("--key", log_args->key, "only ops by or about this identity key (base64)");
+  log_cmd->add_option("--name", log_args->name, "only ops by or about members of this name");
+  ctx.add_state_dir(log_cmd);
+  out.push_back({"log", log_cmd, [&ctx, log_args] { return log(ctx.state_dir, *log_args); }});
 
   auto* status_cmd = app.add_subcommand("status", "the running daemon's state (through its control socket)");
   status_cmd->add_flag("--json", *json, "print the control API message as JSON");

@@ -1,6 +1,7 @@
 #include "maintainer/daemon/control_handler.h"
 
 #include <cstring>
+#include <map>
 
 namespace fm::maintainer {
 namespace {
@@ -102,6 +103,48 @@ void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply)
   }
 }
 
+void fill_log(const Node& node, crdt::Millis now, wire::LogReply* reply) {
+  const crdt::Replica& r = node.replica();
+  reply->set_org_name(r.org().name);
+  std::map<crdt::PublicKey, std::string> names;
+  for (const auto& m : node.members(now)) names[m.key] = m.name;
+  names.try_emplace(r.org().root, "root");
+  auto name_of = [&](const crdt::PublicKey& k) {
+    auto it = names.find(k);
+    return it == names.end() ? std::string() : it->second;
+  };
+  for (const auto& id : r.all_ops()) {
+    const std::string* bytes = r.op_bytes(id);
+    crdt::Op op;
+    if (bytes == nullptr || crdt::parse_op({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()}, &op) !=
+                                crdt::Reject::none) {
+      continue;  // verified before it was stored: cannot happen
+    }
+    auto* e = reply->add_entries();
+    e->set_id(netauth::to_hex(id));
+    e->set_kind(op.kind == crdt::OpKind::genesis ? "genesis" : op.kind == crdt::OpKind::enroll ? "enroll" : "revoke");
+    e->set_author_key(netauth::to_base64(op.author));
+    e->set_author_name(name_of(op.author));
+    e->set_created_at(op.created_at);
+    const bool valid = r.is_valid(id);
+    e->set_valid(valid);
+    if (!valid) {
+      e->set_note("not valid here: its author had no standing to make it in its causal past "
+                  "(not an admin, revoked or expired concurrently, or junior to its subject)");
+    }
+    if (op.kind == crdt::OpKind::genesis) continue;
+    e->set_subject_key(netauth::to_base64(op.subject));
+    e->set_subject_name(op.kind == crdt::OpKind::enroll ? op.name : name_of(op.subject));
+    if (op.kind == crdt::OpKind::enroll) {
+      e->set_role(crdt::to_string(op.role));
+      e->set_expires_at(op.expires_at);
+      for (const auto& ep : op.endpoints) e->add_endpoints(ep);
+    } else {
+      e->set_reason(op.reason);
+    }
+  }
+}
+
 }  // namespace
 
 wire::ControlReply error_reply(const Status& status) {
@@ -146,6 +189,10 @@ wire::ControlReply handle_control(Node& node, const wire::ControlRequest& req, c
     case wire::ControlRequest::kMembers:
       if (!node.replica().has_org()) return error_reply(Status::error(Code::conflict, "this node is not in an org"));
       fill_members(node, now, reply.mutable_members());
+      break;
+    case wire::ControlRequest::kLog:
+      if (!node.replica().has_org()) return error_reply(Status::error(Code::conflict, "this node is not in an org"));
+      fill_log(node, now, reply.mutable_log());
       break;
     case wire::ControlRequest::kStatus:
       fill_status(node.status(now), shell, reply.mutable_status());
