@@ -51,6 +51,11 @@ Status status(const std::string& dir, bool json) {
   if (!reply) return reply.status();
   const auto& s = reply->status();
   if (json) return print_json(s);
+  if (s.standing() != "active") {
+    std::printf("!!! THIS NODE IS NOT AN ACTIVE MEMBER: %s. It has no peers. !!!\n", s.standing().c_str());
+  }
+  std::printf("self      %s, %s, %s\n", s.self_name().empty() ? "(not a member)" : s.self_name().c_str(),
+              s.self_role().empty() ? "-" : s.self_role().c_str(), s.standing().c_str());
   std::printf("node      %s\norg       %s\naddress   %s\nops       %" PRIu64 "  digest %s\nmembers   %u active\n",
               s.key().c_str(), s.org_name().c_str(), s.address().c_str(), s.ops(), s.digest().substr(0, 16).c_str(),
               s.active_members());

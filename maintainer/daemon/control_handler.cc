@@ -49,6 +49,11 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
   for (const auto& e : s.endpoints.reflected) out->add_reflected(e);
   out->set_nat(crdt::to_string(s.endpoints.nat));
   out->set_reachable_peers(static_cast<uint32_t>(s.reachable_peers));
+  if (s.self) {
+    out->set_self_name(s.self->name);
+    out->set_self_role(crdt::to_string(s.self->role));
+  }
+  out->set_standing(s.standing);
   out->set_handovers_in(s.handovers_in);
   out->set_handover_ops_applied(s.handover_ops_applied);
   out->set_handovers_refused(s.handovers_refused);

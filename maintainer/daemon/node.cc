@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <ctime>
 
 #include "crdt/endpoints.h"
 #include "proto/org.pb.h"
@@ -358,6 +359,12 @@ void Node::on_tick(crdt::Millis now) {
     sync_wireguard(now);  // a path timer: read the device, maybe try the next candidate
   }
   warn_if_unreachable(now);
+  if (now >= next_standing_warning_) {
+    next_standing_warning_ = now + 60'000;
+    if (const std::string st = standing(now); st != "active") {
+      spdlog::warn("this node is not an active member of org {}: {}; it gets no peers", replica_.org().name, st);
+    }
+  }
   hand_over(now);
   after_event(now);
 }
@@ -534,9 +541,41 @@ const std::vector<crdt::PublicKey>& Node::Directory::peers(crdt::Millis now) {
 
 // ---- Queries ------------------------------------------------------------------
 
+std::string Node::standing(crdt::Millis now) const {
+  if (!replica_.has_org()) return "not in an org";
+  auto me = replica_.member(key_.public_key, seconds(now));
+  if (!me) return "not a member";
+  auto utc = [](uint64_t t) {
+    const time_t tt = static_cast<time_t>(t);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", std::gmtime(&tt));
+    return std::string(buf);
+  };
+  switch (me->standing) {
+    case crdt::Standing::active: return "active";
+    case crdt::Standing::expired: return "expired at " + utc(me->expires_at);
+    case crdt::Standing::revoked: break;
+  }
+  // The Revoke that took effect: a valid one naming this key (rare: a scan).
+  for (const auto& id : replica_.all_ops()) {
+    crdt::Op op;
+    const std::string* b = replica_.op_bytes(id);
+    if (b == nullptr || !replica_.is_valid(id) || crdt::parse_op(bytes_of(*b), &op) != crdt::Reject::none ||
+        op.kind != crdt::OpKind::revoke || op.subject != key_.public_key) {
+      continue;
+    }
+    std::string by = op.author == key_.public_key ? "itself" : netauth::to_base64(op.author).substr(0, 8);
+    if (auto author = replica_.member(op.author, seconds(now))) by = author->name;
+    return "revoked by " + by + " at " + utc(op.created_at) + (op.reason.empty() ? "" : ": " + op.reason);
+  }
+  return "revoked";
+}
+
 NodeStatus Node::status(crdt::Millis now) const {
   NodeStatus s;
   s.key = key_.public_key;
+  s.self = member_status(key_.public_key, now);
+  s.standing = standing(now);
   if (replica_.has_org()) {
     s.org_name = replica_.org().name;
     if (auto a = netauth::overlay_address_of(replica_.org().prefix, key_.public_key)) s.address = *a;

@@ -63,6 +63,8 @@ struct AdminOutcome {
 
 struct NodeStatus {
   crdt::PublicKey key{};
+  std::optional<crdt::Member> self;  // this node as a member; nothing: not one
+  std::string standing;              // "active", or what is wrong: "revoked by root at ...", ...
   std::string org_name;
   netauth::Address address{};
   size_t ops = 0, pending_ops = 0;
@@ -174,6 +176,10 @@ class Node {
   // The member `target` names (a base64 key or a unique name).
   Result<crdt::Member> find_member(const std::string& target, crdt::Millis now) const;
 
+  // "active" when this node is an active member, else what it is and why:
+  // "revoked by NAME at T: REASON", "expired at T", "not a member".
+  std::string standing(crdt::Millis now) const;
+
   // Every member at `now`, sorted by key. Computed once per change of the
   // replica or expiry and shared by queries, WireGuard and gossip: listing
   // 10,000 members costs milliseconds, the admin path's budget.
@@ -259,7 +265,7 @@ class Node {
   mutable std::map<wg::Key, crdt::PublicKey> by_wg_;  // members by WireGuard key
   mutable uint64_t by_wg_version_ = UINT64_MAX;
   lighthouse::ReflectionBook reflections_;
-  crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0, next_handover_ = 0;
+  crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0, next_handover_ = 0, next_standing_warning_ = 0;
   crdt::SourceBudget handover_budget_;
   uint64_t handovers_in_ = 0, handover_ops_applied_ = 0, handovers_refused_ = 0, handovers_out_ = 0;
 };

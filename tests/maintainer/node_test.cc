@@ -347,6 +347,32 @@ TEST_F(NodeTest, OpsFromGossipMayBeLostInACrashButNothingIsCorrupt) {
 }
 
 
+TEST_F(NodeTest, StatusSaysLoudlyWhenThisNodeIsNotAnActiveMember) {
+  {
+    auto node = Node::open(alice_, &store_, nullptr, nullptr, NodeOptions{}, kT0);
+    ASSERT_TRUE(node.is_ok());
+    EXPECT_EQ((*node)->status(kT0).standing, "active");
+    ASSERT_TRUE((*node)->status(kT0).self);
+    EXPECT_EQ((*node)->status(kT0).self->name, "alice");
+    // carol's enrollment ran out at kT0s + 10.
+    auto as_carol = Node::open(carol_, &store_, nullptr, nullptr, NodeOptions{}, kT0);
+    ASSERT_TRUE(as_carol.is_ok());
+    EXPECT_EQ((*as_carol)->status(kT0 + 11'000).standing.rfind("expired at ", 0), 0u)
+        << (*as_carol)->status(kT0 + 11'000).standing;
+    auto stranger = Node::open(dave_, &store_, nullptr, nullptr, NodeOptions{}, kT0);
+    ASSERT_TRUE(stranger.is_ok());
+    EXPECT_EQ((*stranger)->status(kT0).standing, "not a member");
+  }
+  const std::string revoke = crdt::make_revoke(root_, model_.org().id, model_.heads(), alice_.public_key,
+                                               "laptop stolen", kT0s + 1);
+  ASSERT_TRUE(store_.append(std::span(&revoke, 1), /*sync=*/true).is_ok());
+  auto node = Node::open(alice_, &store_, nullptr, nullptr, NodeOptions{}, kT0 + 2'000);
+  ASSERT_TRUE(node.is_ok());
+  const std::string st = (*node)->status(kT0 + 2'000).standing;
+  EXPECT_EQ(st.rfind("revoked by root at ", 0), 0u) << st;
+  EXPECT_NE(st.find("laptop stolen"), std::string::npos) << st;
+}
+
 // ---- Reaching peers: reflection and the hand-over -----------------------------
 
 // Captures what a Node sends.
