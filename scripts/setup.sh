@@ -8,7 +8,7 @@ packages=(
   libboost-dev libsodium-dev libprotobuf-dev protobuf-compiler
   libmnl-dev libspdlog-dev librocksdb-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3
+  python3 python3-prometheus-client
   wireguard-go wireguard-tools iproute2 iputils-ping nftables
   linux-image-amd64 qemu-system-x86 busybox-static cpio kmod
 )

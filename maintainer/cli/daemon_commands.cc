@@ -52,6 +52,8 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
                       "ADDR:PORT on the underlay where nodes no peer knows yet hand over their enrollment\n"
                       "(UDP, budgeted per source; docs/endpoints.md), or \"off\"")
       ->default_str("[::]:51821");
+  run_cmd->add_option("--metrics-listen", daemon->metrics_listen,
+                      "ADDR:PORT to serve Prometheus metrics on (GET /metrics; docs/metrics.md); default: off");
   run_cmd->add_option("--log-level", *log_level, "trace, debug, info, warn, error")->default_str("info");
   ctx.add_state_dir(run_cmd);
   out.push_back({"run", run_cmd, [&ctx, daemon, log_level] {

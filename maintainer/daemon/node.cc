@@ -197,7 +197,26 @@ Result<std::vector<crdt::OpId>> Node::store_and_keep(std::span<const std::string
   return added;
 }
 
+void Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now) {
+  for (const auto& id : applied) {
+    crdt::Op op;
+    const std::string* b = replica_.op_bytes(id);
+    if (b == nullptr || crdt::parse_op(bytes_of(*b), &op) != crdt::Reject::none || op.kind != crdt::OpKind::revoke ||
+        !replica_.is_valid(id)) {
+      continue;
+    }
+    auto m = replica_.member(op.subject, seconds(now));
+    if (!m || m->standing != crdt::Standing::revoked) continue;
+    ++revocations_applied_;
+    last_revocation_applied_ = now;
+    last_revocation_delay_ms_ = static_cast<int64_t>(now) - static_cast<int64_t>(op.created_at) * 1000;
+    spdlog::info("revocation of {} applied here, {} ms after its author made it (by its clock)", label(*m),
+                 last_revocation_delay_ms_);
+  }
+}
+
 void Node::announce(const std::vector<crdt::OpId>& ops, crdt::Millis now) {
+  note_revocations(ops, now);
   // Gossip first: the other nodes are most of "enforced everywhere".
   if (replica_.has_org()) engine_->publish(ops, now);
   after_event(now);
@@ -470,7 +489,9 @@ void Node::warn_if_unreachable(crdt::Millis now) {
 void Node::after_event(crdt::Millis now) {
   bool changed = false;
   std::vector<std::string> ops;
-  for (const auto& id : engine_->take_applied_ops()) ops.push_back(*replica_.op_bytes(id));
+  const auto applied = engine_->take_applied_ops();
+  for (const auto& id : applied) ops.push_back(*replica_.op_bytes(id));
+  note_revocations(applied, now);
   if (!ops.empty()) {
     // Ops from peers exist elsewhere too: written without sync.
     if (Status st = store_->append(ops, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
@@ -593,6 +614,9 @@ NodeStatus Node::status(crdt::Millis now) const {
     }
   }
   s.gossip = engine_->stats();
+  s.last_revocation_applied = last_revocation_applied_;
+  s.last_revocation_delay_ms = last_revocation_delay_ms_;
+  s.revocations_applied = revocations_applied_;
   s.handovers_in = handovers_in_;
   s.handover_ops_applied = handover_ops_applied_;
   s.handovers_refused = handovers_refused_;

@@ -75,6 +75,11 @@ struct NodeStatus {
   uint64_t wireguard_restarts = 0;
   crdt::GossipStats gossip;
   uint64_t handovers_in = 0, handover_ops_applied = 0, handovers_refused = 0, handovers_out = 0;
+  // The newest Revoke that took effect here: when (Unix ms; 0: none yet), and
+  // how long after its author made it (by the author's clock: skew included).
+  crdt::Millis last_revocation_applied = 0;
+  int64_t last_revocation_delay_ms = 0;
+  uint64_t revocations_applied = 0;
   crdt::EndpointSet endpoints;  // announced in this node's endpoint record
   size_t reachable_peers = 0;   // with a handshake in the last 180 s
 };
@@ -233,6 +238,8 @@ class Node {
   std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
   std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
   void warn_if_unreachable(crdt::Millis now);
+  // Notes the Revokes among `applied` that took effect (status, metrics, log).
+  void note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now);
   // Peers with a handshake in the last 180 s.
   static size_t reachable_peers(const wg::Device& device, crdt::Millis now);
   // While no peer is reachable: hand this node's newest ops to lighthouses
@@ -267,6 +274,9 @@ class Node {
   lighthouse::ReflectionBook reflections_;
   crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0, next_handover_ = 0, next_standing_warning_ = 0;
   crdt::SourceBudget handover_budget_;
+  crdt::Millis last_revocation_applied_ = 0;
+  int64_t last_revocation_delay_ms_ = 0;
+  uint64_t revocations_applied_ = 0;
   uint64_t handovers_in_ = 0, handover_ops_applied_ = 0, handovers_refused_ = 0, handovers_out_ = 0;
 };
 

@@ -21,6 +21,7 @@
 #include "maintainer/daemon/control_handler.h"
 #include "maintainer/daemon/gossip_transport.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/metrics.h"
 #include "maintainer/daemon/resolver.h"
 #include "maintainer/daemon/state_dir.h"
 #include "maintainer/util/ip_port.h"
@@ -196,12 +197,13 @@ Status run_daemon(const DaemonOptions& options) {
   names.start();
 
   const auto started = std::chrono::steady_clock::now();
+  auto shell = [&] {
+    const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    return ShellStats{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface()};
+  };
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto up = std::chrono::duration_cast<std::chrono::seconds>(t0 - started);
-    const ShellStats shell{static_cast<uint64_t>(up.count()), transport->unknown_sources(),
-                           transport->wrong_interface()};
-    auto reply = handle_control(*node, req, unix_millis(), shell);
+    auto reply = handle_control(*node, req, unix_millis(), shell());
     rearm();
     spdlog::debug("control: request {} answered in {:.2f} ms{}", static_cast<int>(req.request_case()),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
@@ -209,6 +211,13 @@ Status run_daemon(const DaemonOptions& options) {
     return reply;
   });
   if (Status st = control.start(control_socket_path(options.state_dir)); !st) return st;
+  MetricsServer metrics(io, [&] { return render_metrics(*node, shell(), unix_millis()); });
+  if (!options.metrics_listen.empty()) {
+    auto at = parse_ip_port("--metrics-listen", options.metrics_listen);
+    if (!at) return at.status();
+    if (Status st = metrics.start(boost::asio::ip::tcp::endpoint(at->address, at->port)); !st) return st;
+    spdlog::info("metrics on http://{}/metrics", options.metrics_listen);
+  }
   node->set_membership_listener([&](const netauth::Bytes32& digest) {
     fortmesh::wire::ControlReply event;
     event.mutable_changed()->set_digest(netauth::to_hex(digest));
@@ -227,6 +236,7 @@ Status run_daemon(const DaemonOptions& options) {
     transport->stop();
     handover.stop();
     names.stop();
+    metrics.stop();
     control.stop();
     addresses_changed.stop();
     timer.cancel();

@@ -34,6 +34,8 @@ struct DaemonOptions {
   // Where enrollment hand-overs are received (crdt/handover.h): "ADDR:PORT"
   // on the underlay, or "off".
   std::string handover_listen = "[::]:51821";
+  // Where Prometheus metrics are served ("ADDR:PORT", GET /metrics); empty: off.
+  std::string metrics_listen;
 };
 
 // This host's addresses worth announcing as "ip:port" with the WireGuard

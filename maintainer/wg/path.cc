@@ -121,7 +121,9 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
     // A device that already works (a restarted daemon) is left alone; else the best candidate.
     const bool recent = handshake != 0 && static_cast<int64_t>(now / 1000) - handshake < kHandshakeFreshSec;
     if (recent && p.endpoint) return settle(p, on_candidate, "handshake already on the device", now);
-    return probe(key, p, 0, "first candidate", now);
+    const std::optional<Endpoint> had = p.endpoint;
+    auto set = probe(key, p, 0, "first candidate", now);
+    return set == had ? std::nullopt : set;  // already there (a restart): nothing to change
   }
   std::optional<Endpoint> set = new_handshake && p.endpoint
                                     ? settle(p, on_candidate, "handshake on " + p.endpoint->to_string(), now)
