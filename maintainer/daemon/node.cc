@@ -197,6 +197,27 @@ Result<std::vector<crdt::OpId>> Node::store_and_keep(std::span<const std::string
   return added;
 }
 
+std::string Node::describe(std::span<const crdt::OpId> ops, crdt::Millis now) const {
+  if (ops.size() > 4) return "";  // a catch-up: the count says enough
+  auto name = [&](const crdt::PublicKey& k) {
+    auto m = replica_.member(k, seconds(now));
+    return (m ? m->name : std::string("?")) + " (" + netauth::to_base64(k).substr(0, 8) + ")";
+  };
+  std::string out;
+  for (const auto& id : ops) {
+    crdt::Op op;
+    const std::string* b = replica_.op_bytes(id);
+    if (b == nullptr || crdt::parse_op(bytes_of(*b), &op) != crdt::Reject::none) continue;
+    std::string one = op.kind == crdt::OpKind::genesis ? "the Genesis"
+                      : op.kind == crdt::OpKind::enroll
+                          ? "Enroll of " + name(op.subject) + " as " + crdt::to_string(op.role) + " by " + name(op.author)
+                          : "Revoke of " + name(op.subject) + " by " + name(op.author);
+    if (!replica_.is_valid(id)) one += " (not valid here)";
+    out += (out.empty() ? ": " : "; ") + one;
+  }
+  return out;
+}
+
 void Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now) {
   for (const auto& id : applied) {
     crdt::Op op;
@@ -495,7 +516,7 @@ void Node::after_event(crdt::Millis now) {
   if (!ops.empty()) {
     // Ops from peers exist elsewhere too: written without sync.
     if (Status st = store_->append(ops, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
-    spdlog::info("applied {} op(s) from gossip; {} ops", ops.size(), replica_.op_count());
+    spdlog::info("applied {} op(s) from gossip{}; {} ops", ops.size(), describe(applied, now), replica_.op_count());
     changed = true;
   }
   for (const auto& record : engine_->take_changed_records()) {

@@ -238,6 +238,8 @@ class Node {
   std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
   std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
   void warn_if_unreachable(crdt::Millis now);
+  // ": Enroll of b (AbCd1234) as member by root (...)" for a few ops; "" for many.
+  std::string describe(std::span<const crdt::OpId> ops, crdt::Millis now) const;
   // Notes the Revokes among `applied` that took effect (status, metrics, log).
   void note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now);
   // Peers with a handshake in the last 180 s.
