@@ -194,8 +194,15 @@ class Grid:
         by_cell = {}
         for a, b in self.pairs():
             by_cell.setdefault(self.cell_of(a, b), []).append(first.get(frozenset([a, b])))
+        def via_lighthouse(n):  # when a node first had a handshake with a lighthouse
+            ts = [first.get(frozenset([n, lh])) for lh in self.lighthouses]
+            ts = [t for t in ts if t is not None]
+            return min(ts) if ts else None
+
         for cell, a, b in self.cells:
             t = first.get(frozenset([a, b]))
+            la, lb = via_lighthouse(a), via_lighthouse(b)
+            since = f", {t - max(la, lb):.1f} s after both reached a lighthouse" if None not in (t, la, lb) else ""
             all_t = [x for x in by_cell.get(cell, []) if x is not None]
             rest = f" (all {len(by_cell[cell])} pairs of the cell: " + \
                 (f"{min(all_t):.1f}-{max(all_t):.1f} s" if all_t else "none") + \
@@ -203,7 +210,7 @@ class Grid:
             if t is None:
                 print(f"figure: cell {cell} first handshake none ({a}-{b}, no direct path){rest}")
             else:
-                print(f"figure: cell {cell} first handshake {t:.1f} s ({a}-{b}){rest}")
+                print(f"figure: cell {cell} first handshake {t:.1f} s ({a}-{b}{since}){rest}")
         for lh in self.lighthouses:
             ts = [first.get(frozenset([n, lh])) for n in self.nodes]
             ts = [t for t in ts if t is not None]
