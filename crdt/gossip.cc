@@ -179,11 +179,12 @@ std::vector<PublicKey> GossipEngine::sample(size_t k, const PublicKey* exclude, 
   std::vector<PublicKey> out;
   if (all.empty() || k == 0) return out;
   auto allowed = [&](const PublicKey& p) { return p != self_.public_key && (!exclude || p != *exclude); };
-  if (all.size() <= k + 2) {
+  if (all.size() <= k + 2) {  // few: shuffle them all, then take k (not the first k by key)
     for (const auto& p : all) {
-      if (allowed(p) && out.size() < k) out.push_back(p);
+      if (allowed(p)) out.push_back(p);
     }
     std::shuffle(out.begin(), out.end(), rng_);
+    if (out.size() > k) out.resize(k);
     return out;
   }
   std::unordered_set<size_t> picked;

@@ -263,6 +263,9 @@ size_t Node::import_records(std::span<const std::string> records, crdt::Millis n
 }
 
 void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now) {
+  // It came through WireGuard, so the device has an endpoint for it now (it
+  // reached us first): read it, or the answers would be held back.
+  if (no_endpoint(from, now)) sync_wireguard(now);
   engine_->on_datagram(from, bytes, now);
   after_event(now);
 }
@@ -434,18 +437,39 @@ std::vector<crdt::PublicKey> Node::lighthouses(crdt::Millis now) const {
   return out;  // sorted: members() is
 }
 
-std::optional<crdt::PublicKey> Node::identity_of(const wg::Key& wg_key, crdt::Millis now) const {
+void Node::refresh_wg_keys(crdt::Millis now) const {
   const auto& all = members(now);
-  if (by_wg_version_ != members_version_) {
-    by_wg_.clear();
-    for (const auto& m : all) {
-      if (auto k = netauth::wg_public_key(m.key)) by_wg_.emplace(*k, m.key);
+  if (by_wg_version_ == members_version_) return;
+  by_wg_.clear();
+  wg_of_.clear();
+  for (const auto& m : all) {
+    if (auto k = netauth::wg_public_key(m.key)) {
+      by_wg_.emplace(*k, m.key);
+      wg_of_.emplace(m.key, *k);
     }
-    by_wg_version_ = members_version_;
   }
+  by_wg_version_ = members_version_;
+}
+
+std::optional<crdt::PublicKey> Node::identity_of(const wg::Key& wg_key, crdt::Millis now) const {
+  refresh_wg_keys(now);
   auto it = by_wg_.find(wg_key);
   if (it == by_wg_.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<wg::Key> Node::wg_key_of(const crdt::PublicKey& identity, crdt::Millis now) const {
+  refresh_wg_keys(now);
+  auto it = wg_of_.find(identity);
+  if (it == wg_of_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool Node::no_endpoint(const crdt::PublicKey& to, crdt::Millis now) const {
+  if (!wireguard_) return false;
+  const auto k = wg_key_of(to, now);
+  const wg::PeerPath* path = k ? wireguard_->paths().find(*k) : nullptr;
+  return path != nullptr && !path->endpoint;  // not on the device yet: WireGuard drops it, costing nothing
 }
 
 void Node::follow_paths(crdt::Millis now) {
@@ -527,12 +551,21 @@ void Node::after_event(crdt::Millis now) {
     changed = true;
   }
   take_reflections(now);
-  if (sink_ != nullptr) {
-    for (const auto& d : engine_->take_datagrams()) sink_->send(d);
-  } else {
-    (void)engine_->take_datagrams();
+  send_datagrams(now);
+  if (changed) {
+    membership_changed(now);
+    send_datagrams(now);  // the pokes of paths that changed: their handshakes start now
   }
-  if (changed) membership_changed(now);
+}
+
+void Node::send_datagrams(crdt::Millis now) {
+  if (sink_ == nullptr) {
+    (void)engine_->take_datagrams();
+    return;
+  }
+  for (const auto& d : engine_->take_datagrams()) {
+    if (!no_endpoint(d.to, now)) sink_->send(d);
+  }
 }
 
 void Node::membership_changed(crdt::Millis now) {

@@ -224,6 +224,8 @@ class Node {
   // After every event: persist what gossip brought, send what the engine
   // queued, and follow membership changes.
   void after_event(crdt::Millis now);
+  // What the engine queued, but to peers with no endpoint (no_endpoint).
+  void send_datagrams(crdt::Millis now);
   void membership_changed(crdt::Millis now);
   void sync_wireguard(crdt::Millis now);
   // After a sync that read the device: pokes for the paths, and on a
@@ -237,6 +239,15 @@ class Node {
   bool is_lighthouse(crdt::Millis now) const;
   std::vector<crdt::PublicKey> lighthouses(crdt::Millis now) const;  // active, sorted
   std::optional<crdt::PublicKey> identity_of(const wg::Key& wg_key, crdt::Millis now) const;
+  std::optional<wg::Key> wg_key_of(const crdt::PublicKey& identity, crdt::Millis now) const;
+  void refresh_wg_keys(crdt::Millis now) const;
+  // Whether the WireGuard peer of member `to` has no endpoint at all (none
+  // known, none roamed to as of the last read of the device). A datagram to
+  // it cannot leave, and sending one would cost its next handshake: WireGuard
+  // starts at most one per 5 s (REKEY_TIMEOUT) and counts one it tried with
+  // no endpoint, so the poke that follows the peer's first endpoint would be
+  // ignored for up to 5 s. Such datagrams are dropped before they are sent.
+  bool no_endpoint(const crdt::PublicKey& to, crdt::Millis now) const;
   void warn_if_unreachable(crdt::Millis now);
   // ": Enroll of b (AbCd1234) as member by root (...)" for a few ops; "" for many.
   std::string describe(std::span<const crdt::OpId> ops, crdt::Millis now) const;
@@ -272,6 +283,7 @@ class Node {
   lighthouse::Reflector reflector_;
   uint64_t reads_seen_ = 0;  // the device reads already reflected
   mutable std::map<wg::Key, crdt::PublicKey> by_wg_;  // members by WireGuard key
+  mutable std::map<crdt::PublicKey, wg::Key> wg_of_;  // and the other way
   mutable uint64_t by_wg_version_ = UINT64_MAX;
   lighthouse::ReflectionBook reflections_;
   crdt::Millis started_at_ = 0, next_unreachable_warning_ = 0, next_handover_ = 0, next_standing_warning_ = 0;

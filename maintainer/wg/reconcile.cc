@@ -47,15 +47,16 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
       u.replace_allowed_ips = true;
       u.allowed_ips = ips;
     }
-    if (p.keepalive != kKeepalive) u.keepalive = kKeepalive;
     u.endpoint = paths.observe(p.public_key, d.endpoints, &p, now);
+    if ((p.endpoint || u.endpoint) && p.keepalive != kKeepalive) u.keepalive = kKeepalive;
     if (u.replace_allowed_ips || u.keepalive || u.endpoint) out.peers.push_back(std::move(u));
   }
   for (const auto& [key, d] : want) {
     if (have.contains(key)) continue;
-    PeerUpdate u{.public_key = key, .replace_allowed_ips = true, .keepalive = kKeepalive};
+    PeerUpdate u{.public_key = key, .replace_allowed_ips = true};
     u.allowed_ips = {AllowedIp::host(d->address)};
     u.endpoint = paths.observe(key, d->endpoints, nullptr, now);
+    if (u.endpoint) u.keepalive = kKeepalive;
     out.peers.push_back(std::move(u));
   }
   std::vector<Key> wanted;

@@ -4,12 +4,19 @@
 //
 //  - A peer the interface has but membership does not want is removed (a
 //    revoked member, or one added by hand).
-//  - A wanted peer that is missing is added with its /128, persistent
-//    keepalive 25 and its first candidate endpoint.
-//  - A present peer keeps what is right; wrong allowed IPs are replaced and a
-//    wrong keepalive set. Its endpoint is the path selector's (path.h): the
-//    best candidate first, the next after about 6 s without a handshake, and
-//    an endpoint WireGuard roamed to kept while it works.
+//  - A wanted peer that is missing is added with its /128 and its first
+//    candidate endpoint.
+//  - A present peer keeps what is right; wrong allowed IPs are replaced. Its
+//    endpoint is the path selector's (path.h): the best candidate first, the
+//    next after about 6 s without a handshake, and an endpoint WireGuard
+//    roamed to kept while it works.
+//  - Persistent keepalive 25 is set on a peer with an endpoint (one it has,
+//    or is given in the same update), never on one without: WireGuard sends
+//    a keepalive as soon as it is turned on, and with no endpoint that costs
+//    the peer's next handshake (at most one starts per 5 s, REKEY_TIMEOUT,
+//    and one tried with no endpoint counts), so the first endpoint would be
+//    tried up to 5 s late. Turned on together with the first endpoint, the
+//    keepalive starts the handshake there at once.
 #pragma once
 
 #include <cstdint>

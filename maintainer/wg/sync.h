@@ -1,9 +1,9 @@
 // Keeps one WireGuard interface matched to the org (docs/wireguard.md): one
 // peer per active member with a WireGuard key and no address conflict, its
-// /128 the only allowed IP, keepalive 25, and the endpoint the path selector
-// (path.h) picks from the member's candidates: its enrollment (lighthouses,
-// DNS names as resolved) and its signed endpoint record, ranked against this
-// host's networks (docs/endpoints.md). The same code for every backend: the
+// /128 the only allowed IP, keepalive 25 once it has an endpoint, and the
+// endpoint the path selector (path.h) picks from the member's candidates: its
+// enrollment (lighthouses, DNS names as resolved) and its signed endpoint
+// record, ranked against this host's networks (docs/endpoints.md). The same code for every backend: the
 // Backend brings the interface up and says when it is lost.
 #pragma once
 

@@ -15,6 +15,7 @@
 # Everything is named after this shell's pid, so parallel runs do not meet,
 # and the EXIT trap removes what was started (daemons by pid, then the
 # namespaces, which take their links and wireguard-go's TUNs with them).
+# E2E_KEEP=DIR: the trap copies the work directory (logs, state) there first.
 # Helpers that add namespaces of their own (nat_lib.sh's NAT routers) list
 # them in MESH_NETNS so the same trap deletes them.
 set -euo pipefail
@@ -69,6 +70,9 @@ mesh_cleanup() {
       echo "---- $(basename "$log") (last 30 lines)"
       tail -n 30 "$log"
     done
+  fi
+  if [ -n "${E2E_KEEP:-}" ] && [ -d "$MESH_DIR" ]; then
+    mkdir -p "$E2E_KEEP" && cp -a "$MESH_DIR" "$E2E_KEEP/" && echo "work directory kept in $E2E_KEEP/$(basename "$MESH_DIR")"
   fi
   rm -rf "$MESH_DIR"
   exit "$rc"

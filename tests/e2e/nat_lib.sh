@@ -5,6 +5,9 @@
 #   nat_init [FORTMESH_BINARY]     mesh_init, and lib.sh's bridge becomes the
 #                                  internet (203.0.113.0/24, only inside these
 #                                  namespaces)
+#   nat_e2e_start FORTMESH_BINARY  for tests with daemons: lib.sh's e2e_start
+#                                  (root and the tools, or exit 77), nft too,
+#                                  then what nat_init adds
 #   nat_add_site NAME MODE         MODE none | easy | fullcone | symmetric:
 #                                  node namespace NAME (ns_of NAME), behind a
 #                                  router namespace unless MODE is none
@@ -35,6 +38,12 @@ NAT_FULLCONE_PORT=${NAT_FULLCONE_PORT:-51820}
 
 nat_init() {
   mesh_init "$@"
+  declare -gA NAT_MODE=() NAT_PUBLIC=() NAT_BRPORT=()
+}
+
+nat_e2e_start() {
+  command -v nft >/dev/null || { echo "SKIP: nft is not installed (scripts/setup.sh)"; exit 77; }
+  e2e_start "$1"
   declare -gA NAT_MODE=() NAT_PUBLIC=() NAT_BRPORT=()
 }
 

@@ -77,6 +77,7 @@ TEST(Reconcile, AddsMissingPeersWithTheirSlash128AndKeepalive25) {
   EXPECT_EQ(p1->keepalive, std::optional<uint16_t>(25));
   EXPECT_EQ(p1->endpoint, ep("192.0.2.1:51820"));  // the first candidate
   EXPECT_EQ(find(u, 2)->endpoint, std::nullopt);   // none known: WireGuard learns it
+  EXPECT_EQ(find(u, 2)->keepalive, std::nullopt);  // and no keepalive until then (next test)
   EXPECT_TRUE(u.peers[0].public_key < u.peers[1].public_key);
 }
 
@@ -92,16 +93,50 @@ TEST(Reconcile, RemovesPeersMembershipDoesNotWant) {
 
 TEST(Reconcile, RepairsAllowedIpsAndKeepalive) {
   Device dev;
-  dev.peers = {in_sync(1), in_sync(2)};
+  dev.peers = {in_sync(1), in_sync(2, ep("192.0.2.2:51820"))};
   dev.peers[0].allowed_ips.push_back(*AllowedIp::parse("10.0.0.0/8"));  // widened by hand
   dev.peers[1].keepalive = 0;
-  const auto u = reconcile(std::vector<DesiredPeer>{want(1), want(2)}, dev, key(9), kNow);
+  const auto u = reconcile(std::vector<DesiredPeer>{want(1), want(2, {ep("192.0.2.2:51820")})}, dev, key(9), kNow);
   ASSERT_EQ(u.peers.size(), 2u);
   EXPECT_TRUE(find(u, 1)->replace_allowed_ips);
   EXPECT_EQ(find(u, 1)->allowed_ips, std::vector<AllowedIp>{AllowedIp::host(addr(1))});
   EXPECT_EQ(find(u, 1)->keepalive, std::nullopt);
   EXPECT_FALSE(find(u, 2)->replace_allowed_ips);
   EXPECT_EQ(find(u, 2)->keepalive, std::optional<uint16_t>(25));
+}
+
+TEST(Reconcile, KeepaliveOnlyWithAnEndpoint) {
+  // WireGuard sends a keepalive when it is turned on; with no endpoint that
+  // spends the peer's next handshake (one per 5 s at most), and its first
+  // endpoint would be tried up to 5 s late (e2e_nat_grid: every first
+  // contact was). The keepalive comes with the first endpoint instead.
+  PathSelector paths;
+  const Millis t = kNow * 1000;
+  std::vector<DesiredPeer> d{want(1), want(2), want(3, {ep("192.0.2.3:51820")})};
+  auto u = reconcile(d, Device{}, key(9), paths, t);
+  ASSERT_EQ(u.peers.size(), 3u);
+  EXPECT_EQ(find(u, 1)->keepalive, std::nullopt);
+  EXPECT_EQ(find(u, 3)->keepalive, std::optional<uint16_t>(kKeepalive));
+  EXPECT_EQ(find(u, 3)->endpoint, ep("192.0.2.3:51820"));
+
+  Device dev;
+  dev.peers = {in_sync(1, std::nullopt, 0), in_sync(2, std::nullopt, 0), in_sync(3, ep("192.0.2.3:51820"), 0)};
+  for (auto& p : dev.peers) p.keepalive = p.endpoint ? kKeepalive : 0;
+  EXPECT_TRUE(reconcile(d, dev, key(9), paths, t + 100).empty()) << "no keepalive to repair without an endpoint";
+
+  // 1's record comes: its first endpoint and the keepalive in one update.
+  d[0].endpoints = {ep("192.0.2.1:51820")};
+  u = reconcile(d, dev, key(9), paths, t + 200);
+  ASSERT_NE(find(u, 1), nullptr);
+  EXPECT_EQ(find(u, 1)->endpoint, ep("192.0.2.1:51820"));
+  EXPECT_EQ(find(u, 1)->keepalive, std::optional<uint16_t>(kKeepalive));
+  // 2 reached us: WireGuard roamed to it, and the keepalive follows.
+  dev.peers[1].endpoint = ep("198.51.100.2:40000");
+  dev.peers[1].last_handshake_sec = kNow;
+  u = reconcile(d, dev, key(9), paths, t + 300);
+  ASSERT_NE(find(u, 2), nullptr);
+  EXPECT_EQ(find(u, 2)->endpoint, std::nullopt);
+  EXPECT_EQ(find(u, 2)->keepalive, std::optional<uint16_t>(kKeepalive));
 }
 
 TEST(Reconcile, EndpointsComeFromThePathSelector) {

@@ -1,6 +1,8 @@
 // Small, exact checks of the gossip engine's protocol on the simulator.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "crdt/op.h"
 #include "proto/gossip.pb.h"
 #include "tests/sim/sim.h"
@@ -59,6 +61,47 @@ bool all_have(Simulation& sim, const OpId& id, size_t except = SIZE_MAX) {
     if (i != except && sim.node(i).online && !sim.node(i).replica->contains(id)) return false;
   }
   return true;
+}
+
+// With no more than k + 2 peers, sample() took the first k by key and
+// shuffled only those: a node with 3 peers sent every anti-entropy Summary to
+// the one with the lowest key, and with up to 6 peers a push (fanout 4) never
+// reached the two highest. In e2e_nat_grid a node whose lowest peer was the
+// offline root never asked a lighthouse for what it lacked. Each peer gets
+// its turn.
+TEST(GossipEngineTest, EveryPeerOfASmallOrgGetsSummariesAndPushes) {
+  for (size_t n : {4u, 7u}) {  // 3 peers (anti-entropy: k = 1), 6 peers (push: fanout 4)
+    Org org(n);
+    auto replica = org.replica();
+    crdt::ReplicaPeers peers(replica.get(), org.keys[0].public_key);
+    crdt::GossipEngine engine(org.keys[0], replica.get(), &peers, crdt::GossipConfig{}, 3);
+    std::map<crdt::PublicKey, int> summaries, pushes;
+    crdt::Millis now = kUnix * 1000, next_op = now;
+    const crdt::Millis end = now + 40'000;
+    for (int renewal = 0; now < end;) {
+      now = std::min(std::max(now + 1, engine.next_deadline()), next_op);
+      engine.on_tick(now);
+      if (now == next_op) {  // every 2 s a new op of the root's (a renewal: no new peer), pushed to `fanout` peers
+        const std::string op = crdt::make_enroll(
+            org.keys[0], org.org, replica->heads(),
+            crdt::EnrollSpec{org.keys[1].public_key, "r" + std::to_string(renewal++), crdt::Role::member, {}, 0},
+            kUnix);
+        auto r = replica->ingest(bytes_of(op));
+        ASSERT_EQ(r.applied.size(), 1u);
+        engine.publish(r.applied, now);
+        next_op = now + 2'000;
+      }
+      for (auto& d : engine.take_datagrams()) {
+        fortmesh::wire::Gossip g;
+        if (!g.ParseFromString(d.bytes)) continue;
+        if (g.has_summary()) ++summaries[d.to];
+        if (g.has_ops()) ++pushes[d.to];
+      }
+    }
+    EXPECT_EQ(summaries.size(), n - 1) << n << " members: some peer never got a Summary";
+    for (const auto& [k, count] : summaries) EXPECT_GE(count, 3) << n << " members";
+    EXPECT_EQ(pushes.size(), n - 1) << n << " members: some peer never got a push";
+  }
 }
 
 TEST(GossipEngineTest, AgreeingReplicasExchangeOneSmallSummaryEachWay) {
