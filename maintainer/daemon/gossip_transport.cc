@@ -254,6 +254,9 @@ void HandoverSocket::send(const wg::Endpoint& to, const std::string& bytes) {
 }
 
 void GossipTransport::send(const crdt::Datagram& d) {
+  // Before start() (the Node announces itself while the interface, and so the
+  // overlay address to bind, comes up): dropped; anti-entropy sends it again.
+  if (!running_) return;
   auto to = addresses_->endpoint_of(d.to);
   if (!to) return;
   boost::system::error_code ec;
