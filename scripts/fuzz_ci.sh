@@ -13,7 +13,7 @@
 # Before either, it checks that the libraries really are instrumented. Any
 # crash, leak, timeout, sanitizer report or failed check fails the script.
 # Installs what it needs with apt-get (scripts/setup.sh, then clang and its
-# runtime), idempotently. Ends with one summary line; exit 0 only if all passed.
+# runtime and symbolizer), idempotently. Ends with one summary line; exit 0 only if all passed.
 #
 #   FUZZ_SECONDS=N              time per fuzz target (default 60)
 #   FUZZ_JOBS=N                 fuzz targets run at once (default nproc)
@@ -28,7 +28,9 @@ trap 'echo "fuzz_ci: FAILED during $step"' ERR
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 ./scripts/setup.sh
-packages=(clang libclang-rt-14-dev)
+# llvm: llvm-symbolizer, so that sanitizer reports name files and lines
+# (clang does not pull it in without recommends).
+packages=(clang libclang-rt-14-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
