@@ -243,7 +243,7 @@ std::optional<Member> Evaluator::member_of(uint32_t k, uint64_t now, OpId* first
   for (uint32_t e : key.enrolls) {
     const Node& n = dag_.nodes[e];
     if (!n.valid) continue;
-    smallest = std::min(smallest, n.id);
+    if (first) smallest = std::min(smallest, n.id);  // only when asked: a 32-byte compare per Enroll
     // The most privileged, then the most recent (deepest; smallest id among
     // equals) valid Enroll.
     if (chosen == nullptr || n.role > chosen->role ||

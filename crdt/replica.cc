@@ -51,6 +51,22 @@ struct Replica::Impl {
   std::unordered_set<OpId, IdHash> inadmissible;
   std::deque<OpId> inadmissible_order;
   std::array<uint64_t, static_cast<size_t>(Reject::kCount)> rejects{};
+  // Every key's index in dag.keys, sorted by key: members() lists them in
+  // this order instead of sorting all members each time (the daemon lists
+  // them after every datagram that applied an op). Extended when keys are
+  // added; a rolled-back Trial removes the ones it added.
+  mutable std::vector<uint32_t> sorted_keys;
+
+  const std::vector<uint32_t>& keys_in_order() const {
+    const size_t have = sorted_keys.size();
+    if (have == dag.keys.size()) return sorted_keys;
+    for (size_t k = have; k < dag.keys.size(); ++k) sorted_keys.push_back(static_cast<uint32_t>(k));
+    auto by_key = [&](uint32_t a, uint32_t b) { return dag.keys[a].key < dag.keys[b].key; };
+    const auto mid = sorted_keys.begin() + static_cast<ptrdiff_t>(have);
+    std::sort(mid, sorted_keys.end(), by_key);
+    std::inplace_merge(sorted_keys.begin(), mid, sorted_keys.end(), by_key);
+    return sorted_keys;
+  }
 
   void remember_inadmissible(const OpId& id) {
     if (!inadmissible.insert(id).second) return;
@@ -223,6 +239,7 @@ Replica::Trial::~Trial() {
     impl.dag.key_index.erase(impl.dag.keys.back().key);
     impl.dag.keys.pop_back();
   }
+  std::erase_if(impl.sorted_keys, [&](uint32_t k) { return k >= s.keys; });
   for (size_t i = 0; i < s.nodes; ++i) impl.dag.nodes[i].valid = s.valid[i];
   for (size_t k = 0; k < s.keys; ++k) {
     impl.dag.keys[k].processed = s.key_states[k].processed;
@@ -470,22 +487,22 @@ std::optional<Member> Replica::member(const PublicKey& key, uint64_t now) const 
 std::vector<Member> Replica::members(uint64_t now) const {
   std::vector<Member> out;
   if (!impl_->dag.have_org) return out;
-  std::vector<OpId> first;
-  for (uint32_t k = 0; k < impl_->dag.keys.size(); ++k) {
-    OpId f{};
-    if (auto m = impl_->eval.member_of(k, now, &f)) {
+  const auto& order = impl_->keys_in_order();
+  out.reserve(order.size());
+  std::vector<uint32_t> key_of;  // parallel to `out`
+  key_of.reserve(order.size());
+  for (uint32_t k : order) {
+    if (auto m = impl_->eval.member_of(k, now)) {
       out.push_back(std::move(*m));
-      first.push_back(f);
+      key_of.push_back(k);
     }
   }
-  detail::mark_address_conflicts(out, first);
-  std::vector<size_t> idx(out.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return out[a].key < out[b].key; });
-  std::vector<Member> sorted;
-  sorted.reserve(out.size());
-  for (size_t i : idx) sorted.push_back(std::move(out[i]));
-  return sorted;
+  detail::mark_address_conflicts(out, [&](size_t i) {
+    OpId f{};
+    (void)impl_->eval.member_of(key_of[i], now, &f);
+    return f;
+  });
+  return out;
 }
 
 netauth::Bytes32 Replica::digest(uint64_t now) const { return membership_digest(members(now)); }
@@ -496,8 +513,9 @@ netauth::Bytes32 membership_digest(std::span<const Member> members) {
     if (m.standing == Standing::active) active.push_back(m.key);
     if (m.standing == Standing::revoked) revoked.push_back(m.key);
   }
-  std::sort(active.begin(), active.end());
-  std::sort(revoked.begin(), revoked.end());
+  // members() lists them sorted already: then no sort is needed.
+  if (!std::is_sorted(active.begin(), active.end())) std::sort(active.begin(), active.end());
+  if (!std::is_sorted(revoked.begin(), revoked.end())) std::sort(revoked.begin(), revoked.end());
   crypto_generichash_state st;
   crypto_generichash_init(&st, nullptr, 0, 32);
   const std::string_view domain = "fortmesh/digest/v1";
@@ -522,15 +540,45 @@ uint64_t Replica::reevaluations() const { return impl_->eval.reevaluations; }
 namespace detail {
 
 void mark_address_conflicts(std::vector<Member>& members, const std::vector<OpId>& first_enroll) {
-  std::unordered_map<netauth::Address, size_t, IdHash> owner;  // address -> winner index
+  mark_address_conflicts(members, [&](size_t i) { return first_enroll[i]; });
+}
+
+void mark_address_conflicts(std::vector<Member>& members, const std::function<OpId(size_t)>& first_enroll_of) {
+  // The active members sorted by a 64-bit fold of their address (one flat
+  // sort of integers, no node per member, as the daemon lists members after
+  // every datagram that applied an op). Equal addresses fold alike, so each
+  // group sharing an address lies within one run of equal folds; there the
+  // smallest first Enroll keeps the address.
+  auto fold = [](const netauth::Address& a) {
+    uint64_t hi, lo;
+    std::memcpy(&hi, a.data(), 8);
+    std::memcpy(&lo, a.data() + 8, 8);
+    return hi ^ lo;
+  };
+  std::vector<std::pair<uint64_t, uint32_t>> by_fold;
+  by_fold.reserve(members.size());
   for (size_t i = 0; i < members.size(); ++i) {
     if (members[i].standing != Standing::active || members[i].no_wireguard_key) continue;
-    auto [it, inserted] = owner.try_emplace(members[i].address, i);
-    if (inserted) continue;
-    size_t& w = it->second;
-    size_t loser = i;
-    if (first_enroll[i] < first_enroll[w]) std::swap(w, loser);
-    members[loser].address_conflict = true;
+    by_fold.emplace_back(fold(members[i].address), static_cast<uint32_t>(i));
+  }
+  std::sort(by_fold.begin(), by_fold.end());
+  for (size_t run = 0; run < by_fold.size();) {
+    size_t end = run + 1;
+    while (end < by_fold.size() && by_fold[end].first == by_fold[run].first) ++end;
+    if (end - run > 1) {
+      std::vector<OpId> first(end - run);
+      for (size_t a = run; a < end; ++a) first[a - run] = first_enroll_of(by_fold[a].second);
+      for (size_t a = run; a < end; ++a) {
+        const uint32_t ia = by_fold[a].second;
+        for (size_t b = run; b < end; ++b) {
+          const uint32_t ib = by_fold[b].second;
+          if (ib != ia && members[ib].address == members[ia].address && first[b - run] < first[a - run]) {
+            members[ia].address_conflict = true;  // someone older holds it
+          }
+        }
+      }
+    }
+    run = end;
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -190,6 +191,9 @@ namespace detail {
 // id (`first_enroll[i]`, parallel to `members`) is smaller keeps it; the others
 // get address_conflict. Exposed for tests: real collisions need 80-bit luck.
 void mark_address_conflicts(std::vector<Member>& members, const std::vector<OpId>& first_enroll);
+// The same, asking for member i's smallest valid Enroll id only when it
+// shares its address (members() lists thousands, with no collision).
+void mark_address_conflicts(std::vector<Member>& members, const std::function<OpId(size_t)>& first_enroll_of);
 }  // namespace detail
 
 }  // namespace fm::crdt

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::crdt {
@@ -209,21 +210,15 @@ TEST(OpIndexTest, WhatAPeerLacksIsExactFromTheBandUp) {
 // A chain of 300 ops, a branch `b` off op 10, and `m` merging it into the
 // chain's head: m names a parent far under any band near the head.
 TEST(OpIndexTest, AnOpHangingOnOneFarDownStopsTheBatchUnlessTheCountShowsItHeld) {
-  const auto root = test::test_key(1);
-  std::vector<std::string> ops{make_genesis(root, "deep", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix)};
-  const OpId org = id_of(ops[0]);
-  std::vector<OpId> chain{org};
-  auto enroll = [&](std::vector<OpId> parents, const std::string& label) {
-    std::sort(parents.begin(), parents.end());
-    ops.push_back(make_enroll(root, org, parents,
-                              EnrollSpec{test::test_key(2).public_key, label, Role::member, {}, 0}, kUnix));
-    return id_of(ops.back());
-  };
-  for (int i = 1; i <= 300; ++i) chain.push_back(enroll({chain.back()}, "c" + std::to_string(i)));
-  const OpId b = enroll({chain[10]}, "b");
-  const OpId m = enroll({chain.back(), b}, "m");
-  Replica r(org);
-  ASSERT_TRUE(r.load_verified(ops).is_ok());
+  test::OrgBuilder org(test::test_key(1), kUnix, "deep");
+  const auto member = test::test_key(2);
+  std::vector<OpId> chain{org.org()};
+  for (int i = 1; i <= 300; ++i) chain.push_back(org.enroll(org.root(), member));  // each on the last
+  const OpId b = org.enroll(org.root(), member, Role::member, 0, std::vector<OpId>{chain[10]});
+  std::vector<OpId> both{chain.back(), b};
+  std::sort(both.begin(), both.end());
+  const OpId m = org.enroll(org.root(), member, Role::member, 0, both);
+  Replica r = org.reloaded();
   OpIndex index(&r);
   // The peer lacks b and m: m hangs on b, far under the band at its head,
   // and the peer's count says it lacks one op more than the band shows.

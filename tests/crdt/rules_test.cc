@@ -18,38 +18,29 @@ using test::test_key;
 
 constexpr uint64_t kNow = 1'000'000;
 
-// Authors ops for one org and feeds them to `replica` as it goes.
+// Authors ops for one org and feeds them to `replica_` as it goes: the
+// shared OrgBuilder, with the argument order these tests were written in.
 class OrgFixture : public ::testing::Test {
  protected:
-  OrgFixture() : root_(test_key(1)) {
-    genesis_ = add(make_genesis(root_, "acme", prefix_, kNow));
-  }
-
-  OpId add(const std::string& op) {
-    ops_.push_back(op);
-    auto res = replica_.ingest(bytes_of(op));
-    EXPECT_EQ(res.outcome, Ingest::applied) << to_string(res.reject);
-    Op parsed;
-    EXPECT_EQ(parse_op(bytes_of(op), &parsed), Reject::none);
-    return parsed.id;
-  }
+  // Applies `op` (the test fails if it is not) and keeps it in ops_.
+  OpId add(const std::string& op) { return org_.apply(op); }
   // Builds without ingesting, for tests that control delivery.
   std::string enroll_op(const KeyPair& by, const KeyPair& who, Role role, std::vector<OpId> parents,
                         uint64_t expires_at = 0, std::string name = "n") {
     EnrollSpec spec{who.public_key, std::move(name), role, {}, expires_at};
     if (role == Role::lighthouse) spec.endpoints = {"203.0.113.7:51820"};
-    return make_enroll(by, org(), parents, spec, kNow);
+    return org_.enroll_op(by, spec, std::move(parents));
   }
   std::string revoke_op(const KeyPair& by, const KeyPair& who, std::vector<OpId> parents) {
-    return make_revoke(by, org(), parents, who.public_key, "test", kNow);
+    return org_.revoke_op(by, who.public_key, std::move(parents));
   }
+  // Without parents: the current heads, as an up-to-date author takes them.
   OpId enroll(const KeyPair& by, const KeyPair& who, Role role = Role::member,
               std::optional<std::vector<OpId>> parents = std::nullopt, uint64_t expires_at = 0) {
-    return add(enroll_op(by, who, role, parents.value_or(replica_.heads()), expires_at));
+    return org_.enroll(by, who, role, expires_at, std::move(parents));
   }
-  OpId revoke(const KeyPair& by, const KeyPair& who,
-              std::optional<std::vector<OpId>> parents = std::nullopt) {
-    return add(revoke_op(by, who, parents.value_or(replica_.heads())));
+  OpId revoke(const KeyPair& by, const KeyPair& who, std::optional<std::vector<OpId>> parents = std::nullopt) {
+    return org_.revoke(by, who, std::move(parents));
   }
   // An op refused for admission: its author has no standing in its past.
   void inadmissible(const std::string& op) {
@@ -82,11 +73,12 @@ class OrgFixture : public ::testing::Test {
     }
   }
 
-  KeyPair root_;
-  netauth::Prefix prefix_ = netauth::ula_prefix({1, 2, 3, 4, 5});
-  Replica replica_;
-  std::vector<std::string> ops_;
-  OpId genesis_;
+  test::OrgBuilder org_{test_key(1), kNow, "acme"};
+  const KeyPair& root_ = org_.root();
+  const netauth::Prefix& prefix_ = org_.prefix();
+  Replica& replica_ = org_.replica();
+  const std::vector<std::string>& ops_ = org_.ops();  // every op applied, in order
+  const OpId genesis_ = org_.org();
   KeyPair admin_a_ = test_key(10), admin_b_ = test_key(11), admin_c_ = test_key(12);
   KeyPair alice_ = test_key(20), bob_ = test_key(21), carol_ = test_key(22);
   KeyPair stranger_ = test_key(99);

@@ -1,9 +1,9 @@
 // bench_gossip_abuse: what one member's requests cost a node (docs/gossip.md,
 // "What a request may cost"). A program that prints figures, not a timed test.
 //
-//   build/tests/sim/bench_gossip_abuse [ops] [seconds]
+//   build/tests/sim/bench_gossip_abuse [ops] [seconds] [all|gossip|ingest|control]
 //
-// One engine holds an org of `ops` ops (default 50,000: a chain of
+// Three parts, all by default. Gossip (here): one engine holds an org of `ops` ops (default 50,000: a chain of
 // re-enrollments). One member sends it one kind of datagram at full rate (as
 // fast as the engine's per-peer byte bucket accepts them, so none is dropped
 // unread) for `seconds` of simulated time (default 2), and the engine's timers
@@ -24,8 +24,12 @@
 // refuse), CPU per reply byte.
 // Ops and Records carry signatures: their cost is set beside one Ed25519
 // verification, measured in the same run.
+//
+// Ingest and control (bench_abuse_daemon.cc): the daemon's Node taking valid
+// ops from a member's datagrams against a bare Replica taking the same ops,
+// per op; and each control request kind sent to the real ControlServer at
+// full rate, CPU and reply bytes per request.
 #include <sodium.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -41,7 +45,7 @@
 #include "crdt/op.h"
 #include "crdt/replica.h"
 #include "proto/gossip.pb.h"
-#include "tests/util/numbered_key.h"
+#include "tests/sim/bench_abuse.h"
 
 namespace fm::sim {
 namespace {
@@ -49,55 +53,6 @@ namespace {
 namespace wire = ::fortmesh::wire;
 using crdt::Millis;
 using crdt::OpId;
-
-constexpr uint64_t kUnix = 1'700'000'000;
-constexpr Millis kStart = kUnix * 1000;
-
-std::span<const uint8_t> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-OpId id_of(const std::string& op) {
-  crdt::Op o;
-  crdt::parse_op(bytes_of(op), &o);
-  return o.id;
-}
-
-double thread_cpu_us() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
-}
-
-// The root (the node's key) makes the Genesis and enrolls the member and
-// 1,000 others, then re-enrolls the others in turn (about 50 Enrolls each at
-// 50,000 ops): a chain, so op i has depth i.
-struct History {
-  static constexpr size_t kOthers = 1000;
-  explicit History(size_t n) : root(test::numbered_key(0, 0xab)), member(test::numbered_key(1, 0xab)) {
-    ops.push_back(crdt::make_genesis(root, "abuse", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
-    org = id_of(ops[0]);
-    ids.push_back(org);
-    std::vector<crdt::PublicKey> others;
-    for (size_t k = 0; k < kOthers; ++k) others.push_back(test::numbered_key(static_cast<uint32_t>(k + 2), 0xab).public_key);
-    for (size_t i = 1; i < n; ++i) {
-      const crdt::PublicKey& subject = i == 1 ? member.public_key : others[(i - 2) % kOthers];
-      ops.push_back(crdt::make_enroll(root, org, std::vector<OpId>{ids.back()},
-                                      crdt::EnrollSpec{subject, "m" + std::to_string(i), crdt::Role::member, {}, 0},
-                                      kUnix));
-      ids.push_back(id_of(ops.back()));
-    }
-  }
-  std::unique_ptr<crdt::Replica> replica() const {
-    auto r = std::make_unique<crdt::Replica>(org);
-    if (!r->load_verified(ops).is_ok()) std::abort();
-    return r;
-  }
-  netauth::KeyPair root, member;
-  std::vector<std::string> ops;
-  std::vector<OpId> ids;
-  OpId org{};
-};
 
 // The reply budget docs/gossip.md promises a peer: a burst of one catch-up
 // batch with its framing (1/32 more), refilled at half the byte bucket it may
@@ -216,18 +171,12 @@ uint32_t last_round(const std::vector<std::string>& seen) {
 }
 
 }  // namespace
-}  // namespace fm::sim
 
-int main(int argc, char** argv) {
-  using namespace fm::sim;
-  namespace crdt = fm::crdt;
-  if (sodium_init() < 0) return 1;
-  const size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : 50'000;
-  const double seconds = argc > 2 ? std::strtod(argv[2], nullptr) : 2.0;
-  std::printf("bench_gossip_abuse: one engine holding %zu ops (a chain), one member sending one kind of\n"
-              "datagram at the rate its byte bucket accepts, for %.1f simulated seconds each.\n",
+void gossip_rows(const History& h, double seconds) {
+  const size_t n = h.ops.size();
+  std::printf("== Gossip: one engine holding %zu ops (a chain), one member sending one kind of datagram at\n"
+              "the rate its byte bucket accepts, for %.1f simulated seconds each.\n",
               n, seconds);
-  History h(n);
   const crdt::GossipConfig cfg;
   std::printf("Per-peer budgets: %zu B/s accepted; reply budget %.0f B burst + %.0f B/s; %zu items/s.\n\n",
               cfg.peer_bytes_per_second, reply_budget(cfg, 0), reply_budget(cfg, 1) - reply_budget(cfg, 0),
@@ -434,7 +383,25 @@ int main(int argc, char** argv) {
               worst_p99, worst_excess, worst_excess <= 50 ? "PASS" : "MISS");
   std::printf("  Largest reply beyond a peer's budget: %.0f B (target 0: %s)\n", worst_beyond,
               worst_beyond <= 0 ? "PASS" : "MISS");
-  std::printf("  Signed kinds (a new op, a newer record) are set beside one verification (%.1f us) instead.\n",
+  std::printf("  Signed kinds (a new op, a newer record) are set beside one verification (%.1f us) instead.\n\n",
               verify_us);
+}
+
+}  // namespace fm::sim
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) return 1;
+  const size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : 50'000;
+  const double seconds = argc > 2 ? std::strtod(argv[2], nullptr) : 2.0;
+  const std::string part = argc > 3 ? argv[3] : "all";
+  if (n < 3 || (part != "all" && part != "gossip" && part != "ingest" && part != "control")) {
+    std::fprintf(stderr, "usage: %s [ops >= 3] [seconds] [all|gossip|ingest|control]\n", argv[0]);
+    return 2;
+  }
+  std::printf("bench_gossip_abuse: %zu ops\n\n", n);
+  const fm::sim::History h(n);
+  if (part == "all" || part == "gossip") fm::sim::gossip_rows(h, seconds);
+  if (part == "all" || part == "ingest") fm::sim::bench_daemon_ingest(h, std::min<size_t>(n - 2, 10'000), 5);
+  if (part == "all" || part == "control") fm::sim::bench_control(h, seconds);
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "crdt/replica.h"
 #include "proto/gossip.pb.h"
 #include "tests/util/numbered_key.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::sim {
@@ -38,24 +39,18 @@ OpId id_of(const std::string& op) {
 // has depth i.
 struct History {
   static constexpr size_t kMembers = 40;
-  explicit History(size_t n) {
-    for (uint32_t k = 0; k < kMembers; ++k) keys.push_back(test::numbered_key(k, 0x3c));
-    ops.push_back(crdt::make_genesis(keys[0], "abuse", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
-    org = id_of(ops[0]);
-    ids.push_back(org);
+  explicit History(size_t n) : built(test::numbered_key(0, 0x3c), kUnix, "abuse") {
+    keys.push_back(built.root());
+    for (uint32_t k = 1; k < kMembers; ++k) keys.push_back(test::numbered_key(k, 0x3c));
+    ids.push_back(built.org());
     for (size_t i = 1; i < n; ++i) {
-      const auto& subject = keys[i < kMembers ? i : 2 + i % (kMembers - 2)].public_key;
-      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{ids.back()},
-                                      crdt::EnrollSpec{subject, "m" + std::to_string(i), crdt::Role::member, {}, 0},
-                                      kUnix));
-      ids.push_back(id_of(ops.back()));
+      ids.push_back(built.enroll(built.root(), keys[i < kMembers ? i : 2 + i % (kMembers - 2)]));
     }
+    ops = built.ops();
+    org = built.org();
   }
-  std::unique_ptr<crdt::Replica> replica() const {
-    auto r = std::make_unique<crdt::Replica>(org);
-    EXPECT_TRUE(r->load_verified(ops).is_ok());
-    return r;
-  }
+  std::unique_ptr<crdt::Replica> replica() const { return std::make_unique<crdt::Replica>(built.reloaded()); }
+  test::OrgBuilder built;
   std::vector<netauth::KeyPair> keys;
   std::vector<std::string> ops;
   std::vector<OpId> ids;
@@ -243,18 +238,15 @@ INSTANTIATE_TEST_SUITE_P(Requests, GossipAbuseTest, ::testing::ValuesIn(cases())
 
 // A small org, every node a full replica: node 0 under test, 30 members.
 struct SmallOrg {
-  SmallOrg() {
-    for (uint32_t k = 0; k < 30; ++k) keys.push_back(test::numbered_key(k, 0x7e));
-    ops.push_back(crdt::make_genesis(keys[0], "small", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
-    org = id_of(ops[0]);
-    OpId head = org;
-    for (size_t i = 1; i < keys.size(); ++i) {
-      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
-                                      crdt::EnrollSpec{keys[i].public_key, "n", crdt::Role::member, {}, 0}, kUnix));
-      head = id_of(ops.back());
+  SmallOrg() : built(test::numbered_key(0, 0x7e), kUnix, "small") {
+    keys.push_back(built.root());
+    for (uint32_t k = 1; k < 30; ++k) {
+      keys.push_back(test::numbered_key(k, 0x7e));
+      built.enroll(built.root(), keys.back());
     }
-    replica = std::make_unique<crdt::Replica>(org);
-    EXPECT_TRUE(replica->load_verified(ops).is_ok());
+    ops = built.ops();
+    org = built.org();
+    replica = std::make_unique<crdt::Replica>(built.reloaded());
     peers = std::make_unique<crdt::ReplicaPeers>(replica.get(), keys[0].public_key);
     engine = std::make_unique<crdt::GossipEngine>(keys[0], replica.get(), peers.get(), crdt::GossipConfig{}, 5);
     engine->on_tick(kStart);
@@ -272,6 +264,7 @@ struct SmallOrg {
   std::string revoke(const netauth::KeyPair& author, size_t subject) const {
     return crdt::make_revoke(author, org, replica->heads(), keys[subject].public_key, "r", kUnix);
   }
+  test::OrgBuilder built;
   std::vector<netauth::KeyPair> keys;
   std::vector<std::string> ops;
   OpId org{};

@@ -6,6 +6,7 @@
 #include "crdt/op.h"
 #include "proto/gossip.pb.h"
 #include "tests/sim/sim.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::sim {
@@ -19,31 +20,17 @@ constexpr uint64_t kUnix = 1'700'000'000;
 // An org of `n` members (the root is node 0), every node holding all ops.
 struct Org {
   // `n` members, then `renewals` re-enrollments of member 1 (ops that add no
-  // peers, so a small simulation can hold a long history).
-  explicit Org(size_t n, size_t renewals = 0) {
-    for (size_t i = 0; i < n; ++i) keys.push_back(test::test_key(static_cast<uint8_t>(i + 1)));
-    ops.push_back(crdt::make_genesis(keys[0], "sim", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
-    crdt::Op g;
-    crdt::parse_op(bytes_of(ops[0]), &g);
-    org = g.id;
-    OpId head = g.id;
+  // peers, so a small simulation can hold a long history); each op on top of
+  // the one before.
+  explicit Org(size_t n, size_t renewals = 0) : built(test::test_key(1), kUnix, "sim") {
+    keys.push_back(built.root());
     for (size_t i = 1; i < n; ++i) {
-      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
-                                      crdt::EnrollSpec{keys[i].public_key, "n", crdt::Role::member, {}, 0},
-                                      kUnix));
-      crdt::Op e;
-      crdt::parse_op(bytes_of(ops.back()), &e);
-      head = e.id;
+      keys.push_back(test::test_key(static_cast<uint8_t>(i + 1)));
+      built.enroll(built.root(), keys[i]);
     }
-    for (size_t i = 0; i < renewals; ++i) {
-      ops.push_back(crdt::make_enroll(keys[0], org, std::vector<OpId>{head},
-                                      crdt::EnrollSpec{keys[1].public_key, "r" + std::to_string(i),
-                                                       crdt::Role::member, {}, 0},
-                                      kUnix));
-      crdt::Op e;
-      crdt::parse_op(bytes_of(ops.back()), &e);
-      head = e.id;
-    }
+    for (size_t i = 0; i < renewals; ++i) built.enroll(built.root(), keys[1]);
+    ops = built.ops();
+    org = built.org();
   }
   std::unique_ptr<crdt::Replica> replica(size_t upto = SIZE_MAX) const {
     auto r = std::make_unique<crdt::Replica>();
@@ -51,6 +38,7 @@ struct Org {
     EXPECT_TRUE(r->load_verified(some).is_ok());
     return r;
   }
+  test::OrgBuilder built;
   std::vector<netauth::KeyPair> keys;
   std::vector<std::string> ops;
   OpId org;

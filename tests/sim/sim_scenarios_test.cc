@@ -17,6 +17,7 @@
 #include "proto/gossip.pb.h"
 #include "tests/sim/sim.h"
 #include "tests/util/numbered_key.h"
+#include "tests/util/org_builder.h"
 #include "tests/util/testutil.h"
 
 namespace fm::sim {
@@ -38,23 +39,17 @@ OpId id_of(const std::string& op) {
 // An org of `n` keys: key 0 the root, key 1 an admin, the rest members, each
 // Enroll on top of the previous one. Every node loads the same op list.
 struct Org {
-  explicit Org(size_t n) {
-    for (size_t i = 0; i < n; ++i) keys.push_back(member_key(static_cast<uint32_t>(i)));
-    ops.push_back(crdt::make_genesis(keys[0], "sim", netauth::ula_prefix({1, 2, 3, 4, 5}), kUnix));
-    id = id_of(ops[0]);
-    OpId head = id;
+  explicit Org(size_t n) : built(member_key(0), kUnix, "sim") {
+    keys.push_back(built.root());
     for (size_t i = 1; i < n; ++i) {
-      const auto role = i == 1 ? crdt::Role::admin : crdt::Role::member;
-      ops.push_back(crdt::make_enroll(keys[0], id, std::vector<OpId>{head},
-                                      crdt::EnrollSpec{keys[i].public_key, "n", role, {}, 0}, kUnix));
-      head = id_of(ops.back());
+      keys.push_back(member_key(static_cast<uint32_t>(i)));
+      built.enroll(built.root(), keys[i], i == 1 ? crdt::Role::admin : crdt::Role::member);
     }
+    ops = built.ops();
+    id = built.org();
   }
-  std::unique_ptr<crdt::Replica> replica() const {
-    auto r = std::make_unique<crdt::Replica>(id);
-    EXPECT_TRUE(r->load_verified(ops).is_ok());
-    return r;
-  }
+  std::unique_ptr<crdt::Replica> replica() const { return std::make_unique<crdt::Replica>(built.reloaded()); }
+  test::OrgBuilder built;
   std::vector<netauth::KeyPair> keys;
   std::vector<std::string> ops;
   OpId id{};
