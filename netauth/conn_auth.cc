@@ -204,6 +204,7 @@ void ClientHandshake::on_frame(std::string_view frame) {
     wire::AuthResult r;
     if (!r.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) return fail(AuthError::protocol);
     if (r.error() != wire::AUTH_OK) return fail(from_wire(r.error()));
+    session_.session_id = r.session_id();
     return finish();
   }
   wire::ServerHello sh;
@@ -287,6 +288,8 @@ void ServerHandshake::on_frame(std::string_view frame) {
   session_.peer = client_;
   wire::AuthResult ok;
   ok.set_error(wire::AUTH_OK);
+  ok.set_session_id(session_id_);
+  session_.session_id = session_id_;
   send_frame(ok.SerializeAsString());
   finish();
 }

@@ -62,6 +62,7 @@ struct AuthSession {
   Bytes32 send_key{};          // this side -> peer
   Bytes32 receive_key{};       // peer -> this side
   Bytes32 transcript_hash{};   // BLAKE2b-256 over all handshake frames: channel binding
+  uint32_t session_id = 0;     // what AuthResult{ok} named (relay sessions); 0 = none
 };
 
 // What both sides have in common.
@@ -137,6 +138,9 @@ class ClientHandshake final : public Handshake {
 class ServerHandshake final : public Handshake {
  public:
   ServerHandshake(const HandshakeConfig& config, const HandshakeRandom& random, uint64_t now_ms);
+  // The id AuthResult{ok} will carry (a relay session's; docs/relay.md). Set
+  // it before the ClientAuth arrives; 0 (the default) sends none.
+  void set_session_id(uint32_t id) { session_id_ = id; }
 
  private:
   void on_frame(std::string_view frame) override;
@@ -144,6 +148,7 @@ class ServerHandshake final : public Handshake {
   PublicKey client_{};
   Bytes32 client_ephemeral_{};
   std::string hello_, server_hello_;
+  uint32_t session_id_ = 0;
   enum class Step : uint8_t { client_hello, client_auth } step_ = Step::client_hello;
 };
 

@@ -47,7 +47,7 @@ jobs=$(nproc)
 fuzz_jobs=${FUZZ_JOBS:-$jobs}
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
-all_targets=(fuzz_op fuzz_op_sequence fuzz_gossip fuzz_conn_auth fuzz_endpoints fuzz_control fuzz_join)
+all_targets=(fuzz_op fuzz_op_sequence fuzz_gossip fuzz_conn_auth fuzz_endpoints fuzz_control fuzz_join fuzz_relay_frame fuzz_relay_control fuzz_relay_server)
 read -r -a targets <<< "${FUZZ_TARGETS:-${all_targets[*]}}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

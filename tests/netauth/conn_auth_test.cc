@@ -71,6 +71,24 @@ TEST_F(ConnAuthTest, MembersCompleteTheHandshakeWithMirroredKeys) {
   EXPECT_NE(c2.session().send_key, c.session().send_key);
 }
 
+TEST_F(ConnAuthTest, AuthResultCarriesTheSessionIdTheServerSet) {
+  // Relay sessions (docs/relay.md): the lighthouse names the session in AuthResult{ok}.
+  ClientHandshake c(config(client_key_), server_key_.public_key, random(1), 0);
+  ServerHandshake s(config(server_key_), random(2), 0);
+  s.set_session_id(0xdeadbeef);
+  pump(c, s);
+  ASSERT_EQ(c.state(), Handshake::State::done) << to_string(c.error());
+  EXPECT_EQ(c.session().session_id, 0xdeadbeefu);
+  EXPECT_EQ(s.session().session_id, 0xdeadbeefu);
+  EXPECT_EQ(c.session().transcript_hash, s.session().transcript_hash) << "the id is in the transcript";
+  // Without one (conn_auth for services) the result names none.
+  ClientHandshake c2(config(client_key_), server_key_.public_key, random(3), 0);
+  ServerHandshake s2(config(server_key_), random(4), 0);
+  pump(c2, s2);
+  ASSERT_EQ(c2.state(), Handshake::State::done);
+  EXPECT_EQ(c2.session().session_id, 0u);
+}
+
 TEST_F(ConnAuthTest, BytesMayArriveInAnySplit) {
   ClientHandshake c(config(client_key_), server_key_.public_key, random(1), 0);
   ServerHandshake s(config(server_key_), random(2), 0);
