@@ -41,6 +41,7 @@ class CountingSink final : public maintainer::DatagramSink {
     ++datagrams;
     bytes += d.bytes.size();
   }
+  void send_handover(const maintainer::wg::Endpoint&, const std::string&) override {}
   size_t datagrams = 0, bytes = 0;
 };
 
@@ -140,7 +141,7 @@ double node_round(const History& h, const std::vector<std::string>& datagrams, s
   CountingSink sink;
   auto node = Node::open(h.root, store.get(), nullptr, &sink, options, kStart);
   if (!node) std::abort();
-  if (!(*node)->start({"192.0.2.1:51820"}, kStart).is_ok()) std::abort();
+  if (!(*node)->start(maintainer::HostAddresses{{"192.0.2.1:51820"}, {}}, kStart).is_ok()) std::abort();
   sink = CountingSink();
   crdt::Millis now = kStart;
   const double c0 = process_cpu_us();
@@ -271,7 +272,7 @@ void bench_control(const History& h, double seconds) {
   auto opened = Node::open(h.member, &store, &wireguard, &sink, maintainer::NodeOptions{}, kStart);
   if (!opened) std::abort();
   Node& node = **opened;
-  if (!node.start({"192.0.2.1:51820"}, kStart).is_ok()) std::abort();
+  if (!node.start(maintainer::HostAddresses{{"192.0.2.1:51820"}, {}}, kStart).is_ok()) std::abort();
   const size_t members = node.members(kStart).size();
   const size_t peers = wireguard.get()->peers.size();
 
