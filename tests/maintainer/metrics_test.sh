@@ -76,7 +76,11 @@ idle = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range
 junk = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 junk.sendall(b"\x00\xff garbage\r\n\r\n")
 junk.settimeout(6)
-assert junk.recv(100) == b"", "junk got an answer"
+try:
+    answer = junk.recv(100)
+except ConnectionResetError:  # closed with the junk unread: no answer either
+    answer = b""
+assert answer == b"", "junk got an answer"
 PY
 scrape 'v("fortmesh_ops") == 3' || fail "the server stopped serving after idle and junk clients"
 kill "$pid"; wait "$pid" || true; pid=""
