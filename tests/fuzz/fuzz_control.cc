@@ -130,6 +130,11 @@ void check_reply(const maintainer::Node& node, const crdt::MemoryStore& store, c
       FUZZ_CHECK((s == "active") == r.is_active_member(k, t));
       break;
     }
+    case wire::ControlRequest::kLog:
+      // One entry per stored op, the Genesis first.
+      FUZZ_CHECK(static_cast<size_t>(reply.log().entries_size()) == r.op_count());
+      FUZZ_CHECK(reply.log().entries_size() == 0 || reply.log().entries(0).kind() == "genesis");
+      break;
     default:
       FUZZ_CHECK(false);  // peers needs a WireGuard backend; anything else is unknown
   }
