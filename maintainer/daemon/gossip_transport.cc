@@ -224,6 +224,7 @@ Status HandoverSocket::start(const udp::endpoint& listen) {
 
 void HandoverSocket::stop() {
   running_ = false;
+  retry_.cancel();
   boost::system::error_code ec;
   socket_.close(ec);
 }
@@ -238,7 +239,13 @@ void HandoverSocket::receive() {
       }
       receiver_(address.to_string(), std::span<const uint8_t>(buf_.data(), got));
     } else if (ec != boost::asio::error::operation_aborted) {
+      // ENOBUFS, ENOMEM: a short pause, never a busy loop, never the end of it.
       spdlog::debug("hand-over receive: {}", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(10));
+      retry_.async_wait([this](boost::system::error_code) {
+        if (running_) receive();
+      });
+      return;
     }
     receive();  // one bad datagram never stops the loop
   });

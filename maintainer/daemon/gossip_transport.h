@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <map>
 #include <optional>
@@ -66,7 +67,8 @@ class StaticAddresses final : public PeerAddresses {
 class HandoverSocket {
  public:
   using Receiver = std::function<void(const std::string& source, std::span<const uint8_t> bytes)>;
-  HandoverSocket(boost::asio::io_context& io, Receiver receiver) : receiver_(std::move(receiver)), socket_(io) {}
+  HandoverSocket(boost::asio::io_context& io, Receiver receiver)
+      : receiver_(std::move(receiver)), socket_(io), retry_(io) {}
   [[nodiscard]] Status start(const udp::endpoint& listen);
   void stop();
   void send(const wg::Endpoint& to, const std::string& bytes);
@@ -75,6 +77,7 @@ class HandoverSocket {
   void receive();
   Receiver receiver_;
   udp::socket socket_;
+  boost::asio::steady_timer retry_;  // after a receive error
   udp::endpoint from_;
   std::array<uint8_t, 16 * 1024> buf_{};
   bool running_ = false;

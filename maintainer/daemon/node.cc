@@ -493,9 +493,11 @@ void Node::reflect(crdt::Millis now) {
 }
 
 void Node::take_reflections(crdt::Millis now) {
+  auto heard = engine_->take_reflections();
+  if (heard.empty()) return;  // the common case: no list of lighthouses built per event
   bool changed = false;
   const auto from_lighthouses = lighthouses(now);
-  for (auto& r : engine_->take_reflections()) {
+  for (auto& r : heard) {
     if (!std::binary_search(from_lighthouses.begin(), from_lighthouses.end(), r.from)) continue;
     std::string lighthouse_ip;  // where this node reaches it: two lighthouses at one address tell nothing
     if (wireguard_) {
