@@ -11,6 +11,7 @@
 
 #include "base/result.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/run.h"
 #include "maintainer/daemon/state_dir.h"
 #include "proto/control.pb.h"
 
@@ -26,9 +27,14 @@ struct Command {
   std::function<Status()> run;
 };
 
-// What every command shares: the state directory.
+// What every command shares: the state directory (FORTMESH_STATE_DIR, else
+// kDefaultStateDir; --state-dir wins), and for `run`, its options and how
+// to read them again (SIGHUP).
 struct Context {
-  std::string state_dir = kDefaultStateDir;
+  Context();
+  std::string state_dir;
+  std::shared_ptr<DaemonOptions> run_options;
+  std::function<Result<DaemonOptions>()> reparse;
   void add_state_dir(CLI::App* cmd);
 };
 

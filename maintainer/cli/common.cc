@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -16,8 +17,14 @@
 
 namespace fm::maintainer::cli {
 
+Context::Context() {
+  const char* env = std::getenv("FORTMESH_STATE_DIR");
+  state_dir = env != nullptr && *env != '\0' ? env : kDefaultStateDir;
+}
+
 void Context::add_state_dir(CLI::App* cmd) {
-  cmd->add_option("--state-dir", state_dir, "state directory (node.key, db/)")->default_str(kDefaultStateDir);
+  cmd->add_option("--state-dir", state_dir, "state directory (node.key, db/); env FORTMESH_STATE_DIR")
+      ->default_str(kDefaultStateDir);
 }
 
 uint64_t unix_now() {
