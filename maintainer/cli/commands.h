@@ -47,6 +47,9 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
 // ---- Shared helpers (common.cc) ----------------------------------------------
 
 uint64_t unix_now();  // seconds
+// When root runs a command on a state directory another user owns (the
+// service's user), become that user (groups too) first. Else nothing.
+Status act_as_owner(const std::string& state_dir);
 bool printable_text(std::string_view s);  // 1..64 bytes, no control characters
 Status print_json(const google::protobuf::Message& m);
 Result<std::string> read_file(const std::string& path, size_t max_bytes);

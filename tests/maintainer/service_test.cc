@@ -70,7 +70,7 @@ struct Outcome {
 };
 
 Outcome run(const test::TempDir& tmp, const std::vector<std::string>& args, Env env = {}) {
-  env.emplace("FORTMESH_CONFIG", "-");
+  env.emplace("FORTMESH_CONFIG", "");  // empty: no file, whatever /etc holds
   pid_t pid = spawn(args, env, tmp / ".out", tmp / ".err");
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -191,7 +191,7 @@ class DaemonServiceTest : public ::testing::Test {
   void start(std::vector<std::string> extra = {}, bool journal = false) {
     std::vector<std::string> args{"run", "--config", tmp_ / "fortmesh.conf"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = spawn(args, {{"NOTIFY_SOCKET", notify_.path()}, {"FORTMESH_CONFIG", "-"}}, tmp_ / "run.out",
+    pid_ = spawn(args, {{"NOTIFY_SOCKET", notify_.path()}, {"FORTMESH_CONFIG", ""}}, tmp_ / "run.out",
                  tmp_ / "run.log", journal);
   }
   int stop() {
@@ -272,6 +272,28 @@ TEST_F(DaemonServiceTest, FlagsWinOverTheFileAndAStaleSocketIsReplaced) {
   EXPECT_TRUE(contains(second.err, "another fortmesh")) << second.err;
   EXPECT_EQ(run(tmp_, {"status", "--state-dir", dir_}).code, 0);
   EXPECT_EQ(stop(), 0);
+}
+
+// Root's commands on the service user's state directory write as that user.
+TEST(ServiceCliTest, RootActsAsTheStateDirectorysOwner) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to own files as another user";
+  test::TempDir tmp;
+  ::chmod(tmp.path().c_str(), 0755);
+  const std::string dir = tmp / "n";
+  ASSERT_EQ(run(tmp, {"keygen", "--state-dir", dir}).code, 0);
+  const uid_t nobody = 65534;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) ASSERT_EQ(::chown(e.path().c_str(), nobody, nobody), 0);
+  ASSERT_EQ(::chown(dir.c_str(), nobody, nobody), 0);
+  Outcome init = run(tmp, {"org", "init", "--name", "owned", "--state-dir", dir});
+  ASSERT_EQ(init.code, 0) << init.err;
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    struct stat st;
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, nobody) << e.path();
+    ++files;
+  }
+  EXPECT_GT(files, 3u) << "the store was written";
 }
 
 TEST(InterfaceLockTest, OneOwnerPerInterfaceAndNamesAreChecked) {
