@@ -89,6 +89,9 @@ void WireGuardGo::read_output(int fd) {
     // LOG_LEVEL; a banner boxed in line-drawing characters; anything else.
     auto level = spdlog::level::info;
     if (l.starts_with("ERROR: ")) level = spdlog::level::warn;
+    // A peer we know no endpoint for yet (it reaches us, or a lighthouse
+    // tells us): every handshake attempt says so.
+    if (l.find("no known endpoint for peer") != std::string::npos) level = spdlog::level::debug;
     if (l.starts_with("DEBUG: ")) level = spdlog::level::debug;
     if (static_cast<unsigned char>(l[0]) >= 0x80) level = spdlog::level::debug;
     spdlog::log(level, "wireguard-go {}: {}", ifname_, l);
