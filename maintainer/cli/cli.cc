@@ -131,8 +131,9 @@ int run_cli(int argc, char** argv) {
     if (!c.app->parsed()) continue;
     // The service runs as the state directory's owner (fortmesh.service):
     // root's commands act as that owner, so that what they write stays the
-    // daemon's. `run` keeps root's capabilities.
-    if (c.name != "run" && c.name != "version") {
+    // daemon's. `run` keeps root's capabilities, `guard` its ports (it
+    // only reads the key).
+    if (c.name != "run" && c.name != "guard" && c.name != "version") {
       if (Status st = cli::act_as_owner(ctx.state_dir); !st) {
         std::fprintf(stderr, "fortmesh: %s: %s\n", c.name.c_str(), st.message().c_str());
         return 1;

@@ -41,18 +41,30 @@ Result<InterfaceLock> InterfaceLock::acquire(const std::string& dir, const std::
     return Status::error("cannot create " + dir + ": " + std::strerror(errno));
   }
   const std::string path = dir + "/" + ifname + ".lock";
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::error("cannot open " + path + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char buf[32] = {};
-    const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-    ::close(fd);
-    if (err != EWOULDBLOCK) return Status::error("cannot lock " + path + ": " + std::strerror(err));
-    std::string owner = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-    while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
-    return Status::error(Code::conflict, "interface " + ifname + " belongs to another running fortmesh (pid " +
-                                             owner + ", " + path + "); give this one its own --interface");
+  // The owner unlinks the file when it goes: a lock taken on a file that is
+  // no longer the one at `path` is worth nothing, so it is taken again.
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::error("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+      ::close(fd);
+      if (err != EWOULDBLOCK) return Status::error("cannot lock " + path + ": " + std::strerror(err));
+      std::string owner = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+      while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) owner.pop_back();
+      return Status::error(Code::conflict, "interface " + ifname + " belongs to another running fortmesh (pid " +
+                                               owner + ", " + path + "); give this one its own --interface");
+    }
+    struct stat held, now;
+    if (::fstat(fd, &held) != 0 || ::stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
+        held.st_dev != now.st_dev) {
+      ::close(fd);
+      fd = -1;
+      if (attempt >= 5) return Status::error("cannot lock " + path + ": it keeps being replaced");
+    }
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
@@ -62,7 +74,9 @@ Result<InterfaceLock> InterfaceLock::acquire(const std::string& dir, const std::
 }
 
 InterfaceLock::~InterfaceLock() {
-  if (fd_ >= 0) ::close(fd_);  // the file stays: unlinking it would race a new owner
+  if (fd_ < 0) return;
+  ::unlink(path_.c_str());  // while still held: a newcomer's lock on it is retried (acquire)
+  ::close(fd_);
 }
 
 }  // namespace fm::maintainer

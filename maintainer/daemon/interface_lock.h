@@ -1,6 +1,7 @@
 // Which fortmesh daemon owns a WireGuard interface: an flock(2) on
 // <run dir>/IFNAME.lock, held for the daemon's life and released by the
-// kernel when it dies (a crash leaves no stale owner). The run dir is
+// kernel when it dies (a crash leaves no stale owner); the file is removed
+// when the owner stops. The run dir is
 // $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=), else /run/fortmesh. The
 // file holds the owner's pid, for the error a second daemon prints.
 #pragma once

@@ -307,6 +307,7 @@ TEST(InterfaceLockTest, OneOwnerPerInterfaceAndNamesAreChecked) {
     EXPECT_TRUE(contains(second.status().message(), "pid " + std::to_string(::getpid())))
         << second.status().message();
     EXPECT_TRUE(maintainer::InterfaceLock::acquire(tmp / "run", "fm1").is_ok());
+    EXPECT_FALSE(std::filesystem::exists(tmp / "run/fm1.lock")) << "removed by its owner";
   }
   EXPECT_TRUE(maintainer::InterfaceLock::acquire(tmp / "run", "fm0").is_ok()) << "released when its owner goes";
 
