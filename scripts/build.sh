@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, then configures and builds fortmesh in build/.
+#   scripts/build.sh           the fortmesh binary (what the demo and the package need)
+#   scripts/build.sh --tests   everything: the binary, the tests and benchmarks
+# BUILD_TYPE=Release|RelWithDebInfo|Debug (default RelWithDebInfo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-cmake --build build -j"$(nproc)"
+tests=OFF
+if [ "${1:-}" = "--tests" ]; then tests=ON; fi
+./scripts/setup.sh ${1:+"$1"}
+cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" -DFORTMESH_BUILD_TESTS=$tests >/dev/null
+if [ $tests = ON ]; then
+  cmake --build build -j"$(nproc)"
+else
+  cmake --build build -j"$(nproc)" --target fortmesh
+fi

@@ -27,7 +27,7 @@ step=setup
 trap 'echo "fuzz_ci: FAILED during $step"' ERR
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-./scripts/setup.sh
+./scripts/setup.sh --tests
 # llvm: llvm-symbolizer, so that sanitizer reports name files and lines
 # (clang does not pull it in without recommends).
 packages=(clang libclang-rt-14-dev llvm)
@@ -75,9 +75,9 @@ done
 
 # ---- (a) unit tests under ASan and UBSan --------------------------------------
 step="ctest"
-echo "== ctest under ASan and UBSan (all but e2e_* and vm_*) at $(at)"
+echo "== ctest under ASan and UBSan (all but e2e_*, vm_* and package_*) at $(at)"
 tests_rc=0
-ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 900 -E '^(e2e_|vm_)' \
+ctest --test-dir "$dir" --output-on-failure -j"$jobs" --timeout 900 -E '^(e2e_|vm_|package_)' \
   | tee "$work/ctest.log" || tests_rc=$?
 [ "$tests_rc" -eq 0 ] || failed+=("asan-tests")
 tests_line=$(grep -E 'tests passed|tests failed' "$work/ctest.log" | tail -1 || true)

@@ -14,7 +14,7 @@ start=$(date +%s)
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-./scripts/build.sh
+./scripts/build.sh --tests
 built=$(date +%s)
 ctest_rc=0
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900 | tee "$log/ctest" || ctest_rc=$?

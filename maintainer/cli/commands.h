@@ -11,6 +11,7 @@
 
 #include "base/result.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/run.h"
 #include "maintainer/daemon/state_dir.h"
 #include "proto/control.pb.h"
 
@@ -26,9 +27,14 @@ struct Command {
   std::function<Status()> run;
 };
 
-// What every command shares: the state directory.
+// What every command shares: the state directory (FORTMESH_STATE_DIR, else
+// kDefaultStateDir; --state-dir wins), and for `run`, its options and how
+// to read them again (SIGHUP).
 struct Context {
-  std::string state_dir = kDefaultStateDir;
+  Context();
+  std::string state_dir;
+  std::shared_ptr<DaemonOptions> run_options;
+  std::function<Result<DaemonOptions>()> reparse;
   void add_state_dir(CLI::App* cmd);
 };
 
@@ -41,6 +47,9 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
 // ---- Shared helpers (common.cc) ----------------------------------------------
 
 uint64_t unix_now();  // seconds
+// When root runs a command on a state directory another user owns (the
+// service's user), become that user (groups too) first. Else nothing.
+Status act_as_owner(const std::string& state_dir);
 bool printable_text(std::string_view s);  // 1..64 bytes, no control characters
 Status print_json(const google::protobuf::Message& m);
 Result<std::string> read_file(const std::string& path, size_t max_bytes);

@@ -1,10 +1,13 @@
 #include <google/protobuf/util/json_util.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -16,8 +19,24 @@
 
 namespace fm::maintainer::cli {
 
+Context::Context() {
+  const char* env = std::getenv("FORTMESH_STATE_DIR");
+  state_dir = env != nullptr && *env != '\0' ? env : kDefaultStateDir;
+}
+
 void Context::add_state_dir(CLI::App* cmd) {
-  cmd->add_option("--state-dir", state_dir, "state directory (node.key, db/)")->default_str(kDefaultStateDir);
+  cmd->add_option("--state-dir", state_dir, "state directory (node.key, db/); env FORTMESH_STATE_DIR")
+      ->default_str(kDefaultStateDir);
+}
+
+Status act_as_owner(const std::string& state_dir) {
+  struct stat st;
+  if (::geteuid() != 0 || ::stat(state_dir.c_str(), &st) != 0 || st.st_uid == 0) return Status::ok();
+  if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+    return Status::error("cannot act as " + state_dir + "'s owner (uid " + std::to_string(st.st_uid) +
+                         "): " + std::strerror(errno));
+  }
+  return Status::ok();
 }
 
 uint64_t unix_now() {

@@ -1,7 +1,10 @@
 // run and guard: the long-running commands.
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include "maintainer/cli/commands.h"
+#include "maintainer/daemon/interface_lock.h"
 #include "maintainer/daemon/run.h"
 #include "maintainer/guard/guard.h"
 #include "maintainer/wg/device.h"
@@ -25,7 +28,9 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
                  }});
 
   auto daemon = std::make_shared<DaemonOptions>();
-  auto log_level = std::make_shared<std::string>("info");
+  // The packaged wireguard-go when it is there, else whatever PATH finds.
+  daemon->wireguard_go = ::access(FORTMESH_WIREGUARD_GO, X_OK) == 0 ? FORTMESH_WIREGUARD_GO : "wireguard-go";
+  ctx.run_options = daemon;
   auto* run_cmd = app.add_subcommand(
       "run", "run the node daemon: replicate the org over gossip, keep the store current, and keep\n"
              "the WireGuard interface's peers equal to the org's active members.");
@@ -41,7 +46,15 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
                       "auto: kernel if this kernel has WireGuard, else userspace; none: gossip only (loopback tests)")
       ->default_str("auto")
       ->check(CLI::IsMember({"auto", "kernel", "userspace", "none"}));
-  run_cmd->add_option("--interface", daemon->interface, "WireGuard interface name")->default_str("fm0");
+  run_cmd->add_option("--interface", daemon->interface, "WireGuard interface name (one daemon per interface)")
+      ->default_str("fm0")
+      ->check([](const std::string& name) {
+        Status st = check_interface_name(name);
+        return st ? std::string() : st.message();
+      });
+  run_cmd->add_option("--wireguard-go", daemon->wireguard_go,
+                      "the wireguard-go binary for the userspace backend (a path, or a name on PATH)")
+      ->default_str(FORTMESH_WIREGUARD_GO);
   run_cmd->add_option("--advertise", daemon->advertise,
                       "IP:PORT to announce besides this host's own addresses, e.g. a port forward\n"
                       "or a public address the node cannot see (repeatable, numeric, at most 8)")
@@ -54,15 +67,21 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
       ->default_str("[::]:51821");
   run_cmd->add_option("--metrics-listen", daemon->metrics_listen,
                       "ADDR:PORT to serve Prometheus metrics on (GET /metrics; docs/metrics.md); default: off");
-  run_cmd->add_option("--log-level", *log_level, "trace, debug, info, warn, error")->default_str("info");
+  run_cmd->add_option("--log-level", daemon->log_level, "trace, debug, info, warn, error")
+      ->default_str("info")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   ctx.add_state_dir(run_cmd);
-  out.push_back({"run", run_cmd, [&ctx, daemon, log_level] {
-                   auto level = spdlog::level::from_str(*log_level);
-                   if (level == spdlog::level::off && *log_level != "off") {
-                     return Status::error(Code::invalid_argument, "--log-level must be trace, debug, info, warn or error");
-                   }
-                   spdlog::set_level(level);
+  // Every option above can also come from the config file (cli.cc), as
+  // `name = value` lines (`advertise = ["IP:PORT", ...]`); flags win.
+  // `run --config FILE` reaches the main app's option.
+  run_cmd->fallthrough();
+  out.push_back({"run", run_cmd, [&ctx, daemon, &app] {
+                   spdlog::set_level(spdlog::level::from_str(daemon->log_level));
                    daemon->state_dir = ctx.state_dir;
+                   if (auto* config = app.get_config_ptr(); config != nullptr && config->count() > 0) {
+                     daemon->config_file = config->as<std::string>();
+                   }
+                   daemon->reload = ctx.reparse;
                    return run_daemon(*daemon);
                  }});
 }

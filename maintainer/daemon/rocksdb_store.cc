@@ -30,11 +30,23 @@ RocksDbStore::RocksDbStore(std::unique_ptr<rocksdb::DB> db, std::string path, ui
 RocksDbStore::~RocksDbStore() = default;
 
 Result<std::unique_ptr<RocksDbStore>> RocksDbStore::open(const std::string& path, Mode mode) {
+  // Sized for a membership log: kilobyte records, thousands of them, a few
+  // MB for a large org (docs/install.md#storage). RocksDB's defaults are
+  // for a database of gigabytes: a 64 MB memtable, for which the WAL is
+  // preallocated at 72 MB however little is written, and 4 MB of MANIFEST
+  // preallocated. The WAL and synced writes stay as they are.
   rocksdb::Options options;
   options.create_if_missing = mode == Mode::read_write;
   options.max_open_files = 64;
-  options.keep_log_file_num = 2;
+  options.write_buffer_size = 1 << 20;  // the WAL preallocates about 1.1 MB
+  options.max_write_buffer_number = 2;
+  options.manifest_preallocation_size = 64 << 10;
   options.max_manifest_file_size = 4 << 20;
+  options.target_file_size_base = 2 << 20;
+  options.max_bytes_for_level_base = 8 << 20;
+  // The info LOG: 512 KB, one old copy.
+  options.max_log_file_size = 512 << 10;
+  options.keep_log_file_num = 2;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = mode == Mode::read_write ? rocksdb::DB::Open(options, path, &raw)
                                                : rocksdb::DB::OpenForReadOnly(options, path, &raw);

@@ -20,9 +20,11 @@
 #include "maintainer/daemon/address_watch.h"
 #include "maintainer/daemon/control_handler.h"
 #include "maintainer/daemon/gossip_transport.h"
+#include "maintainer/daemon/interface_lock.h"
 #include "maintainer/daemon/node.h"
 #include "maintainer/daemon/metrics.h"
 #include "maintainer/daemon/resolver.h"
+#include "maintainer/daemon/sd_notify.h"
 #include "maintainer/daemon/state_dir.h"
 #include "maintainer/util/ip_port.h"
 #include "maintainer/wg/netlink.h"
@@ -42,7 +44,7 @@ Result<std::unique_ptr<wg::Backend>> make_backend(const DaemonOptions& o) {
                          "unknown WireGuard backend " + o.wg_backend + " (auto, kernel, userspace or none)");
   }
   if (kernel) return std::unique_ptr<wg::Backend>(std::make_unique<wg::KernelBackend>(o.interface));
-  return std::unique_ptr<wg::Backend>(std::make_unique<wg::UserspaceBackend>(o.interface));
+  return std::unique_ptr<wg::Backend>(std::make_unique<wg::UserspaceBackend>(o.interface, o.wireguard_go));
 }
 
 // Where peers' gossip comes from and goes: a fixed file (loopback tests) or
@@ -120,6 +122,13 @@ HostAddresses host_addresses(const netauth::Prefix& org_prefix, uint16_t port) {
 Status run_daemon(const DaemonOptions& options) {
   auto dir = StateDir::open(options.state_dir);
   if (!dir) return dir.status();
+  // One daemon per interface, whatever its state directory.
+  std::optional<InterfaceLock> owner;
+  if (options.wg_backend != "none") {
+    auto lock = InterfaceLock::acquire(runtime_dir(), options.interface);
+    if (!lock) return lock.status();
+    owner.emplace(std::move(*lock));
+  }
   auto backend = make_backend(options);
   if (!backend) return backend.status();
   NodeOptions node_options;
@@ -228,11 +237,62 @@ Status run_daemon(const DaemonOptions& options) {
   spdlog::info("fortmesh {} in org {} ({} ops); gossip on {}", netauth::to_base64(node->key().public_key),
                node->replica().org().name, node->replica().op_count(), where.str());
   rearm();
+  if (Status st = sd_notify("READY=1\nSTATUS=in org " + node->replica().org().name); !st) spdlog::warn("{}", st.message());
+
+  // SIGHUP: what can change without a restart (docs/install.md).
+  DaemonOptions current = options;
+  std::function<void()> reload = [&] {
+    (void)sd_notify("RELOADING=1");
+    if (!current.reload) {
+      spdlog::info("SIGHUP: nothing to reload");
+    } else if (auto next = current.reload(); !next) {
+      spdlog::error("SIGHUP: keeping the running configuration: {}", next.status().message());
+    } else {
+      std::vector<std::string> done, restart;
+      if (next->log_level != current.log_level) {
+        spdlog::set_level(spdlog::level::from_str(next->log_level));
+        done.push_back("log level " + current.log_level + " -> " + next->log_level);
+      }
+      if (next->advertise != current.advertise) restart.push_back("advertise");
+      if (next->interface != current.interface) restart.push_back("interface");
+      if (next->wg_backend != current.wg_backend) restart.push_back("wg-backend");
+      if (next->listen_port != current.listen_port) restart.push_back("listen-port");
+      if (next->gossip_listen != current.gossip_listen) restart.push_back("gossip-listen");
+      if (next->gossip_peers_file != current.gossip_peers_file) restart.push_back("gossip-peers");
+      if (next->handover_listen != current.handover_listen) restart.push_back("handover-listen");
+      if (next->wireguard_go != current.wireguard_go) restart.push_back("wireguard-go");
+      if (next->state_dir != current.state_dir) restart.push_back("state-dir");
+      if (next->metrics_listen != current.metrics_listen) restart.push_back("metrics-listen");
+      std::string said = done.empty() ? "nothing changed that applies while running" : "";
+      for (const auto& d : done) said += (said.empty() ? "" : "; ") + d;
+      spdlog::info("SIGHUP: reloaded {}: {}", current.config_file.empty() ? "the command line" : current.config_file, said);
+      if (!restart.empty()) {
+        std::string names_of;
+        for (const auto& r : restart) names_of += (names_of.empty() ? "" : ", ") + r;
+        spdlog::warn("SIGHUP: {} changed; they take effect at the next restart", names_of);
+      }
+      auto keep = current.reload;
+      current.log_level = next->log_level;
+      current.reload = keep;
+    }
+    (void)sd_notify("READY=1");
+  };
+  boost::asio::signal_set hangups(io, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hangups.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      reload();
+      wait_hup();
+    });
+  };
+  wait_hup();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", sig);
+    (void)sd_notify("STOPPING=1");
+    hangups.cancel();
     transport->stop();
     handover.stop();
     names.stop();

@@ -3,6 +3,7 @@
 // socket and one timer, all on one Asio event loop.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,16 @@ struct DaemonOptions {
   std::string handover_listen = "[::]:51821";
   // Where Prometheus metrics are served ("ADDR:PORT", GET /metrics); empty: off.
   std::string metrics_listen;
+  // The wireguard-go binary for the userspace backend: a path, or a name
+  // looked up on PATH.
+  std::string wireguard_go = "wireguard-go";
+  // trace, debug, info, warn, error (SIGHUP applies a new one).
+  std::string log_level = "info";
+  // The config file these options were read from (empty: none), and how to
+  // read the command line and that file again; SIGHUP calls it and applies
+  // what can change without a restart (the log level, --advertise).
+  std::string config_file;
+  std::function<Result<DaemonOptions>()> reload;
 };
 
 // This host's addresses worth announcing as "ip:port" with the WireGuard
@@ -43,7 +54,9 @@ struct DaemonOptions {
 // org prefix (the overlay itself); at most crdt::kMaxEndpoints.
 HostAddresses host_addresses(const netauth::Prefix& org_prefix, uint16_t port);
 
-// Runs until SIGTERM or SIGINT; returns how it ended.
+// Runs until SIGTERM or SIGINT; returns how it ended. SIGHUP reloads.
+// Under systemd (NOTIFY_SOCKET) it says READY=1 once the interface is up and
+// the control socket listens, RELOADING=1 and STOPPING=1 around the rest.
 [[nodiscard]]
 Status run_daemon(const DaemonOptions& options);
 

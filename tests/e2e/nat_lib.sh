@@ -42,7 +42,7 @@ nat_init() {
 }
 
 nat_e2e_start() {
-  command -v nft >/dev/null || { echo "SKIP: nft is not installed (scripts/setup.sh)"; exit 77; }
+  command -v nft >/dev/null || { echo "SKIP: nft is not installed (scripts/setup.sh --tests)"; exit 77; }
   e2e_start "$1"
   declare -gA NAT_MODE=() NAT_PUBLIC=() NAT_BRPORT=()
 }

@@ -11,7 +11,7 @@ FM=$(readlink -f "$1")
 # version manager's python3 may come first on PATH).
 python3() { if [ -x /usr/bin/python3 ]; then /usr/bin/python3 "$@"; else command python3 "$@"; fi; }
 python3 -c 'import prometheus_client' 2>/dev/null ||
-  { echo "SKIP: python3-prometheus-client is not installed (scripts/setup.sh)"; exit 77; }
+  { echo "SKIP: python3-prometheus-client is not installed (scripts/setup.sh --tests)"; exit 77; }
 dir=$(mktemp -d)
 pid=""
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT

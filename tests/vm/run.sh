@@ -9,7 +9,7 @@
 # same paths.
 #
 # Needs linux-image-amd64, qemu-system-x86, busybox-static and cpio
-# (scripts/setup.sh); exits 77 (skipped) with the reason without them.
+# (scripts/setup.sh --tests); exits 77 (skipped) with the reason without them.
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 binary=$(readlink -f "$1"); shift
