@@ -352,6 +352,12 @@ void Node::set_addresses(const HostAddresses& addresses, crdt::Millis now) {
   after_event(now);
 }
 
+void Node::set_advertise(std::vector<std::string> advertise, crdt::Millis now) {
+  options_.advertise = std::move(advertise);
+  announce_record(now);
+  after_event(now);
+}
+
 void Node::announce_record(crdt::Millis now) {
   if (!replica_.has_org()) return;
   crdt::EndpointSet set;

@@ -158,6 +158,9 @@ class Node {
   // This host's underlay addresses changed: re-sign and gossip the record,
   // forget what lighthouses reflected, and check every path still works.
   void set_addresses(const HostAddresses& addresses, crdt::Millis now);
+  // The endpoints given with --advertise changed (SIGHUP): the record is
+  // signed again when the set it announces changed.
+  void set_advertise(std::vector<std::string> advertise, crdt::Millis now);
   // The DNS names among lighthouses' enrolled endpoints ("host:port"), for
   // the shell to resolve; and what one resolved to (empty: it did not).
   std::vector<std::string> names_to_resolve(crdt::Millis now) const;

@@ -17,6 +17,17 @@ void NameResolver::stop() {
   resolver_.cancel();
 }
 
+size_t NameResolver::refresh() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [name, e] : entries_) {
+    e.due = now;
+    e.retry = kFirstRetry;
+  }
+  const size_t n = entries_.size();
+  tick();  // arming the timer again cancels the wait in flight
+  return n;
+}
+
 void NameResolver::tick() {
   const auto now = std::chrono::steady_clock::now();
   const auto wanted = names_();

@@ -26,6 +26,9 @@ class NameResolver {
   NameResolver(boost::asio::io_context& io, Names names, Resolved resolved);
   void start();
   void stop();
+  // Resolves every name again now (SIGHUP), whatever its schedule; returns how
+  // many names that is.
+  size_t refresh();
 
   static constexpr std::chrono::seconds kRefresh{300}, kFirstRetry{10}, kMaxRetry{300};
 

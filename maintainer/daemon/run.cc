@@ -241,6 +241,11 @@ Status run_daemon(const DaemonOptions& options) {
 
   // SIGHUP: what can change without a restart (docs/install.md).
   DaemonOptions current = options;
+  auto join = [](const std::vector<std::string>& parts, const char* separator = ", ") {
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : separator) + p;
+    return out;
+  };
   std::function<void()> reload = [&] {
     (void)sd_notify("RELOADING=1");
     if (!current.reload) {
@@ -253,7 +258,11 @@ Status run_daemon(const DaemonOptions& options) {
         spdlog::set_level(spdlog::level::from_str(next->log_level));
         done.push_back("log level " + current.log_level + " -> " + next->log_level);
       }
-      if (next->advertise != current.advertise) restart.push_back("advertise");
+      if (next->advertise != current.advertise) {
+        node->set_advertise(next->advertise, unix_millis());
+        rearm();
+        done.push_back("advertised endpoints [" + join(current.advertise) + "] -> [" + join(next->advertise) + "]");
+      }
       if (next->interface != current.interface) restart.push_back("interface");
       if (next->wg_backend != current.wg_backend) restart.push_back("wg-backend");
       if (next->listen_port != current.listen_port) restart.push_back("listen-port");
@@ -263,17 +272,14 @@ Status run_daemon(const DaemonOptions& options) {
       if (next->wireguard_go != current.wireguard_go) restart.push_back("wireguard-go");
       if (next->state_dir != current.state_dir) restart.push_back("state-dir");
       if (next->metrics_listen != current.metrics_listen) restart.push_back("metrics-listen");
-      std::string said = done.empty() ? "nothing changed that applies while running" : "";
-      for (const auto& d : done) said += (said.empty() ? "" : "; ") + d;
+      if (const size_t n = names.refresh(); n > 0) done.push_back(std::to_string(n) + " DNS name(s) resolved again");
+      const std::string said = done.empty() ? "nothing changed that applies while running" : join(done, "; ");
       spdlog::info("SIGHUP: reloaded {}: {}", current.config_file.empty() ? "the command line" : current.config_file, said);
       if (!restart.empty()) {
-        std::string names_of;
-        for (const auto& r : restart) names_of += (names_of.empty() ? "" : ", ") + r;
-        spdlog::warn("SIGHUP: {} changed; they take effect at the next restart", names_of);
+        spdlog::warn("SIGHUP: {} changed; they take effect at the next restart", join(restart));
       }
-      auto keep = current.reload;
       current.log_level = next->log_level;
-      current.reload = keep;
+      current.advertise = next->advertise;
     }
     (void)sd_notify("READY=1");
   };

@@ -183,10 +183,11 @@ class DaemonServiceTest : public ::testing::Test {
       ::waitpid(pid_, nullptr, 0);
     }
   }
-  void write_config(const std::string& level) {
+  void write_config(const std::string& level, const std::string& advertise = "") {
     std::ofstream(tmp_ / "fortmesh.conf") << "state-dir = \"" << dir_ << "\"\nwg-backend = \"none\"\n"
                                           << "gossip-listen = \"127.0.0.1:" << port_ << "\"\nhandover-listen = \"off\"\n"
-                                          << "log-level = \"" << level << "\"\n";
+                                          << "log-level = \"" << level << "\"\n"
+                                          << (advertise.empty() ? "" : "advertise = [\"" + advertise + "\"]\n");
   }
   void start(std::vector<std::string> extra = {}, bool journal = false) {
     std::vector<std::string> args{"run", "--config", tmp_ / "fortmesh.conf"};
@@ -228,6 +229,14 @@ TEST_F(DaemonServiceTest, ReadyWhenItAnswersReloadsOnSighupStopsCleanly) {
   EXPECT_TRUE(contains(log(), "SIGHUP: reloaded " + (tmp_ / "fortmesh.conf") + ": log level info -> debug")) << log();
   EXPECT_EQ(run(tmp_, {"status", "--state-dir", dir_}).code, 0);
   EXPECT_TRUE(contains(log(), "<7>control: request")) << "debug lines appear once the level is debug\n" << log();
+  // SIGHUP: a new advertised endpoint is announced without a restart.
+  EXPECT_FALSE(contains(run(tmp_, {"status", "--state-dir", dir_}).out, "198.51.100.7:51820"));
+  write_config("debug", "198.51.100.7:51820");
+  ASSERT_EQ(::kill(pid_, SIGHUP), 0);
+  EXPECT_EQ(notify_.next(), "RELOADING=1");
+  EXPECT_EQ(notify_.next(), "READY=1");
+  EXPECT_TRUE(contains(log(), "advertised endpoints [] -> [198.51.100.7:51820]")) << log();
+  EXPECT_TRUE(contains(run(tmp_, {"status", "--state-dir", dir_}).out, "198.51.100.7:51820")) << log();
   std::ofstream(tmp_ / "fortmesh.conf", std::ios::app) << "no-such-option = 1\n";
   ASSERT_EQ(::kill(pid_, SIGHUP), 0);
   EXPECT_EQ(notify_.next(), "RELOADING=1");
