@@ -218,7 +218,8 @@ std::string Node::describe(std::span<const crdt::OpId> ops, crdt::Millis now) co
   return out;
 }
 
-void Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now) {
+bool Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now) {
+  bool any = false;
   for (const auto& id : applied) {
     crdt::Op op;
     const std::string* b = replica_.op_bytes(id);
@@ -226,6 +227,7 @@ void Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis no
         !replica_.is_valid(id)) {
       continue;
     }
+    any = true;
     auto m = replica_.member(op.subject, seconds(now));
     if (!m || m->standing != crdt::Standing::revoked) continue;
     ++revocations_applied_;
@@ -234,6 +236,7 @@ void Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis no
     spdlog::info("revocation of {} applied here, {} ms after its author made it (by its clock)", label(*m),
                  last_revocation_delay_ms_);
   }
+  return any;
 }
 
 void Node::announce(const std::vector<crdt::OpId>& ops, crdt::Millis now) {
@@ -398,7 +401,9 @@ void Node::set_resolved(const std::string& name, const std::vector<std::string>&
 void Node::on_tick(crdt::Millis now) {
   if (now >= engine_->next_deadline()) engine_->on_tick(now);
   after_event(now);
-  if (next_expiry_ && seconds(now) >= *next_expiry_) membership_changed(now);
+  if ((next_expiry_ && seconds(now) >= *next_expiry_) || (membership_due_ && now >= *membership_due_)) {
+    membership_changed(now);
+  }
   if (now >= next_repair_) {
     // Drift made by hand, a lost interface; on a lighthouse, reflections.
     next_repair_ = now + (is_lighthouse(now) ? options_.reflect_interval : options_.repair_interval);
@@ -421,6 +426,7 @@ void Node::on_tick(crdt::Millis now) {
 crdt::Millis Node::next_deadline() const {
   crdt::Millis due = engine_->next_deadline();
   if (next_expiry_) due = std::min(due, *next_expiry_ * 1000);
+  if (membership_due_) due = std::min(due, *membership_due_);
   if (wireguard_) {
     due = std::min({due, next_repair_, wireguard_->next_path_deadline(), next_unreachable_warning_, next_handover_});
   }
@@ -544,7 +550,7 @@ void Node::after_event(crdt::Millis now) {
   std::vector<std::string> ops;
   const auto applied = engine_->take_applied_ops();
   for (const auto& id : applied) ops.push_back(*replica_.op_bytes(id));
-  note_revocations(applied, now);
+  const bool revoked = note_revocations(applied, now);
   if (!ops.empty()) {
     // Ops from peers exist elsewhere too: written without sync.
     if (Status st = store_->append(ops, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
@@ -560,9 +566,16 @@ void Node::after_event(crdt::Millis now) {
   }
   take_reflections(now);
   send_datagrams(now);
-  if (changed) {
+  if (!changed) return;
+  // In a burst (a catch-up brings ops in many datagrams a few ms apart) the
+  // members are listed again and WireGuard follows at most every
+  // kMembershipCoalesce, at its end at the latest. A Revoke is followed at once.
+  const crdt::Millis due = membership_due_.value_or(last_membership_change_ + kMembershipCoalesce);
+  if (revoked || now >= due) {
     membership_changed(now);
     send_datagrams(now);  // the pokes of paths that changed: their handshakes start now
+  } else {
+    membership_due_ = due;
   }
 }
 
@@ -577,6 +590,8 @@ void Node::send_datagrams(crdt::Millis now) {
 }
 
 void Node::membership_changed(crdt::Millis now) {
+  last_membership_change_ = now;
+  membership_due_.reset();
   sync_wireguard(now);
   const auto digest = crdt::membership_digest(members(now));
   if (digest == digest_) return;
@@ -612,6 +627,10 @@ const std::vector<crdt::Member>& Node::members(crdt::Millis now) const {
 }
 
 const std::vector<crdt::PublicKey>& Node::Directory::peers(crdt::Millis now) {
+  // While a burst's membership change waits (after_event), the push sample
+  // takes the members of at most kMembershipCoalesce ago: a member enrolled
+  // since misses one eager push, and anti-entropy brings it the ops.
+  if (node_->membership_due_ && seen_version_ == node_->members_version_) return peers_;
   const auto& members = node_->members(now);
   if (seen_version_ == node_->members_version_) return peers_;
   seen_version_ = node_->members_version_;

@@ -254,8 +254,9 @@ class Node {
   void warn_if_unreachable(crdt::Millis now);
   // ": Enroll of b (AbCd1234) as member by root (...)" for a few ops; "" for many.
   std::string describe(std::span<const crdt::OpId> ops, crdt::Millis now) const;
-  // Notes the Revokes among `applied` that took effect (status, metrics, log).
-  void note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now);
+  // Notes the Revokes among `applied` that took effect (status, metrics, log);
+  // true if `applied` holds a valid Revoke.
+  bool note_revocations(std::span<const crdt::OpId> applied, crdt::Millis now);
   // Peers with a handshake in the last 180 s.
   static size_t reachable_peers(const wg::Device& device, crdt::Millis now);
   // While no peer is reachable: hand this node's newest ops to lighthouses
@@ -280,6 +281,10 @@ class Node {
   mutable size_t members_ops_ = SIZE_MAX;
   mutable uint64_t members_reevaluations_ = 0;
   mutable std::optional<uint64_t> next_expiry_;  // Unix seconds: the next active member's expiry
+  // The last membership_changed(), and when the one a burst put off is due.
+  static constexpr crdt::Millis kMembershipCoalesce = 50;
+  crdt::Millis last_membership_change_ = 0;
+  std::optional<crdt::Millis> membership_due_;
   crdt::Millis next_repair_ = 0;
   HostAddresses addresses_;
   std::optional<crdt::EndpointSet> announced_;  // what the last record said

@@ -190,6 +190,43 @@ TEST_F(NodeTest, RevokeRemovesThePeerInTheSameStep) {
   EXPECT_EQ(node->replica().op_count(), ops);
 }
 
+// A catch-up brings Enrolls in many datagrams a few ms apart: WireGuard
+// follows the first at once and the rest within 50 ms (one listing of the
+// members per burst, not one per datagram); a Revoke is followed at once.
+TEST_F(NodeTest, ABurstOfEnrollsIsFollowedWithin50msARevokeAtOnce) {
+  auto node = open();
+  ASSERT_TRUE(node);
+  int changes = 0;
+  node->set_membership_listener([&](const netauth::Bytes32&) { ++changes; });
+  const netauth::KeyPair erin = test::test_key(6), frank = test::test_key(7);
+  auto from_bob = [&](const std::string& op, crdt::Millis at) {
+    const std::string d = gossip_ops({op});
+    node->on_datagram(bob_.public_key, bytes_of(d), at);
+  };
+  enroll(dave_, "dave");
+  from_bob(ops_.back(), kT0 + 1'000);
+  EXPECT_TRUE(device_.has_peer(dave_.public_key)) << "the first of a burst waits";
+  EXPECT_EQ(changes, 1);
+  enroll(erin, "erin");
+  from_bob(ops_.back(), kT0 + 1'002);
+  enroll(frank, "frank");
+  from_bob(ops_.back(), kT0 + 1'004);
+  EXPECT_EQ(node->replica().op_count(), ops_.size());
+  EXPECT_FALSE(device_.has_peer(frank.public_key));
+  EXPECT_EQ(changes, 1);
+  EXPECT_LE(node->next_deadline(), kT0 + 1'050);
+  node->on_tick(kT0 + 1'050);
+  EXPECT_TRUE(device_.has_peer(erin.public_key));
+  EXPECT_TRUE(device_.has_peer(frank.public_key));
+  EXPECT_EQ(changes, 2);
+  // 1 ms after the last change, a Revoke does not wait.
+  ops_.push_back(crdt::make_revoke(root_, model_.org().id, model_.heads(), alice_.public_key, "left", kT0s + 1));
+  (void)model_.ingest(bytes_of(ops_.back()));
+  from_bob(ops_.back(), kT0 + 1'051);
+  EXPECT_FALSE(device_.has_peer(alice_.public_key));
+  EXPECT_EQ(changes, 3);
+}
+
 TEST_F(NodeTest, DriftIsRepairedAtTheNextRepairTick) {
   auto node = open();
   ASSERT_TRUE(node);
