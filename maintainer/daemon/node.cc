@@ -183,8 +183,8 @@ Result<AdminOutcome> Node::commit_admin_op(const std::string& op, const crdt::Pu
   if (!ids) return ids.status();
   auto after = replica_.member(subject, seconds(now));
   if (!after) return Status::error("the subject is not a member after the command");
-  spdlog::info("admin: {} {} is now {} ({} ops); gossiping", crdt::to_string(after->role), label(*after),
-               crdt::to_string(after->standing), replica_.op_count());
+  spdlog::info("admin: {} {} is now {} ({} ops){}; gossiping", crdt::to_string(after->role), label(*after),
+               crdt::to_string(after->standing), replica_.op_count(), describe(*ids, now));
   announce(*ids, now);
   return AdminOutcome{std::move(*after), {}};
 }
@@ -361,8 +361,10 @@ void Node::hand_over(crdt::Millis now) {
     for (const auto& d : datagrams) sink_->send_handover(t, d);
   }
   handovers_out_ += targets.size() * datagrams.size();
-  spdlog::info("hand-over: our newest {} op(s) to {} endpoint(s) outside the tunnel, as no peer answers",
-               std::min(replica_.op_count(), crdt::kHandoverOps), targets.size());
+  std::string where;
+  for (const auto& t : targets) where += (where.empty() ? "" : ", ") + t.to_string();
+  spdlog::info("hand-over: our newest {} op(s) to {} endpoint(s) outside the tunnel, as no peer answers: {}",
+               std::min(replica_.op_count(), crdt::kHandoverOps), targets.size(), where);
 }
 
 void Node::set_addresses(const HostAddresses& addresses, crdt::Millis now) {
@@ -394,9 +396,13 @@ void Node::announce_record(crdt::Millis now) {
   if (announced_ == set) return;
   announced_ = set;
   engine_->set_endpoints(set, options_.listen_port, now);
-  spdlog::info("announcing {} endpoint(s) for WireGuard port {}: {} local, {} advertised, {} reflected; NAT {}",
+  std::string listed;
+  for (const auto* list : {&set.advertised, &set.reflected, &set.local}) {
+    for (const auto& e : *list) listed += (listed.empty() ? "" : ", ") + e;
+  }
+  spdlog::info("announcing {} endpoint(s) for WireGuard port {}: {} local, {} advertised, {} reflected; NAT {}{}{}",
                set.size(), options_.listen_port, set.local.size(), set.advertised.size(), set.reflected.size(),
-               crdt::to_string(set.nat));
+               crdt::to_string(set.nat), listed.empty() ? "" : ": ", listed);
 }
 
 std::vector<std::string> Node::names_to_resolve(crdt::Millis now) const {

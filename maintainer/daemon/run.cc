@@ -85,9 +85,9 @@ void log_start(const DaemonOptions& o, const Node& node, const udp::endpoint& go
   where << gossip;  // Asio writes IPv6 in brackets
   spdlog::info("fortmesh {} started: key {}, org {} ({} ops, digest {}), standing {}", FORTMESH_VERSION,
                netauth::to_base64(s.key).substr(0, 8), s.org_name, s.ops, netauth::to_hex(s.digest), s.standing);
-  spdlog::info("WireGuard backend {}, interface {}, listen port {}; gossip on {}; hand-overs on {}; announcing {}",
+  spdlog::info("WireGuard backend {}, interface {}, listen port {}; gossip on {}; hand-overs {}; announcing {}",
                backend, s.interface.empty() ? "(none)" : s.interface, o.listen_port, where.str(),
-               o.handover_listen, announced.empty() ? "(nothing)" : announced);
+               o.handover_listen == "off" ? "off" : "on " + o.handover_listen, announced.empty() ? "(nothing)" : announced);
 }
 
 }  // namespace

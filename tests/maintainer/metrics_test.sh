@@ -139,4 +139,16 @@ assert answer == b"", "junk got an answer"
 PY
 scrape 'v("fortmesh_ops") == 3' || fail "the server stopped serving after idle and junk clients"
 kill "$pid"; wait "$pid" || true; pid=""
+# The log names what happened: the version and digest at start, each admin
+# op's kind and subject (name and short key), peer counts before and after.
+bkey=$("$FM" pubkey --state-dir "$dir/b" | cut -c1-8)
+grep -q "fortmesh $("$FM" --version | cut -d' ' -f2) started: .*digest [0-9a-f]\{64\}" "$dir/log" || fail "no startup line"
+grep -q "gossip on 127.0.0.1:$gport" "$dir/log" || fail "the startup line does not name the gossip port"
+grep -q "admin: member b ($bkey) is now active (2 ops): Enroll of b ($bkey) as member by root (" "$dir/log" ||
+  fail "the enroll's log line does not name its kind and subject"
+grep -q "admin: member b ($bkey) is now revoked (3 ops): Revoke of b ($bkey) by root (" "$dir/log" ||
+  fail "the revoke's log line does not name its kind and subject"
+if [ "$backend" != none ]; then
+  grep -q "peers 0 -> 1" "$dir/log" && grep -q "peers 1 -> 0" "$dir/log" || fail "no peer counts before and after"
+fi
 echo "PASS ($backend backend): metrics scraped and parsed; they follow an enroll, a revoke, bad gossip; 404, idle and junk clients handled"
