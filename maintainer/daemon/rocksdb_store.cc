@@ -27,15 +27,16 @@ Status from(const rocksdb::Status& s, const std::string& what) {
   return Status::error(what + ": " + s.ToString());
 }
 
-// Whether another process holds `path`'s LOCK (RocksDB takes it with an
-// fcntl write lock on the whole file).
-bool locked_by_other(const std::string& path) {
+// Whether someone holds `path`'s LOCK (RocksDB takes it with an fcntl write
+// lock on the whole file). Asked as an open file description lock, which
+// conflicts with a process-associated lock even when this process holds it.
+bool locked(const std::string& path) {
   const int fd = ::open((path + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   struct flock probe{};
   probe.l_type = F_WRLCK;
   probe.l_whence = SEEK_SET;
-  const bool held = ::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
+  const bool held = ::fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
   ::close(fd);
   return held;
 }
@@ -52,7 +53,7 @@ Status open_error(const rocksdb::Status& s, const std::string& path, RocksDbStor
     return Status::error(Code::corrupt, "the store at " + path + " is corrupt (" + s.ToString() +
                                             "); restore it from a backup (a member can also move it away and join with a new bundle)");
   }
-  if (s.IsIOError() && locked_by_other(path)) {
+  if (s.IsIOError() && locked(path)) {
     return Status::error(Code::conflict, "another fortmesh process is using " + path + " (stop it first)");
   }
   if (s.IsIOError() && s.subcode() == rocksdb::Status::kNoSpace) {
