@@ -63,9 +63,10 @@ Status status(const std::string& dir, bool json) {
   if (s.last_revocation_applied_ms() == 0) {
     std::printf("revoked   none applied since start\n");
   } else {
-    std::printf("revoked   %" PRIu64 " applied since start; last: %s at %s, %.1f s after its author made it (its clock)\n",
+    std::printf("revoked   %" PRIu64 " applied since start; last: %s at %s, %" PRId64
+                " ms after its author made it (its clock, in whole seconds)\n",
                 s.revocations_applied(), s.last_revocation_subject().c_str(),
-                utc(s.last_revocation_applied_ms() / 1000).c_str(), static_cast<double>(s.last_revocation_delay_ms()) / 1000);
+                utc(s.last_revocation_applied_ms() / 1000).c_str(), s.last_revocation_delay_ms());
   }
   if (s.interface().empty()) {
     std::printf("wireguard none (--wg-backend none)\n");
@@ -91,7 +92,7 @@ Status status(const std::string& dir, bool json) {
   std::printf("endpoints %s\n", announced.empty() ? "(none announced)" : announced.c_str());
   std::printf("nat       %s (%d reflected); %u of %u peers reachable\n", s.nat().c_str(), s.reflected_size(),
               s.reachable_peers(), s.peers());
-  std::printf("handover %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
+  std::printf("handover  %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
               s.handovers_in(), s.handover_ops_applied(), s.handovers_refused(), s.handovers_out());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();

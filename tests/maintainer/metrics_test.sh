@@ -87,6 +87,9 @@ if [ "$backend" != none ]; then
     "v('fortmesh_peer_handshake_age_seconds', peer='$("$FM" pubkey --state-dir "$dir/b" | cut -c1-8)', name='b') == -1" ||
     fail "the reconcile and peer metrics after an enroll"
 fi
+if [ "$backend" != none ]; then
+  "$FM" peers --state-dir "$dir/root" | grep -q "^b  .*  never  " || fail "peers does not list b, never handshaken"
+fi
 # From b's address: a Gossip Ops holding one op that does not parse, then a
 # datagram that is not gossip at all.
 python3 - "$bport" "$gport" <<'PY'
@@ -106,10 +109,13 @@ scrape 'v("fortmesh_ops_rejected_total", reason="malformed") == 1' 'v("fortmesh_
   'v("fortmesh_gossip_datagrams_by_kind_total", direction="out", kind="ops") >= 1' ||
   fail "gossip from b: a malformed op and a junk datagram"
 "$FM" status --state-dir "$dir/root" | grep -q '^rejected  1 malformed' || fail "status does not show the rejected op"
+"$FM" status --json --state-dir "$dir/root" | grep -q '"malformed": "1"' || fail "status --json: not a string 64-bit count"
 "$FM" revoke b --reason test --state-dir "$dir/root" >/dev/null
 scrape 'v("fortmesh_ops") == 3' 'v("fortmesh_members", standing="revoked") == 1' \
   'v("fortmesh_revocations_applied_total") == 1' 'v("fortmesh_last_revocation_applied_timestamp_seconds") > 0' ||
   fail "metrics after an enroll and a revoke"
+"$FM" status --state-dir "$dir/root" | grep -q "^revoked   1 applied since start; last: b ($("$FM" pubkey --state-dir "$dir/b" | cut -c1-8)) at 20" ||
+  fail "status does not name the last revocation applied"
 if [ "$backend" != none ]; then
   scrape 'v("fortmesh_wireguard_peers") == 0' 'v("fortmesh_reconcile_changes_total") >= 2' \
     '"fortmesh_peer_handshake_age_seconds" not in m' || fail "the revoked peer is still on the interface or in the metrics"
