@@ -71,6 +71,7 @@ Status enroll(const std::string& dir, const EnrollArgs& a) {
 }
 
 Status revoke(const std::string& dir, const std::string& target, const std::string& reason) {
+  if (Status st = check_text("TARGET", target); !st) return st;  // a key or a name: text either way
   if (!reason.empty()) {
     if (Status st = check_text("--reason", reason); !st) return st;
   }

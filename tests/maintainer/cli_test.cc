@@ -370,6 +370,7 @@ TEST_F(CliTest, OperatorErrorsNameTheRealCause) {
   expect_refused({"enroll", keys_["lh"], "--name", "a\tb", "--out", tmp_ / "x.join", "--state-dir", admin_}, 1, admin_,
                  "--name holds a control character");
   expect_refused({"revoke", "alice", "--reason", "bad\xc3", "--state-dir", admin_}, 1, admin_, "--reason is not valid UTF-8");
+  expect_refused({"revoke", "\xff", "--state-dir", admin_}, 1, admin_, "TARGET is not valid UTF-8");
   expect_refused({"org", "init", "--name", "\xed\xa0\x80", "--state-dir", carol}, 1, admin_, "--name is not valid UTF-8");
   // An empty --state-dir, a symlinked key, a key this user may not read.
   one_line({"members", "--state-dir", ""}, 2, "--state-dir is empty");
