@@ -144,6 +144,15 @@ except ConnectionResetError:  # closed with the junk unread: no answer either
 assert answer == b"", "junk got an answer"
 PY
 scrape 'v("fortmesh_ops") == 3' || fail "the server stopped serving after idle and junk clients"
+# Every family served is listed in docs/metrics.md.
+python3 - "$port" "$(dirname "$0")/../../docs/metrics.md" <<'PY' || fail "docs/metrics.md does not list every metric"
+import re, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+doc = open(sys.argv[2]).read()
+missing = [f.name for f in text_string_to_metric_families(text) if not re.search(r"\| `" + f.name + r"(_total)?` \|", doc)]
+assert not missing, f"not in docs/metrics.md: {missing}"
+PY
 kill "$pid"; wait "$pid" || true; pid=""
 # The log names what happened: the version and digest at start, each admin
 # op's kind and subject (name and short key), peer counts before and after.
