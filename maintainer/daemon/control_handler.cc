@@ -1,5 +1,6 @@
 #include "maintainer/daemon/control_handler.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -112,7 +113,9 @@ void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply)
   reply->set_org_name(org.name);
   reply->set_prefix(netauth::format_prefix(org.prefix));
   reply->set_digest(netauth::to_hex(crdt::membership_digest(members)));
-  const auto revocations = node.revocations(now);
+  const bool any_revoked = std::any_of(members.begin(), members.end(),
+                                       [](const crdt::Member& m) { return m.standing == crdt::Standing::revoked; });
+  const auto revocations = any_revoked ? node.revocations(now) : std::map<crdt::PublicKey, Revocation>{};  // a scan
   for (const auto& m : members) {
     auto* mi = reply->add_members();
     mi->set_key(netauth::to_base64(m.key));

@@ -198,7 +198,8 @@ class Node {
   // "active" when this node is an active member, else what it is and why:
   // "revoked by NAME at T: REASON", "expired at T", "not a member".
   std::string standing(crdt::Millis now) const;
-  // The Revoke behind each revoked member (a scan of every op).
+  // The Revoke behind each revoked member: for each subject the first valid
+  // Revoke in causal order (a scan of every op).
   std::map<crdt::PublicKey, Revocation> revocations(crdt::Millis now) const;
 
   // Every member at `now`, sorted by key. Computed once per change of the
