@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -122,10 +121,6 @@ Status join_store(const std::string& dir, const std::string& file, const fortmes
   auto offline = OfflineNode::open(dir);
   if (!offline) return offline.status();
   Node& n = *offline->node;
-  if (subject != n.key().public_key) {
-    return Status::error(Code::invalid_argument, "this bundle enrolls " + to_base64(subject) + ", not this node (" +
-                                                     to_base64(n.key().public_key) + ")");
-  }
   if (n.replica().has_org() && n.replica().org().id != org_id) {
     return Status::error(Code::conflict, "this node already belongs to org " + n.replica().org().name);
   }
@@ -136,6 +131,9 @@ Status join_store(const std::string& dir, const std::string& file, const fortmes
     if (auto m = r.member(subject, now); m && m->standing == crdt::Standing::expired) {
       return Status::error(Code::conflict, "the enrollment in this bundle expired at " + utc(m->expires_at) +
                                                " (ask an admin to enroll this key again)");
+    }
+    if (auto m = r.member(subject, now); m && m->standing == crdt::Standing::revoked) {
+      return Status::error(Code::conflict, "the key this bundle enrolls was revoked in it (make a new key)");
     }
     if (!r.is_active_member(subject, now)) return Status::error("the bundle does not make this node an active member");
     return Status::ok();

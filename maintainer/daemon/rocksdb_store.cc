@@ -2,11 +2,11 @@
 
 #include <fcntl.h>
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <rocksdb/write_batch.h>
 
 namespace fm::maintainer {
 namespace {
