@@ -60,7 +60,7 @@ Status org_init(const std::string& dir, const std::string& name, const std::stri
   Node& n = *offline->node;
   if (n.replica().has_org()) {
     return Status::error(Code::conflict, "this node already belongs to org " + n.replica().org().name + " (" +
-                                             to_base64(n.replica().org().id) + ")");
+                                             netauth::to_hex(n.replica().org().id) + ")");
   }
   std::string genesis = crdt::make_genesis(n.key(), name, prefix, unix_now());
   auto done = n.commit(std::span(&genesis, 1), [&](const crdt::Replica& r) {
@@ -69,7 +69,7 @@ Status org_init(const std::string& dir, const std::string& name, const std::stri
   }, unix_millis());
   if (!done) return done.status();
   const auto& org = n.replica().org();
-  std::printf("org:     %s\nid:      %s\nprefix:  %s\naddress: %s\n", org.name.c_str(), to_base64(org.id).c_str(),
+  std::printf("org:     %s\nid:      %s\nprefix:  %s\naddress: %s\n", org.name.c_str(), netauth::to_hex(org.id).c_str(),
               netauth::format_prefix(org.prefix).c_str(),
               netauth::format_address(*netauth::overlay_address_of(org.prefix, n.key().public_key)).c_str());
   return Status::ok();
@@ -143,7 +143,7 @@ Status join_store(const std::string& dir, const std::string& file, const fortmes
   const size_t kept = n.import_records(records, unix_millis());
   const auto& org = n.replica().org();
   std::printf("joined org %s (%s)\naddress: %s\nmembers: %zu, lighthouses: %d, endpoint records: %zu\n",
-              org.name.c_str(), to_base64(org.id).c_str(),
+              org.name.c_str(), netauth::to_hex(org.id).c_str(),
               netauth::format_address(*netauth::overlay_address_of(org.prefix, subject)).c_str(),
               n.replica().members(now).size(), bundle.lighthouses_size(), kept);
   return Status::ok();

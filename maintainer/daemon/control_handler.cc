@@ -109,7 +109,7 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
 void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply) {
   const auto& org = node.replica().org();
   const auto& members = node.members(now);
-  reply->set_org_id(netauth::to_base64(org.id));
+  reply->set_org_id(netauth::to_hex(org.id));
   reply->set_org_name(org.name);
   reply->set_prefix(netauth::format_prefix(org.prefix));
   reply->set_digest(netauth::to_hex(crdt::membership_digest(members)));

@@ -298,6 +298,8 @@ TEST_F(CliTest, JsonKeeps64BitNumbersAsStrings) {
   EXPECT_NE(m.out.find("\"expires_at\": \"0\""), std::string::npos) << m.out;
   CliRun l = fortmesh(tmp_, {"log", "--json", "--state-dir", admin_});
   EXPECT_NE(l.out.find("\"created_at\": \"17"), std::string::npos) << l.out;
+  // Hashes are hex everywhere: the org id is the Genesis op's id.
+  EXPECT_EQ(members(tmp_, admin_).org_id(), audit(tmp_, {"--state-dir", admin_}).entries(0).id());
 }
 
 // Display columns of `s`: what a terminal shows (wide CJK takes two).
