@@ -232,7 +232,10 @@ Status run_daemon(const DaemonOptions& options) {
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();
     auto reply = handle_control(*node, req, unix_millis(), shell());
-    if (req.has_member_status()) ++(reply.member_status() == "active" ? checks_active : checks_refused);
+    // The all-zero key is daemon_running()'s ping, not a check of anyone.
+    if (req.has_member_status() && req.member_status() != std::string(32, '\0')) {
+      ++(reply.member_status() == "active" ? checks_active : checks_refused);
+    }
     rearm();
     spdlog::debug("control: request {} answered in {:.2f} ms{}", static_cast<int>(req.request_case()),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),

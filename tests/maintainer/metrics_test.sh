@@ -78,7 +78,7 @@ scrape 'v("fortmesh_self_active") == 1' 'v("fortmesh_ops") == 1' 'v("fortmesh_me
   "all(v('fortmesh_ops_rejected_total', reason=r) == 0 for r in $reasons)" \
   "all(v('fortmesh_gossip_datagrams_by_kind_total', direction=d, kind=k) >= 0 for d in ['in', 'out'] for k in $kinds)" \
   "all(v('fortmesh_gossip_bytes_by_kind_total', direction=d, kind=k) >= 0 for d in ['in', 'out'] for k in $kinds)" \
-  'v("fortmesh_member_checks_total", answer="active") == 0' 'v("fortmesh_member_checks_total", answer="refused") >= 0' ||
+  'v("fortmesh_member_checks_total", answer="active") == 0' 'v("fortmesh_member_checks_total", answer="refused") == 0' ||
   fail "a fresh org's metrics"
 "$FM" enroll "$("$FM" pubkey --state-dir "$dir/b")" --name b --out "$dir/b.join" --state-dir "$dir/root" >/dev/null
 if [ "$backend" != none ]; then
@@ -116,6 +116,20 @@ scrape 'v("fortmesh_ops") == 3' 'v("fortmesh_members", standing="revoked") == 1'
   fail "metrics after an enroll and a revoke"
 "$FM" status --state-dir "$dir/root" | grep -q "^revoked   1 applied since start; last: b ($("$FM" pubkey --state-dir "$dir/b" | cut -c1-8)) at 20" ||
   fail "status does not name the last revocation applied"
+# What fortmesh guard asks after a conn_auth handshake: is this key an active
+# member? The root's is, the revoked b's is not; the all-zero ping is no check.
+python3 - "$dir/root/control.sock" "$("$FM" pubkey --state-dir "$dir/root")" "$("$FM" pubkey --state-dir "$dir/b")" <<'PY'
+import base64, socket, struct, sys
+for key in [base64.b64decode(sys.argv[2]), base64.b64decode(sys.argv[3]), bytes(32)]:
+    req = b"\x22\x20" + key  # ControlRequest { member_status: key }
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    s.sendall(struct.pack(">I", len(req)) + req)
+    s.recv(4096)
+    s.close()
+PY
+scrape 'v("fortmesh_member_checks_total", answer="active") == 1' 'v("fortmesh_member_checks_total", answer="refused") == 1' ||
+  fail "the membership checks a guard makes are not counted by answer"
 if [ "$backend" != none ]; then
   scrape 'v("fortmesh_wireguard_peers") == 0' 'v("fortmesh_reconcile_changes_total") >= 2' \
     '"fortmesh_peer_handshake_age_seconds" not in m' || fail "the revoked peer is still on the interface or in the metrics"
