@@ -109,6 +109,17 @@ class OpsPacking {
 
 }  // namespace
 
+const char* gossip_kind_name(size_t kind) {
+  static_assert(wire::Gossip::kOps == 1 && wire::Gossip::kReflection == 6 && kGossipKinds == 7);
+  static constexpr const char* kNames[kGossipKinds] = {"other", "ops", "summary", "want", "ranges", "records", "reflection"};
+  return kind < kGossipKinds ? kNames[kind] : kNames[0];
+}
+
+void GossipEngine::count_in(size_t kind, size_t bytes) {
+  ++stats_.datagrams_in_by_kind[kind];
+  stats_.bytes_in_by_kind[kind] += bytes;
+}
+
 const std::vector<PublicKey>& ReplicaPeers::peers(Millis now) {
   // Membership changes with some ops (the engine says which), with
   // re-evaluation, and with time (expiry).
@@ -200,6 +211,11 @@ std::vector<PublicKey> GossipEngine::sample(size_t k, const PublicKey* exclude, 
 void GossipEngine::send(const PublicKey& to, const std::string& msg) {
   ++stats_.datagrams_out;
   stats_.bytes_out += msg.size();
+  // A serialized Gossip holds one field of its oneof, numbered 1..6, so its
+  // first byte is that field's tag: (number << 3) | 2.
+  const size_t kind = msg.empty() ? 0 : static_cast<uint8_t>(msg[0]) >> 3;
+  ++stats_.datagrams_out_by_kind[kind < kGossipKinds ? kind : 0];
+  stats_.bytes_out_by_kind[kind < kGossipKinds ? kind : 0] += msg.size();
   out_.push_back(Datagram{to, msg});
 }
 
@@ -293,14 +309,17 @@ void GossipEngine::on_datagram(const PublicKey& from, std::span<const uint8_t> b
   Peer& p = peer(from, now);
   if (!p.accepted.take(static_cast<double>(bytes.size()))) {
     ++stats_.throttled;
+    count_in(0, bytes.size());
     return;
   }
   wire::Gossip g;
   if (bytes.size() > 2 * config_.max_datagram ||
       !g.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     ++stats_.junk;
+    count_in(0, bytes.size());
     return;
   }
+  count_in(g.msg_case() < kGossipKinds ? static_cast<size_t>(g.msg_case()) : 0, bytes.size());
   // Ops and records authenticate themselves; requests are served to members only.
   const auto& members = peers_->peers(now);
   const bool member = std::binary_search(members.begin(), members.end(), from);

@@ -24,6 +24,7 @@
 // Thread-safety: none; one owner drives an engine.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -110,8 +111,16 @@ class ReplicaPeers final : public PeerDirectory {
   uint64_t refreshes_ = 0;
 };
 
+// Gossip message kinds as counted per kind: the Gossip oneof's field numbers
+// (proto/gossip.proto), 0 for a datagram not parsed (throttled before, or junk).
+inline constexpr size_t kGossipKinds = 7;
+const char* gossip_kind_name(size_t kind);  // "other", "ops", "summary", ...
+
 struct GossipStats {
   uint64_t datagrams_in = 0, bytes_in = 0, datagrams_out = 0, bytes_out = 0;
+  // The same, by message kind (gossip_kind_name).
+  std::array<uint64_t, kGossipKinds> datagrams_in_by_kind{}, bytes_in_by_kind{};
+  std::array<uint64_t, kGossipKinds> datagrams_out_by_kind{}, bytes_out_by_kind{};
   uint64_t junk = 0;        // datagrams that did not parse or break the rules
   uint64_t throttled = 0;   // datagrams or items refused by a per-peer bound
   uint64_t ops_applied = 0, records_applied = 0;
@@ -186,6 +195,7 @@ class GossipEngine {
   bool take_items(Peer& p, size_t n);
   std::vector<PublicKey> sample(size_t k, const PublicKey* exclude, Millis now);
   void send(const PublicKey& to, const std::string& msg);
+  void count_in(size_t kind, size_t bytes);
   // Sends `msg` in reply to `to` if its reply budget holds it.
   bool answer(Peer& p, const PublicKey& to, const std::string& msg);
   // Each returns the bytes it sent.

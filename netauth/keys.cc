@@ -209,6 +209,14 @@ Result<KeyPair> read_key_file(const std::string& path) {
     if (errno == ENOENT) {
       return Status::error("no key file at " + path + " (run `fortmesh keygen` first)");
     }
+    if (errno == ELOOP) {
+      return Status::error("key file " + path + " is a symbolic link; a key is read only from a regular file "
+                           "(replace the link with the file it points to)");
+    }
+    if (errno == EACCES) {
+      return Status::error(Code::permission_denied, "cannot open key file " + path +
+                                                        ": permission denied (run as the state directory's owner or root)");
+    }
     return Status::error("cannot open key file " + path + ": " + errno_text(errno));
   }
   struct stat st;

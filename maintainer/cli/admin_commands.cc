@@ -24,7 +24,7 @@ Status enroll(const std::string& dir, const EnrollArgs& a) {
   if (!netauth::wg_public_key(*subject)) {
     return Status::error(Code::invalid_argument, "PUBKEY is not a valid Ed25519 public key");
   }
-  if (!printable_text(a.name)) return Status::error(Code::invalid_argument, "--name must be 1 to 64 printable bytes");
+  if (Status st = check_text("--name", a.name); !st) return st;
   if (a.role != "member" && a.role != "admin" && a.role != "lighthouse") {
     return Status::error(Code::invalid_argument, "--role must be member, admin or lighthouse");
   }
@@ -71,9 +71,9 @@ Status enroll(const std::string& dir, const EnrollArgs& a) {
 }
 
 Status revoke(const std::string& dir, const std::string& target, const std::string& reason) {
-  if (reason.size() > crdt::kMaxNameBytes) return Status::error(Code::invalid_argument, "--reason must be at most 64 bytes");
-  if (!reason.empty() && !printable_text(reason)) {
-    return Status::error(Code::invalid_argument, "--reason must be printable text");
+  if (Status st = check_text("TARGET", target); !st) return st;  // a key or a name: text either way
+  if (!reason.empty()) {
+    if (Status st = check_text("--reason", reason); !st) return st;
   }
   wire::ControlRequest req;
   req.mutable_revoke()->set_target(target);

@@ -129,6 +129,11 @@ int run_cli(int argc, char** argv) {
   }
   for (const auto& c : commands) {
     if (!c.app->parsed()) continue;
+    if (ctx.state_dir.empty() && c.name != "version") {
+      std::fprintf(stderr, "fortmesh: %s: --state-dir is empty: give a directory, or leave the option out for %s\n",
+                   c.name.c_str(), kDefaultStateDir);
+      return 2;
+    }
     // The service runs as the state directory's owner (fortmesh.service):
     // root's commands act as that owner, so that what they write stays the
     // daemon's. `run` keeps root's capabilities, `guard` its ports (it

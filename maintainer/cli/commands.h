@@ -50,7 +50,10 @@ uint64_t unix_now();  // seconds
 // When root runs a command on a state directory another user owns (the
 // service's user), become that user (groups too) first. Else nothing.
 Status act_as_owner(const std::string& state_dir);
-bool printable_text(std::string_view s);  // 1..64 bytes, no control characters
+// Text an op carries (a name, a reason): 1 to 64 bytes of valid UTF-8 with no
+// control characters; else one line naming `what` and the first fault.
+Status check_text(const std::string& what, std::string_view s);
+std::string utc(uint64_t unix_sec);  // "2026-12-01 13:38:24Z"
 Status print_json(const google::protobuf::Message& m);
 Result<std::string> read_file(const std::string& path, size_t max_bytes);
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include "crdt/op.h"
@@ -44,9 +45,50 @@ uint64_t unix_now() {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-bool printable_text(std::string_view s) {
-  return !s.empty() && s.size() <= crdt::kMaxNameBytes &&
-         std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+namespace {
+
+// The length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no
+// overlong forms, no surrogates, nothing past U+10FFFF), or 0.
+size_t utf8_sequence(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
+  const uint8_t c = b(0);
+  if (c < 0x80) return 1;
+  const size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (n == 0 || s.size() < n) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    if ((b(i) & 0xc0) != 0x80) return 0;
+  }
+  if ((c == 0xe0 && b(1) < 0xa0) || (c == 0xed && b(1) > 0x9f) || (c == 0xf0 && b(1) < 0x90) ||
+      (c == 0xf4 && b(1) > 0x8f)) {
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+Status check_text(const std::string& what, std::string_view s) {
+  if (s.empty() || s.size() > crdt::kMaxNameBytes) {
+    return Status::error(Code::invalid_argument, what + " must be 1 to 64 bytes (it is " + std::to_string(s.size()) + ")");
+  }
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence(s.substr(i));
+    if (n == 0) {
+      return Status::error(Code::invalid_argument, what + " is not valid UTF-8 (byte " + std::to_string(i + 1) + ")");
+    }
+    if (n == 1 && (static_cast<unsigned char>(s[i]) < 0x20 || s[i] == 0x7f)) {
+      return Status::error(Code::invalid_argument, what + " holds a control character (byte " + std::to_string(i + 1) + ")");
+    }
+    i += n;
+  }
+  return Status::ok();
+}
+
+std::string utc(uint64_t unix_sec) {
+  const time_t t = static_cast<time_t>(unix_sec);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", std::gmtime(&t));
+  return buf;
 }
 
 Status print_json(const google::protobuf::Message& m) {

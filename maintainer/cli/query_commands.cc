@@ -3,8 +3,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+#include <map>
 
 #include "maintainer/cli/commands.h"
+#include "maintainer/cli/table.h"
 #include "maintainer/control/control.h"
 #include "maintainer/util/durations.h"
 
@@ -22,25 +24,22 @@ Status members(const std::string& dir, bool json) {
   const wire::MembersReply& reply = got->members();
   if (json) return print_json(reply);
   std::printf("org %s  prefix %s  digest %s\n", reply.org_name().c_str(), reply.prefix().c_str(),
-              reply.digest().substr(0, 16).c_str());
-  std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", "NAME", "ROLE", "STATUS", "ADDRESS", "KEY", "EXPIRES");
+              reply.digest().c_str());
+  Table table({"NAME", "ROLE", "STATUS", "ADDRESS", "KEY", "EXPIRES", "REVOKED BY", "REVOKED AT (INFORMATIONAL)",
+               "REASON"});
   std::vector<const wire::MemberInfo*> rows;
   for (const auto& m : reply.members()) rows.push_back(&m);
   std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
   for (const auto* mp : rows) {
     const auto& m = *mp;
-    std::string expires = "never";
-    if (m.expires_at() != 0) {
-      const time_t t = static_cast<time_t>(m.expires_at());
-      char buf[32];
-      std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%MZ", std::gmtime(&t));
-      expires = buf;
-    }
     std::string address = m.address().empty() ? "(no WireGuard key)" : m.address();
     if (m.address_conflict()) address += " (conflict)";
-    std::printf("%-20s %-10s %-8s %-40s %-44s %s\n", m.name().c_str(), m.role().c_str(), m.status().c_str(),
-                address.c_str(), m.key().c_str(), expires.c_str());
+    const bool revoked = !m.revoked_by().empty();
+    table.add({m.name(), m.role(), m.status(), address, m.key(), m.expires_at() == 0 ? "never" : utc(m.expires_at()),
+               revoked ? m.revoked_by() : "-", revoked ? utc(m.revoked_at()) : "-",
+               revoked && !m.revoke_reason().empty() ? m.revoke_reason() : "-"});
   }
+  std::printf("%s", table.str().c_str());
   return Status::ok();
 }
 
@@ -54,27 +53,46 @@ Status status(const std::string& dir, bool json) {
   if (s.standing() != "active") {
     std::printf("!!! THIS NODE IS NOT AN ACTIVE MEMBER: %s. It has no peers. !!!\n", s.standing().c_str());
   }
+  std::printf("version   %s\n", s.version().c_str());
   std::printf("self      %s, %s, %s\n", s.self_name().empty() ? "(not a member)" : s.self_name().c_str(),
               s.self_role().empty() ? "-" : s.self_role().c_str(), s.standing().c_str());
-  std::printf("node      %s\norg       %s\naddress   %s\nops       %" PRIu64 "  digest %s\nmembers   %u active\n",
-              s.key().c_str(), s.org_name().c_str(), s.address().c_str(), s.ops(), s.digest().substr(0, 16).c_str(),
+  std::printf("node      %s\norg       %s\naddress   %s\nops       %" PRIu64 " (%" PRIu64 " pending)\ndigest    %s\n"
+              "members   %u active\n",
+              s.key().c_str(), s.org_name().c_str(), s.address().c_str(), s.ops(), s.pending_ops(), s.digest().c_str(),
               s.active_members());
+  if (s.last_revocation_applied_ms() == 0) {
+    std::printf("revoked   none applied since start\n");
+  } else {
+    std::printf("revoked   %" PRIu64 " applied since start; last: %s at %s, %" PRId64
+                " ms after its author made it (its clock, in whole seconds)\n",
+                s.revocations_applied(), s.last_revocation_subject().c_str(),
+                utc(s.last_revocation_applied_ms() / 1000).c_str(), s.last_revocation_delay_ms());
+  }
   if (s.interface().empty()) {
     std::printf("wireguard none (--wg-backend none)\n");
   } else {
-    std::printf("wireguard %s, %u peers, wireguard-go restarts %" PRIu64 "\n", s.interface().c_str(), s.peers(),
-                s.wireguard_restarts());
+    std::printf("wireguard %s, %u peers, wireguard-go restarts %" PRIu64 "; reconciles %" PRIu64 " (%" PRIu64
+                " peers changed, %" PRIu64 " failed)\n",
+                s.interface().c_str(), s.peers(), s.wireguard_restarts(), s.reconcile_runs(), s.reconcile_changes(),
+                s.reconcile_errors());
   }
-  std::printf("gossip    %" PRIu64 " in, %" PRIu64 " out, %" PRIu64 " junk, %" PRIu64 " throttled, %" PRIu64
-              " from unknown sources, %" PRIu64 " not through WireGuard; %" PRIu64 " ops pending\n",
-              s.gossip_datagrams_in(), s.gossip_datagrams_out(), s.gossip_junk(), s.gossip_throttled(),
-              s.gossip_unknown_sources(), s.gossip_wrong_interface(), s.pending_ops());
+  std::printf("gossip    %" PRIu64 " datagrams in (%" PRIu64 " bytes), %" PRIu64 " out (%" PRIu64 " bytes); %" PRIu64
+              " ops applied; dropped: %" PRIu64 " junk, %" PRIu64 " throttled, %" PRIu64 " from unknown sources, %" PRIu64
+              " not through WireGuard\n",
+              s.gossip_datagrams_in(), s.gossip_bytes_in(), s.gossip_datagrams_out(), s.gossip_bytes_out(),
+              s.gossip_ops_applied(), s.gossip_junk(), s.gossip_throttled(), s.gossip_unknown_sources(),
+              s.gossip_wrong_interface());
+  std::string rejected;
+  for (const auto& [reason, n] : std::map<std::string, uint64_t>(s.ops_rejected().begin(), s.ops_rejected().end())) {
+    if (n != 0) rejected += (rejected.empty() ? "" : ", ") + std::to_string(n) + " " + reason;
+  }
+  std::printf("rejected  %s\n", rejected.empty() ? "no ops since start" : (rejected + " (ops, since start)").c_str());
   std::string announced;
   for (const auto& e : s.endpoints()) announced += (announced.empty() ? "" : ", ") + e;
   std::printf("endpoints %s\n", announced.empty() ? "(none announced)" : announced.c_str());
   std::printf("nat       %s (%d reflected); %u of %u peers reachable\n", s.nat().c_str(), s.reflected_size(),
               s.reachable_peers(), s.peers());
-  std::printf("handover %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
+  std::printf("handover  %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
               s.handovers_in(), s.handover_ops_applied(), s.handovers_refused(), s.handovers_out());
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
@@ -86,18 +104,16 @@ Status peers(const std::string& dir, bool json) {
   auto reply = control_ask(control_socket_path(dir), req);
   if (!reply) return reply.status();
   if (json) return print_json(reply->peers());
-  std::printf("%-20s %-40s %-28s %-10s %12s %12s  %s\n", "NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX",
-              "PATH (WHY, WHEN)");
+  Table table({"NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX", "PATH (WHY, WHEN)"});
   for (const auto& p : reply->peers().peers()) {
     const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
     const std::string path = p.path().empty() ? "-"
                                               : p.path() + " (" + p.path_reason() + ", " +
                                                     std::to_string(p.path_age_sec()) + " s ago)";
-    std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "  %s\n",
-                p.name().empty() ? "(not a member)" : p.name().c_str(), p.address().c_str(),
-                p.endpoint().empty() ? "(none)" : p.endpoint().c_str(), hs.c_str(), p.rx_bytes(), p.tx_bytes(),
-                path.c_str());
+    table.add({p.name().empty() ? "(not a member)" : p.name(), p.address(), p.endpoint().empty() ? "(none)" : p.endpoint(),
+               hs, std::to_string(p.rx_bytes()), std::to_string(p.tx_bytes()), path});
   }
+  std::printf("%s", table.str().c_str());
   return Status::ok();
 }
 
@@ -105,13 +121,6 @@ struct LogArgs {
   bool json = false;
   std::string since, key, name;
 };
-
-std::string utc(uint64_t unix_sec) {
-  const time_t t = static_cast<time_t>(unix_sec);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 // "b (XyZ12345)"
 std::string who(const std::string& name, const std::string& key) {

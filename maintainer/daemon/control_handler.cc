@@ -1,7 +1,12 @@
 #include "maintainer/daemon/control_handler.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+
+#ifndef FORTMESH_VERSION
+#error "FORTMESH_VERSION is set by CMake (the project's version)"
+#endif
 
 namespace fm::maintainer {
 namespace {
@@ -61,6 +66,20 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
   out->set_interface(s.interface);
   out->set_peers(static_cast<uint32_t>(s.peers));
   out->set_wireguard_restarts(s.wireguard_restarts);
+  out->set_version(FORTMESH_VERSION);
+  out->set_last_revocation_applied_ms(s.last_revocation_applied);
+  out->set_last_revocation_subject(s.last_revocation_subject);
+  out->set_last_revocation_delay_ms(s.last_revocation_delay_ms);
+  out->set_revocations_applied(s.revocations_applied);
+  for (size_t i = 1; i < s.rejected.size(); ++i) {
+    (*out->mutable_ops_rejected())[reject_label(static_cast<crdt::Reject>(i))] = s.rejected[i];
+  }
+  out->set_gossip_bytes_in(s.gossip.bytes_in);
+  out->set_gossip_bytes_out(s.gossip.bytes_out);
+  out->set_gossip_ops_applied(s.gossip.ops_applied);
+  out->set_reconcile_runs(s.reconcile_runs);
+  out->set_reconcile_changes(s.reconcile_changes);
+  out->set_reconcile_errors(s.reconcile_errors);
 }
 
 void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::PeersReply* out) {
@@ -90,10 +109,13 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
 void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply) {
   const auto& org = node.replica().org();
   const auto& members = node.members(now);
-  reply->set_org_id(netauth::to_base64(org.id));
+  reply->set_org_id(netauth::to_hex(org.id));
   reply->set_org_name(org.name);
   reply->set_prefix(netauth::format_prefix(org.prefix));
   reply->set_digest(netauth::to_hex(crdt::membership_digest(members)));
+  const bool any_revoked = std::any_of(members.begin(), members.end(),
+                                       [](const crdt::Member& m) { return m.standing == crdt::Standing::revoked; });
+  const auto revocations = any_revoked ? node.revocations(now) : std::map<crdt::PublicKey, Revocation>{};  // a scan
   for (const auto& m : members) {
     auto* mi = reply->add_members();
     mi->set_key(netauth::to_base64(m.key));
@@ -105,6 +127,12 @@ void fill_members(const Node& node, crdt::Millis now, wire::MembersReply* reply)
     for (const auto& e : m.endpoints) mi->add_endpoints(e);
     mi->set_address_conflict(m.address_conflict);
     mi->set_no_wireguard_key(m.no_wireguard_key);
+    if (auto r = revocations.find(m.key); r != revocations.end() && m.standing == crdt::Standing::revoked) {
+      mi->set_revoked_by(r->second.author_name);
+      mi->set_revoked_by_key(netauth::to_base64(r->second.author));
+      mi->set_revoked_at(r->second.created_at);
+      mi->set_revoke_reason(r->second.reason);
+    }
   }
 }
 
@@ -151,6 +179,22 @@ void fill_log(const Node& node, crdt::Millis now, wire::LogReply* reply) {
 }
 
 }  // namespace
+
+const char* reject_label(crdt::Reject reason) {
+  switch (reason) {
+    case crdt::Reject::none: return "none";
+    case crdt::Reject::malformed: return "malformed";
+    case crdt::Reject::oversized: return "oversized";
+    case crdt::Reject::bad_signature: return "bad_signature";
+    case crdt::Reject::wrong_org: return "wrong_org";
+    case crdt::Reject::second_genesis: return "second_genesis";
+    case crdt::Reject::no_org: return "no_org";
+    case crdt::Reject::pending_full: return "pending_full";
+    case crdt::Reject::inadmissible: return "inadmissible";
+    case crdt::Reject::kCount: break;
+  }
+  return "other";
+}
 
 wire::ControlReply error_reply(const Status& status) {
   wire::ControlReply reply;

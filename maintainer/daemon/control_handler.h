@@ -12,7 +12,13 @@ struct ShellStats {
   uint64_t uptime_sec = 0;
   uint64_t gossip_unknown_sources = 0;   // datagrams from addresses that name no member
   uint64_t gossip_wrong_interface = 0;   // datagrams that did not arrive through WireGuard
+  // member_status requests (what `fortmesh guard` asks for each conn_auth
+  // handshake it completes) by answer: active, or not (any other).
+  uint64_t member_checks_active = 0, member_checks_refused = 0;
 };
+
+// A Reject reason as a metric label and a status key: "bad_signature", ...
+const char* reject_label(crdt::Reject reason);
 
 // Never throws; every failure is an error reply with its Code.
 fortmesh::wire::ControlReply handle_control(Node& node, const fortmesh::wire::ControlRequest& request,

@@ -265,13 +265,16 @@ void GossipTransport::send(const crdt::Datagram& d) {
   // overlay address to bind, comes up): dropped; anti-entropy sends it again.
   if (!running_) return;
   auto to = addresses_->endpoint_of(d.to);
-  if (!to) return;
+  if (!to) {
+    spdlog::debug("gossip to {}: no address for it; dropped", netauth::to_base64(d.to).substr(0, 8));
+    return;
+  }
   boost::system::error_code ec;
   socket_.send_to(boost::asio::buffer(d.bytes), *to, 0, ec);
   if (ec) {
     std::ostringstream where;
-    where << *to;
-    spdlog::debug("gossip send to {}: {}", where.str(), ec.message());
+    where << *to;  // Asio writes IPv6 in brackets
+    spdlog::debug("gossip send to {} at {}: {}", netauth::to_base64(d.to).substr(0, 8), where.str(), ec.message());
   }
 }
 

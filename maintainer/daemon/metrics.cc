@@ -66,6 +66,7 @@ class Page {
 std::string render_metrics(const Node& node, const ShellStats& shell, crdt::Millis now) {
   const NodeStatus s = node.status(now);
   Page p;
+  p.family("fortmesh_build_info", "gauge", "Always 1; the daemon's version as a label.").sample(1, {{"version", FORTMESH_VERSION}});
   p.family("fortmesh_self_active", "gauge", "1 if this node is an active member of its org, else 0.")
       .sample(s.standing == "active" ? 1 : 0);
   p.family("fortmesh_uptime_seconds", "gauge", "Seconds since the daemon started.").sample(static_cast<double>(shell.uptime_sec));
@@ -97,6 +98,27 @@ std::string render_metrics(const Node& node, const ShellStats& shell, crdt::Mill
       .sample(static_cast<double>(g.throttled), {{"reason", "throttled"}})
       .sample(static_cast<double>(shell.gossip_unknown_sources), {{"reason", "unknown_source"}})
       .sample(static_cast<double>(shell.gossip_wrong_interface), {{"reason", "wrong_interface"}});
+  p.family("fortmesh_gossip_datagrams_by_kind_total", "counter",
+           "Gossip datagrams by direction and message kind (other: not parsed, i.e. throttled or junk).");
+  for (size_t k = 0; k < crdt::kGossipKinds; ++k) {
+    p.sample(static_cast<double>(g.datagrams_in_by_kind[k]), {{"direction", "in"}, {"kind", crdt::gossip_kind_name(k)}});
+    p.sample(static_cast<double>(g.datagrams_out_by_kind[k]), {{"direction", "out"}, {"kind", crdt::gossip_kind_name(k)}});
+  }
+  p.family("fortmesh_gossip_bytes_by_kind_total", "counter", "Gossip bytes by direction and message kind.");
+  for (size_t k = 0; k < crdt::kGossipKinds; ++k) {
+    p.sample(static_cast<double>(g.bytes_in_by_kind[k]), {{"direction", "in"}, {"kind", crdt::gossip_kind_name(k)}});
+    p.sample(static_cast<double>(g.bytes_out_by_kind[k]), {{"direction", "out"}, {"kind", crdt::gossip_kind_name(k)}});
+  }
+  p.family("fortmesh_ops_rejected_total", "counter",
+           "Ops this node's replica refused since start (from gossip, hand-overs, bundles), by reason.");
+  for (size_t i = 1; i < s.rejected.size(); ++i) {
+    p.sample(static_cast<double>(s.rejected[i]), {{"reason", reject_label(static_cast<crdt::Reject>(i))}});
+  }
+  p.family("fortmesh_member_checks_total", "counter",
+           "Membership checks answered on the control socket (what fortmesh guard asks after each conn_auth "
+           "handshake), by answer.")
+      .sample(static_cast<double>(shell.member_checks_active), {{"answer", "active"}})
+      .sample(static_cast<double>(shell.member_checks_refused), {{"answer", "refused"}});
   p.family("fortmesh_gossip_ops_applied_total", "counter", "Ops applied from gossip.")
       .sample(static_cast<double>(g.ops_applied));
   p.family("fortmesh_gossip_records_applied_total", "counter", "Endpoint records accepted from gossip.")
@@ -114,6 +136,12 @@ std::string render_metrics(const Node& node, const ShellStats& shell, crdt::Mill
         .sample(static_cast<double>(s.reachable_peers));
     p.family("fortmesh_wireguard_restarts_total", "counter", "Times the interface was brought up again (wireguard-go died).")
         .sample(static_cast<double>(s.wireguard_restarts));
+    p.family("fortmesh_reconcile_runs_total", "counter", "WireGuard reconciles (peers matched to the membership) run.")
+        .sample(static_cast<double>(s.reconcile_runs));
+    p.family("fortmesh_reconcile_changes_total", "counter", "Peers added, changed or removed by reconciles.")
+        .sample(static_cast<double>(s.reconcile_changes));
+    p.family("fortmesh_reconcile_errors_total", "counter", "Reconciles that failed (the daemon logs why).")
+        .sample(static_cast<double>(s.reconcile_errors));
     if (auto peers = node.peers(now)) {
       std::map<std::string, size_t> by_path{{"none", 0}, {"probing", 0}, {"direct", 0}, {"roamed", 0}, {"verifying", 0}};
       for (const auto& ps : *peers) {

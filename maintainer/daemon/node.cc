@@ -29,6 +29,22 @@ std::span<const uint8_t> bytes_of(const std::string& s) {
 // "name (AbCdEfGh)": how logs name a member.
 std::string label(const crdt::Member& m) { return m.name + " (" + netauth::to_base64(m.key).substr(0, 8) + ")"; }
 
+// Why an Enroll of an active member changed nothing (docs/crdt.md "Role, name
+// and endpoints", "Terms nest").
+std::string unchanged_enroll(const crdt::Member& m) {
+  std::string term = "never expires";
+  if (m.expires_at != 0) {
+    const time_t tt = static_cast<time_t>(m.expires_at);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%SZ", std::gmtime(&tt));
+    term = std::string("expires at ") + buf;
+  }
+  return "nothing changed: " + label(m) + " stays " + crdt::to_string(m.role) + ", " + term +
+         " (a key's name and role come from its most privileged valid Enroll, the newest among equals, and its "
+         "term from the longest: a lower role or a shorter term changes nothing; to demote a key, revoke it and "
+         "enroll a new one); no bundle written";
+}
+
 }  // namespace
 
 Node::Node(netauth::KeyPair key, crdt::OpStore* store, wg::Backend* wireguard, DatagramSink* sink,
@@ -107,10 +123,17 @@ Result<AdminOutcome> Node::submit(const EnrollCommand& c, crdt::Millis now) {
   }
   crdt::EnrollSpec spec{c.subject, c.name, c.role, c.endpoints, c.expires_at};
   const std::string op = crdt::make_enroll(key_, replica_.org().id, crdt::choose_parents(replica_, key_.public_key), spec, t);
+  const auto before = replica_.member(c.subject, t);
   auto done = commit_admin_op(op, c.subject, [&](const crdt::Replica& r) {
-    return r.is_active_member(c.subject, t)
-               ? Status::ok()
-               : Status::error(Code::no_effect, "the Enroll had no effect (is this node still an admin?)");
+    auto after = r.member(c.subject, t);
+    if (!after || after->standing != crdt::Standing::active) {
+      return Status::error(Code::no_effect, "the Enroll had no effect (is this node still an admin?)");
+    }
+    if (before && before->standing == crdt::Standing::active && before->name == after->name &&
+        before->role == after->role && before->expires_at == after->expires_at && before->endpoints == after->endpoints) {
+      return Status::error(Code::no_effect, unchanged_enroll(*after));
+    }
+    return Status::ok();
   }, now);
   if (!done) return done;
 
@@ -160,8 +183,8 @@ Result<AdminOutcome> Node::commit_admin_op(const std::string& op, const crdt::Pu
   if (!ids) return ids.status();
   auto after = replica_.member(subject, seconds(now));
   if (!after) return Status::error("the subject is not a member after the command");
-  spdlog::info("admin: {} {} is now {} ({} ops); gossiping", crdt::to_string(after->role), label(*after),
-               crdt::to_string(after->standing), replica_.op_count());
+  spdlog::info("admin: {} {} is now {} ({} ops){}; gossiping", crdt::to_string(after->role), label(*after),
+               crdt::to_string(after->standing), replica_.op_count(), describe(*ids, now));
   announce(*ids, now);
   return AdminOutcome{std::move(*after), {}};
 }
@@ -233,6 +256,7 @@ bool Node::note_revocations(std::span<const crdt::OpId> applied, crdt::Millis no
     ++revocations_applied_;
     last_revocation_applied_ = now;
     last_revocation_delay_ms_ = static_cast<int64_t>(now) - static_cast<int64_t>(op.created_at) * 1000;
+    last_revocation_subject_ = label(*m);
     spdlog::info("revocation of {} applied here, {} ms after its author made it (by its clock)", label(*m),
                  last_revocation_delay_ms_);
   }
@@ -294,7 +318,8 @@ void Node::on_handover(const std::string& source, std::span<const uint8_t> bytes
   std::vector<std::string> stored;
   for (const auto& id : applied) stored.push_back(*replica_.op_bytes(id));
   if (Status st = store_->append(stored, /*sync=*/false); !st) spdlog::error("store: {}", st.message());
-  spdlog::info("hand-over from {}: {} op(s) applied; {} ops", source, applied.size(), replica_.op_count());
+  spdlog::info("hand-over from {}: {} op(s) applied{}; {} ops", source.find(':') == std::string::npos ? source : "[" + source + "]",
+               applied.size(), describe(applied, now), replica_.op_count());
   announce(applied, now);
 }
 
@@ -339,8 +364,10 @@ void Node::hand_over(crdt::Millis now) {
     for (const auto& d : datagrams) sink_->send_handover(t, d);
   }
   handovers_out_ += targets.size() * datagrams.size();
-  spdlog::info("hand-over: our newest {} op(s) to {} endpoint(s) outside the tunnel, as no peer answers",
-               std::min(replica_.op_count(), crdt::kHandoverOps), targets.size());
+  std::string where;
+  for (const auto& t : targets) where += (where.empty() ? "" : ", ") + t.to_string();
+  spdlog::info("hand-over: our newest {} op(s) to {} endpoint(s) outside the tunnel, as no peer answers: {}",
+               std::min(replica_.op_count(), crdt::kHandoverOps), targets.size(), where);
 }
 
 void Node::set_addresses(const HostAddresses& addresses, crdt::Millis now) {
@@ -378,9 +405,13 @@ void Node::announce_record(crdt::Millis now) {
   if (announced_ == set) return;
   announced_ = set;
   engine_->set_endpoints(set, options_.listen_port, now);
-  spdlog::info("announcing {} endpoint(s) for WireGuard port {}: {} local, {} advertised, {} reflected; NAT {}",
+  std::string listed;
+  for (const auto* list : {&set.advertised, &set.reflected, &set.local}) {
+    for (const auto& e : *list) listed += (listed.empty() ? "" : ", ") + e;
+  }
+  spdlog::info("announcing {} endpoint(s) for WireGuard port {}: {} local, {} advertised, {} reflected; NAT {}{}{}",
                set.size(), options_.listen_port, set.local.size(), set.advertised.size(), set.reflected.size(),
-               crdt::to_string(set.nat));
+               crdt::to_string(set.nat), listed.empty() ? "" : ": ", listed);
 }
 
 std::vector<std::string> Node::names_to_resolve(crdt::Millis now) const {
@@ -604,14 +635,22 @@ void Node::membership_changed(crdt::Millis now) {
   sync_wireguard(now);
   const auto digest = crdt::membership_digest(members(now));
   if (digest == digest_) return;
+  size_t active = 0;
+  for (const auto& m : members(now)) active += m.standing == crdt::Standing::active;
+  spdlog::info("membership digest {} -> {} ({} active members)", netauth::to_hex(digest_).substr(0, 16),
+               netauth::to_hex(digest).substr(0, 16), active);
   digest_ = digest;
   if (membership_listener_) membership_listener_(digest);
 }
 
 void Node::sync_wireguard(crdt::Millis now) {
   if (!wireguard_) return;
+  ++reconcile_runs_;
   if (auto r = wireguard_->sync(now, members(now)); !r) {
+    ++reconcile_errors_;
     spdlog::error("WireGuard {}: {}", wireguard_->ifname(), r.message());
+  } else {
+    reconcile_changes_ += *r;
   }
   follow_paths(now);
 }
@@ -667,19 +706,30 @@ std::string Node::standing(crdt::Millis now) const {
     case crdt::Standing::expired: return "expired at " + utc(me->expires_at);
     case crdt::Standing::revoked: break;
   }
-  // The Revoke that took effect: a valid one naming this key (rare: a scan).
+  const auto all = revocations(now);
+  auto it = all.find(key_.public_key);
+  if (it == all.end()) return "revoked";
+  const Revocation& r = it->second;
+  return "revoked by " + r.author_name + " at " + utc(r.created_at) + (r.reason.empty() ? "" : ": " + r.reason);
+}
+
+std::map<crdt::PublicKey, Revocation> Node::revocations(crdt::Millis now) const {
+  std::map<crdt::PublicKey, Revocation> out;
   for (const auto& id : replica_.all_ops()) {
     crdt::Op op;
     const std::string* b = replica_.op_bytes(id);
     if (b == nullptr || !replica_.is_valid(id) || crdt::parse_op(bytes_of(*b), &op) != crdt::Reject::none ||
-        op.kind != crdt::OpKind::revoke || op.subject != key_.public_key) {
+        op.kind != crdt::OpKind::revoke || out.contains(op.subject)) {
       continue;
     }
-    std::string by = op.author == key_.public_key ? "itself" : netauth::to_base64(op.author).substr(0, 8);
-    if (auto author = replica_.member(op.author, seconds(now))) by = author->name;
-    return "revoked by " + by + " at " + utc(op.created_at) + (op.reason.empty() ? "" : ": " + op.reason);
+    Revocation r{op.author, op.author == op.subject ? "itself" : netauth::to_base64(op.author).substr(0, 8),
+                 op.created_at, op.reason};
+    if (op.author != op.subject) {
+      if (auto author = replica_.member(op.author, seconds(now))) r.author_name = author->name;
+    }
+    out.emplace(op.subject, std::move(r));
   }
-  return "revoked";
+  return out;
 }
 
 NodeStatus Node::status(crdt::Millis now) const {
@@ -707,6 +757,11 @@ NodeStatus Node::status(crdt::Millis now) const {
   s.last_revocation_applied = last_revocation_applied_;
   s.last_revocation_delay_ms = last_revocation_delay_ms_;
   s.revocations_applied = revocations_applied_;
+  s.last_revocation_subject = last_revocation_subject_;
+  s.rejected = replica_.reject_counts();
+  s.reconcile_runs = reconcile_runs_;
+  s.reconcile_changes = reconcile_changes_;
+  s.reconcile_errors = reconcile_errors_;
   s.handovers_in = handovers_in_;
   s.handover_ops_applied = handover_ops_applied_;
   s.handovers_refused = handovers_refused_;

@@ -13,6 +13,7 @@
 // Thread-safety: none; one owner (the daemon's event loop) drives a Node.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -80,8 +81,21 @@ struct NodeStatus {
   crdt::Millis last_revocation_applied = 0;
   int64_t last_revocation_delay_ms = 0;
   uint64_t revocations_applied = 0;
+  std::string last_revocation_subject;  // "name (AbCd1234)" of that Revoke's subject
   crdt::EndpointSet endpoints;  // announced in this node's endpoint record
   size_t reachable_peers = 0;   // with a handshake in the last 180 s
+  // Ops refused by the replica since start, by crdt::Reject (index).
+  std::array<uint64_t, static_cast<size_t>(crdt::Reject::kCount)> rejected{};
+  // WireGuard reconciles (wg/sync.h) since start: runs, peers changed, failures.
+  uint64_t reconcile_runs = 0, reconcile_changes = 0, reconcile_errors = 0;
+};
+
+// A valid Revoke that took effect, as `members` shows it.
+struct Revocation {
+  crdt::PublicKey author{};
+  std::string author_name;  // "itself" for a self-Revoke, else a name or a short key
+  uint64_t created_at = 0;  // Unix seconds by the author's clock: informational
+  std::string reason;
 };
 
 struct PeerStatus {
@@ -187,6 +201,9 @@ class Node {
   // "active" when this node is an active member, else what it is and why:
   // "revoked by NAME at T: REASON", "expired at T", "not a member".
   std::string standing(crdt::Millis now) const;
+  // The Revoke behind each revoked member: for each subject the first valid
+  // Revoke in causal order (a scan of every op).
+  std::map<crdt::PublicKey, Revocation> revocations(crdt::Millis now) const;
 
   // Every member at `now`, sorted by key. Computed once per change of the
   // replica or expiry and shared by queries, WireGuard and gossip: listing
@@ -299,6 +316,8 @@ class Node {
   crdt::Millis last_revocation_applied_ = 0;
   int64_t last_revocation_delay_ms_ = 0;
   uint64_t revocations_applied_ = 0;
+  std::string last_revocation_subject_;
+  uint64_t reconcile_runs_ = 0, reconcile_changes_ = 0, reconcile_errors_ = 0;
   uint64_t handovers_in_ = 0, handover_ops_applied_ = 0, handovers_refused_ = 0, handovers_out_ = 0;
 };
 

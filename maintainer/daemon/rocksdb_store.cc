@@ -1,7 +1,12 @@
 #include "maintainer/daemon/rocksdb_store.h"
 
+#include <fcntl.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 namespace fm::maintainer {
 namespace {
@@ -20,6 +25,45 @@ std::string meta_key(std::string_view name) { return std::string(kMetaPrefix) + 
 Status from(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::ok();
   return Status::error(what + ": " + s.ToString());
+}
+
+// Whether someone holds `path`'s LOCK (RocksDB takes it with an fcntl write
+// lock on the whole file). Asked as an open file description lock, which
+// conflicts with a process-associated lock even when this process holds it.
+bool locked(const std::string& path) {
+  const int fd = ::open((path + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock probe{};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  const bool held = ::fcntl(fd, F_OFD_GETLK, &probe) == 0 && probe.l_type != F_UNLCK;
+  ::close(fd);
+  return held;
+}
+
+// Why a store did not open, by RocksDB's status code and what is on disk.
+Status open_error(const rocksdb::Status& s, const std::string& path, RocksDbStore::Mode mode) {
+  struct stat st;
+  if (mode == RocksDbStore::Mode::read_only && ::stat((path + "/CURRENT").c_str(), &st) != 0 && errno == ENOENT) {
+    return Status::error(Code::not_found, "no store at " + path + " (run `fortmesh org init` or `fortmesh join` first)");
+  }
+  // Damaged, or a file its CURRENT names is gone: corrupt either way.
+  const bool named_file_missing = s.IsPathNotFound() && ::stat((path + "/CURRENT").c_str(), &st) == 0;
+  if (s.IsCorruption() || named_file_missing) {
+    return Status::error(Code::corrupt, "the store at " + path + " is corrupt (" + s.ToString() +
+                                            "); restore it from a backup (a member can also move it away and join with a new bundle)");
+  }
+  if (s.IsIOError() && locked(path)) {
+    return Status::error(Code::conflict, "another fortmesh process is using " + path + " (stop it first)");
+  }
+  if (s.IsIOError() && s.subcode() == rocksdb::Status::kNoSpace) {
+    return Status::error(Code::unavailable, "cannot open store " + path + ": no space left on the device");
+  }
+  if (s.IsIOError() && ::access(path.c_str(), R_OK | W_OK | X_OK) != 0 && errno == EACCES) {
+    return Status::error(Code::permission_denied,
+                         "cannot open store " + path + ": permission denied (run as the state directory's owner or root)");
+  }
+  return Status::error("cannot open store " + path + ": " + s.ToString());
 }
 
 }  // namespace
@@ -50,16 +94,7 @@ Result<std::unique_ptr<RocksDbStore>> RocksDbStore::open(const std::string& path
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = mode == Mode::read_write ? rocksdb::DB::Open(options, path, &raw)
                                                : rocksdb::DB::OpenForReadOnly(options, path, &raw);
-  if (!s.ok()) {
-    const std::string text = s.ToString();
-    if (text.find("lock") != std::string::npos || text.find("Resource temporarily unavailable") != std::string::npos) {
-      return Status::error("another fortmesh process is using " + path + " (stop it first)");
-    }
-    if (mode == Mode::read_only && (s.IsPathNotFound() || s.IsInvalidArgument() || s.IsIOError())) {
-      return Status::error("no store at " + path + " (run `fortmesh org init` or `fortmesh join` first)");
-    }
-    return Status::error("cannot open store " + path + ": " + text);
-  }
+  if (!s.ok()) return open_error(s, path, mode);
   std::unique_ptr<rocksdb::DB> db(raw);
   // Continue the sequence after the last stored op.
   uint64_t next = 0;

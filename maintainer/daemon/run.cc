@@ -73,6 +73,23 @@ Result<udp::endpoint> gossip_listen(const DaemonOptions& o, const Node& node) {
   return udp::endpoint(boost::asio::ip::address_v6(b), crdt::kGossipPort);
 }
 
+// What a started daemon is: version, key, org, backend, interface, ports,
+// what it announces, the membership digest (hex, as `status` shows it).
+void log_start(const DaemonOptions& o, const Node& node, const udp::endpoint& gossip, const std::string& backend) {
+  const NodeStatus s = node.status(unix_millis());
+  std::string announced;
+  for (const auto* list : {&s.endpoints.advertised, &s.endpoints.reflected, &s.endpoints.local}) {
+    for (const auto& e : *list) announced += (announced.empty() ? "" : ", ") + e;
+  }
+  std::ostringstream where;
+  where << gossip;  // Asio writes IPv6 in brackets
+  spdlog::info("fortmesh {} started: key {}, org {} ({} ops, digest {}), standing {}", FORTMESH_VERSION,
+               netauth::to_base64(s.key).substr(0, 8), s.org_name, s.ops, netauth::to_hex(s.digest), s.standing);
+  spdlog::info("WireGuard backend {}, interface {}, listen port {}; gossip on {}; hand-overs {}; announcing {}",
+               backend, s.interface.empty() ? "(none)" : s.interface, o.listen_port, where.str(),
+               o.handover_listen == "off" ? "off" : "on " + o.handover_listen, announced.empty() ? "(nothing)" : announced);
+}
+
 }  // namespace
 
 HostAddresses host_addresses(const netauth::Prefix& org_prefix, uint16_t port) {
@@ -206,13 +223,19 @@ Status run_daemon(const DaemonOptions& options) {
   names.start();
 
   const auto started = std::chrono::steady_clock::now();
+  uint64_t checks_active = 0, checks_refused = 0;  // member_status answers (the guard's)
   auto shell = [&] {
     const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
-    return ShellStats{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface()};
+    return ShellStats{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface(),
+                      checks_active, checks_refused};
   };
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();
     auto reply = handle_control(*node, req, unix_millis(), shell());
+    // The all-zero key is daemon_running()'s ping, not a check of anyone.
+    if (req.has_member_status() && req.member_status() != std::string(32, '\0')) {
+      ++(reply.member_status() == "active" ? checks_active : checks_refused);
+    }
     rearm();
     spdlog::debug("control: request {} answered in {:.2f} ms{}", static_cast<int>(req.request_case()),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
@@ -232,10 +255,7 @@ Status run_daemon(const DaemonOptions& options) {
     event.mutable_changed()->set_digest(netauth::to_hex(digest));
     control.broadcast(event);
   });
-  std::ostringstream where;
-  where << *listen;
-  spdlog::info("fortmesh {} in org {} ({} ops); gossip on {}", netauth::to_base64(node->key().public_key),
-               node->replica().org().name, node->replica().op_count(), where.str());
+  log_start(options, *node, *listen, *backend ? (*backend)->describe() : std::string("none"));
   rearm();
   if (Status st = sd_notify("READY=1\nSTATUS=in org " + node->replica().org().name); !st) spdlog::warn("{}", st.message());
 

@@ -36,8 +36,11 @@ Result<std::string> unix_request(const std::string& path, const std::string& pee
       continue;
     }
     if (err == EAGAIN) return Status::error(Code::unavailable, peer + " accepts no connection (its backlog is full)");
-    return Status::error(err == EACCES || err == EPERM ? Code::permission_denied : Code::unavailable,
-                         "cannot reach " + peer + ": " + std::strerror(err));
+    if (err == EACCES || err == EPERM) {
+      return Status::error(Code::permission_denied,
+                           "permission denied: cannot reach " + peer + " (run as root or as the state directory's owner)");
+    }
+    return Status::error(Code::unavailable, "cannot reach " + peer + ": " + std::strerror(err));
   }
   auto wait = [&](short events) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());

@@ -98,8 +98,8 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
       force_read_ = true;
       return st;
     }
-    spdlog::info("WireGuard {}: {} peer(s) changed ({} removed), {} wanted", ifname(), removals->peers.size(),
-                 removals->peers.size(), want.size());
+    spdlog::info("WireGuard {}: {} peer(s) changed ({} removed); peers {} -> {}", ifname(), removals->peers.size(),
+                 removals->peers.size(), last_desired_.size(), want.size());
     last_desired_ = std::move(want);
     return removals->peers.size();
   }
@@ -109,6 +109,7 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
     return device.status();
   }
   force_read_ = false;
+  const size_t before = device->peers.size();
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, paths_, now);
   last_read_ = std::move(*device);
   ++reads_;
@@ -120,8 +121,8 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
   }
   size_t removed = 0;
   for (const auto& p : update.peers) removed += p.remove;
-  spdlog::info("WireGuard {}: {} peer(s) changed ({} removed), {} wanted", ifname(), update.peers.size(), removed,
-               last_desired_.size());
+  spdlog::info("WireGuard {}: {} peer(s) changed ({} removed); peers {} -> {}", ifname(), update.peers.size(), removed,
+               before, last_desired_.size());
   return update.peers.size();
 }
 

@@ -1,10 +1,15 @@
 // The real `fortmesh` binary, run as an operator would.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
 #include <sstream>
 
 #include "proto/control.pb.h"
@@ -240,6 +245,182 @@ TEST_F(CliTest, KeyFileReadableByOthersIsRefused) {
   struct stat st;
   ASSERT_EQ(::stat((tmp_ / "alice/node.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// An Enroll that would change nothing is refused with the rule, exits 1 and
+// writes no bundle; one that renews or promotes goes through.
+TEST_F(CliTest, AnEnrollThatChangesNothingSaysSoAndTheRule) {
+  ASSERT_EQ(enroll("lh", {"--role", "lighthouse", "--endpoint", "203.0.113.10:51820"}).exit_code, 0);
+  const std::string out = tmp_ / "renamed.join";
+  expect_refused({"enroll", keys_["lh"], "--name", "f-renamed", "--out", out, "--state-dir", admin_}, 1, admin_,
+                 "nothing changed: lh (");
+  CliRun r = fortmesh(tmp_, {"enroll", keys_["lh"], "--name", "f-renamed", "--out", out, "--state-dir", admin_});
+  EXPECT_NE(r.err.find("stays lighthouse, never expires"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("most privileged valid Enroll"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(find(members(tmp_, admin_), "f-renamed"), nullptr);
+  // A renewal and a promotion change something: done.
+  ASSERT_EQ(enroll("bob", {"--expires", "1d"}).exit_code, 0);
+  CliRun renewed = enroll("bob", {"--expires", "30d"});
+  EXPECT_EQ(renewed.exit_code, 0) << renewed.err;
+  expect_refused({"enroll", keys_["bob"], "--name", "bob", "--expires", "2d", "--out", out, "--state-dir", admin_}, 1,
+                 admin_, "nothing changed");
+  CliRun promoted = enroll("bob", {"--role", "admin"});
+  EXPECT_EQ(promoted.exit_code, 0) << promoted.err;
+  EXPECT_NE(promoted.out.find("enrolled bob as admin"), std::string::npos) << promoted.out;
+}
+
+TEST_F(CliTest, MembersShowWhoRevokedWhomWhenAndWhy) {
+  ASSERT_EQ(enroll("alice").exit_code, 0);
+  ASSERT_EQ(enroll("bob").exit_code, 0);
+  ASSERT_EQ(fortmesh(tmp_, {"revoke", "bob", "--reason", "laptop stolen", "--state-dir", admin_}).exit_code, 0);
+  const auto view = members(tmp_, admin_);
+  const auto* bob = find(view, "bob");
+  ASSERT_TRUE(bob);
+  EXPECT_EQ(bob->revoked_by(), "root");
+  EXPECT_EQ(bob->revoke_reason(), "laptop stolen");
+  EXPECT_GT(bob->revoked_at(), 1'700'000'000u);
+  EXPECT_EQ(find(view, "alice")->revoked_by(), "");
+  CliRun table = fortmesh(tmp_, {"members", "--state-dir", admin_});
+  EXPECT_NE(table.out.find("REVOKED AT (INFORMATIONAL)"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("laptop stolen"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("digest " + view.digest() + "\n"), std::string::npos) << "the full hex digest\n" << table.out;
+}
+
+// protobuf's JSON mapping: 64-bit integers are strings (JavaScript loses
+// precision past 2^53); 32-bit ones are numbers.
+TEST_F(CliTest, JsonKeeps64BitNumbersAsStrings) {
+  ASSERT_EQ(enroll("bob", {"--expires", "30d"}).exit_code, 0);
+  CliRun m = fortmesh(tmp_, {"members", "--json", "--state-dir", admin_});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_NE(m.out.find("\"expires_at\": \"17"), std::string::npos) << m.out;
+  EXPECT_NE(m.out.find("\"expires_at\": \"0\""), std::string::npos) << m.out;
+  CliRun l = fortmesh(tmp_, {"log", "--json", "--state-dir", admin_});
+  EXPECT_NE(l.out.find("\"created_at\": \"17"), std::string::npos) << l.out;
+  // Hashes are hex everywhere: the org id is the Genesis op's id.
+  EXPECT_EQ(members(tmp_, admin_).org_id(), audit(tmp_, {"--state-dir", admin_}).entries(0).id());
+}
+
+// Display columns of `s`: what a terminal shows (wide CJK takes two).
+size_t columns(const std::string& s) {
+  size_t w = 0;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    w += (n == 3 && c >= 0xe4 && c <= 0xe9) ? 2 : 1;  // U+4E00..U+9FFF
+    i += n;
+  }
+  return w;
+}
+
+TEST_F(CliTest, TablesKeepTheirColumnsWithLongAndWideNames) {
+  std::string ascii(64, 'a'), accents, cjk;
+  for (int i = 0; i < 32; ++i) accents += "\xc3\xa9";  // é: 64 bytes, 32 columns
+  for (int i = 0; i < 21; ++i) cjk += "\xe6\xbc\xa2";  // 漢: 63 bytes, 42 columns
+  ASSERT_EQ(fortmesh(tmp_, {"enroll", keys_["alice"], "--name", ascii, "--out", tmp_ / "a.join", "--state-dir", admin_}).exit_code, 0);
+  ASSERT_EQ(fortmesh(tmp_, {"enroll", keys_["bob"], "--name", accents, "--out", tmp_ / "b.join", "--state-dir", admin_}).exit_code, 0);
+  ASSERT_EQ(fortmesh(tmp_, {"enroll", keys_["lh"], "--name", cjk, "--out", tmp_ / "l.join", "--state-dir", admin_}).exit_code, 0);
+  CliRun t = fortmesh(tmp_, {"members", "--state-dir", admin_});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  std::istringstream lines(t.out);
+  std::string line;
+  std::getline(lines, line);  // the org line
+  std::set<size_t> role_columns;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    const size_t at = line.find_first_not_of(' ', line.find("  "));  // the second cell (names hold no two spaces)
+    ASSERT_NE(at, std::string::npos) << line;
+    EXPECT_TRUE(line.compare(at, 4, "ROLE") == 0 || line.compare(at, 4, "memb") == 0 || line.compare(at, 4, "root") == 0)
+        << line;
+    role_columns.insert(columns(line.substr(0, at)));
+    ++rows;
+  }
+  EXPECT_EQ(rows, 5);
+  EXPECT_EQ(role_columns.size(), 1u) << "the ROLE column moved:\n" << t.out;
+  EXPECT_EQ(*role_columns.begin(), 66u) << t.out;  // 64 columns of name, two spaces
+}
+
+// The errors an operator hit: one line naming the real cause; nothing changed.
+TEST_F(CliTest, OperatorErrorsNameTheRealCause) {
+  const std::string carol = tmp_ / "carol";
+  ASSERT_EQ(fortmesh(tmp_, {"keygen", "--state-dir", carol}).exit_code, 0);
+  auto one_line = [&](std::vector<std::string> args, int code, const std::string& says) {
+    CliRun r = fortmesh(tmp_, args);
+    EXPECT_EQ(r.exit_code, code) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    return r.err;
+  };
+  // A join that fails leaves no store behind.
+  std::ofstream(tmp_ / "junk.join") << "garbage";
+  one_line({"join", tmp_ / "junk.join", "--state-dir", carol}, 1, "is not a join bundle");
+  std::filesystem::create_directory(tmp_ / "dir.join");
+  one_line({"join", tmp_ / "dir.join", "--state-dir", carol}, 1, "is a directory, not a join bundle");
+  std::ofstream(tmp_ / "empty.join").flush();
+  one_line({"join", tmp_ / "empty.join", "--state-dir", carol}, 1, "is empty, not a join bundle");
+  ASSERT_EQ(enroll("alice").exit_code, 0);
+  one_line({"join", tmp_ / "alice.join", "--state-dir", carol}, 1, "not this node");
+  ASSERT_EQ(enroll("bob", {"--expires", "1s"}).exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  one_line({"join", tmp_ / "bob.join", "--state-dir", tmp_ / "bob"}, 1, "the enrollment in this bundle expired at 20");
+  EXPECT_FALSE(std::filesystem::exists(carol + "/db")) << "a failed join left a store";
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "bob/db")) << "a failed join left a store";
+  // Not valid UTF-8, a control character.
+  expect_refused({"enroll", keys_["lh"], "--name", "\xff\xfe", "--out", tmp_ / "x.join", "--state-dir", admin_}, 1, admin_,
+                 "--name is not valid UTF-8 (byte 1)");
+  expect_refused({"enroll", keys_["lh"], "--name", "a\tb", "--out", tmp_ / "x.join", "--state-dir", admin_}, 1, admin_,
+                 "--name holds a control character");
+  expect_refused({"revoke", "alice", "--reason", "bad\xc3", "--state-dir", admin_}, 1, admin_, "--reason is not valid UTF-8");
+  expect_refused({"revoke", "\xff", "--state-dir", admin_}, 1, admin_, "TARGET is not valid UTF-8");
+  expect_refused({"org", "init", "--name", "\xed\xa0\x80", "--state-dir", carol}, 1, admin_, "--name is not valid UTF-8");
+  // An empty --state-dir, a symlinked key, a key this user may not read.
+  one_line({"members", "--state-dir", ""}, 2, "--state-dir is empty");
+  std::filesystem::create_directory(tmp_ / "linked");
+  std::filesystem::copy_file(carol + "/node.key", tmp_ / "linked/real.key");
+  std::filesystem::create_symlink("real.key", tmp_ / "linked/node.key");
+  one_line({"pubkey", "--state-dir", tmp_ / "linked"}, 1, "is a symbolic link");
+  one_line({"keygen", "--state-dir", tmp_ / "linked"}, 1, "is a symbolic link");
+  EXPECT_TRUE(std::filesystem::is_symlink(tmp_ / "linked/node.key")) << "keygen replaced the link";
+  // A corrupt store: said so, and where; not "run `fortmesh org init`".
+  const std::string broken = tmp_ / "broken";
+  std::filesystem::copy(admin_, broken, std::filesystem::copy_options::recursive);
+  std::filesystem::remove(broken + "/db/LOCK");
+  for (const auto& e : std::filesystem::directory_iterator(broken + "/db")) {
+    if (e.path().filename().string().rfind("MANIFEST-", 0) == 0) std::filesystem::remove(e.path());
+  }
+  std::string err = one_line({"members", "--state-dir", broken}, 1, "the store at " + broken + "/db is corrupt");
+  EXPECT_EQ(err.find("org init"), std::string::npos) << err;
+  std::ofstream(broken + "/db/CURRENT") << "garbage";
+  err = one_line({"enroll", keys_["lh"], "--name", "lh", "--out", tmp_ / "x.join", "--state-dir", broken}, 1,
+                 "the store at " + broken + "/db is corrupt (Corruption");
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "x.join"));
+  // No store at all is still that.
+  one_line({"members", "--state-dir", carol}, 1, "no store at " + carol + "/db");
+}
+
+// keygen where a key exists but this user may not read it: permission
+// denied, not a new key.
+TEST_F(CliTest, KeygenWithoutPermissionWhereAKeyExistsSaysPermissionDenied) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a command as another user";
+  ::chmod(tmp_.path().c_str(), 0755);
+  ::chmod(admin_.c_str(), 0755);  // nobody may list it, but not read node.key (0600)
+  const std::string key = slurp(admin_ + "/node.key");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen((tmp_ / ".stderr").c_str(), "w", stderr) || ::setgroups(0, nullptr) != 0 ||
+        ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      _exit(126);
+    }
+    ::execl(FORTMESH_BINARY, FORTMESH_BINARY, "keygen", "--state-dir", admin_.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  const std::string err = slurp(tmp_ / ".stderr");
+  EXPECT_NE(err.find("cannot open key file " + admin_ + "/node.key: permission denied"), std::string::npos) << err;
+  EXPECT_EQ(slurp(admin_ + "/node.key"), key);
 }
 
 }  // namespace

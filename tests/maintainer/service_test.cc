@@ -4,6 +4,7 @@
 // SIGTERM. No WireGuard (--wg-backend none), so no root needed.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -280,6 +281,39 @@ TEST_F(DaemonServiceTest, FlagsWinOverTheFileAndAStaleSocketIsReplaced) {
   EXPECT_EQ(second.code, 1);
   EXPECT_TRUE(contains(second.err, "another fortmesh")) << second.err;
   EXPECT_EQ(run(tmp_, {"status", "--state-dir", dir_}).code, 0);
+  EXPECT_EQ(stop(), 0);
+}
+
+// A user who may not reach a running daemon's socket is told so, not that
+// the daemon is not running; `status` shows the version and what it counts.
+TEST_F(DaemonServiceTest, StatusWithoutPermissionSaysSoAndStatusShowsWhatItCounts) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a command as another user";
+  write_config("info");
+  start();
+  ASSERT_EQ(notify_.next().rfind("READY=1", 0), 0u) << log();
+  Outcome status = run(tmp_, {"status", "--state-dir", dir_});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_TRUE(contains(status.out, "version   " FORTMESH_VERSION "\n")) << status.out;
+  EXPECT_TRUE(contains(status.out, "revoked   none applied since start")) << status.out;
+  EXPECT_TRUE(contains(status.out, "rejected  no ops since start")) << status.out;
+  EXPECT_TRUE(contains(status.out, "datagrams in (0 bytes)")) << status.out;
+  EXPECT_TRUE(contains(log(), "fortmesh " FORTMESH_VERSION " started")) << log();
+  ::chmod(tmp_.path().c_str(), 0755);  // nobody may walk to the state directory, not into it
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!std::freopen((tmp_ / ".err").c_str(), "w", stderr) || ::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 ||
+        ::setuid(65534) != 0) {
+      _exit(126);
+    }
+    ::execl(FORTMESH_BINARY, FORTMESH_BINARY, "status", "--state-dir", dir_.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  const std::string err = slurp(tmp_ / ".err");
+  EXPECT_TRUE(contains(err, "permission denied")) << err;
+  EXPECT_FALSE(contains(err, "not running")) << err;
   EXPECT_EQ(stop(), 0);
 }
 

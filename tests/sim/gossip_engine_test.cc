@@ -107,6 +107,16 @@ TEST(GossipEngineTest, AgreeingReplicasExchangeOneSmallSummaryEachWay) {
   EXPECT_EQ(a.engine->stats().summaries + b.engine->stats().summaries, sent);
   EXPECT_LT((a.bytes_sent + b.bytes_sent) / sent, 200u);
   EXPECT_EQ(a.engine->stats().range_rounds + b.engine->stats().range_rounds, 0u);
+  // Counted by kind (the metrics' `kind` label): all of them Summaries.
+  constexpr size_t kSummary = 2;
+  ASSERT_STREQ(crdt::gossip_kind_name(kSummary), "summary");
+  for (auto* n : {&a, &b}) {
+    const auto& st = n->engine->stats();
+    EXPECT_EQ(st.datagrams_out_by_kind[kSummary], st.datagrams_out);
+    EXPECT_EQ(st.bytes_out_by_kind[kSummary], st.bytes_out);
+    EXPECT_EQ(st.datagrams_in_by_kind[kSummary], st.datagrams_in);
+    EXPECT_EQ(st.bytes_in_by_kind[kSummary], st.bytes_in);
+  }
 }
 
 TEST(GossipEngineTest, ABehindReplicaGetsExactlyWhatItLacksInOneRoundTrip) {
@@ -306,6 +316,17 @@ TEST(GossipEngineTest, JunkIsCountedAndChangesNothing) {
   n.engine->on_datagram(org.keys[1].public_key, bytes_of(w), sim.now());
   EXPECT_GE(n.engine->stats().junk, 2u);
   EXPECT_EQ(n.replica->heads(), before);
+  // What was not parsed (junk, and the Want once the sender's byte budget is
+  // spent) is kind "other"; every datagram is counted under one kind.
+  const auto& st = n.engine->stats();
+  EXPECT_GE(st.datagrams_in_by_kind[0], 3u);
+  uint64_t datagrams = 0, bytes = 0;
+  for (size_t k = 0; k < crdt::kGossipKinds; ++k) {
+    datagrams += st.datagrams_in_by_kind[k];
+    bytes += st.bytes_in_by_kind[k];
+  }
+  EXPECT_EQ(datagrams, st.datagrams_in);
+  EXPECT_EQ(bytes, st.bytes_in);
 }
 
 }  // namespace
