@@ -29,7 +29,7 @@ _fortmesh() {
     enroll) opts="--name --role --endpoint --expires --out" ;;
     join) COMPREPLY=($(compgen -f -X '!*.join' -- "$cur") $(compgen -d -- "$cur")) ;;
     revoke) opts="--reason" ;;
-    guard) opts="--listen --to --connect --server-key" ;;
+    guard) opts="--listen --to --connect --server-key --metrics-listen" ;;
     run) opts="--interface --wg-backend --wireguard-go --listen-port --advertise --handover-listen --gossip-listen --gossip-peers --metrics-listen --log-level" ;;
   esac
   COMPREPLY+=($(compgen -W "$opts --state-dir --config --help" -- "$cur"))

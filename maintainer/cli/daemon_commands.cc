@@ -21,6 +21,8 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
   guard_cmd->add_option("--to", guard->to, "server side: the protected service's HOST:PORT (numeric)");
   guard_cmd->add_option("--connect", guard->connect, "client side: the remote guard's ADDR:PORT");
   guard_cmd->add_option("--server-key", guard->server_key, "client side: the remote node's identity key (base64)");
+  guard_cmd->add_option("--metrics-listen", guard->metrics_listen,
+                        "ADDR:PORT to serve Prometheus metrics on (handshakes by result, sessions); off by default");
   ctx.add_state_dir(guard_cmd);
   out.push_back({"guard", guard_cmd, [&ctx, guard] {
                    guard->state_dir = ctx.state_dir;

@@ -20,6 +20,7 @@
 #include "maintainer/util/connection_limit.h"
 #include "maintainer/util/ip_port.h"
 #include "maintainer/util/clock.h"
+#include "maintainer/daemon/metrics.h"
 #include "maintainer/daemon/node.h"
 #include "maintainer/daemon/state_dir.h"
 #include "netauth/conn_auth_tcp.h"
@@ -36,6 +37,26 @@ using asio::ip::tcp;
 // files, so that idle connections cannot exhaust them.
 constexpr size_t kMaxUnauthenticated = 256;
 constexpr size_t kMaxUnauthenticatedPerSource = 16;
+
+// AuthError as a metric label.
+const char* label_of(netauth::AuthError e) {
+  using netauth::AuthError;
+  switch (e) {
+    case AuthError::ok: return "ok";
+    case AuthError::version: return "version";
+    case AuthError::wrong_org: return "wrong_org";
+    case AuthError::not_member: return "not_member";
+    case AuthError::revoked: return "revoked";
+    case AuthError::expired: return "expired";
+    case AuthError::bad_signature: return "bad_signature";
+    case AuthError::address_mismatch: return "address_mismatch";
+    case AuthError::wrong_server: return "wrong_server";
+    case AuthError::timeout: return "timeout";
+    case AuthError::protocol: return "protocol";
+    case AuthError::rate_limited: return "rate_limited";
+  }
+  return "unknown";
+}
 
 Result<tcp::endpoint> parse_endpoint(const std::string& option, const std::string& text) {
   auto ip = parse_ip_port(option, text);
@@ -158,6 +179,30 @@ class Guard {
     for (auto& r : relays_) r->close();
   }
 
+  // The Prometheus page (docs/metrics.md, "The guard").
+  std::string metrics() {
+    std::erase_if(relays_, [](const auto& r) { return !r->open(); });
+    std::string out =
+        "# HELP fortmesh_guard_handshakes_total conn_auth handshakes this guard finished, by result "
+        "(ok, or why it failed; rate_limited: refused before one started).\n"
+        "# TYPE fortmesh_guard_handshakes_total counter\n";
+    for (size_t e = 0; e < handshakes_.size(); ++e) {
+      out += "fortmesh_guard_handshakes_total{side=\"" + std::string(server_mode() ? "server" : "client") +
+             "\",result=\"" + label_of(static_cast<netauth::AuthError>(e)) + "\"} " +
+             std::to_string(handshakes_[e]) + "\n";
+    }
+    out += "# HELP fortmesh_guard_sessions_open Authenticated sessions being relayed now.\n"
+           "# TYPE fortmesh_guard_sessions_open gauge\n"
+           "fortmesh_guard_sessions_open " + std::to_string(relays_.size()) + "\n"
+           "# HELP fortmesh_guard_sessions_cut_total Sessions closed because their peer stopped being an active member.\n"
+           "# TYPE fortmesh_guard_sessions_cut_total counter\n"
+           "fortmesh_guard_sessions_cut_total " + std::to_string(sessions_cut_) + "\n"
+           "# HELP fortmesh_guard_refused_busy_total Connections closed at once: too many still authenticating.\n"
+           "# TYPE fortmesh_guard_refused_busy_total counter\n"
+           "fortmesh_guard_refused_busy_total " + std::to_string(refused_busy_) + "\n";
+    return out;
+  }
+
  private:
   bool server_mode() const { return !options_.to.empty(); }
 
@@ -197,6 +242,7 @@ class Guard {
     boost::system::error_code ec;
     const auto remote = in.remote_endpoint(ec);
     if (ec || !limiter_.allow(remote.address(), now_ms())) {
+      ++handshakes_[static_cast<size_t>(netauth::AuthError::rate_limited)];
       in.close(ec);
       return;
     }
@@ -204,6 +250,7 @@ class Guard {
     auto cfg = config();
     cfg.peer_address = netauth::overlay_peer_address(*sock, cfg.org_prefix);
     netauth::async_server_auth(*sock, cfg, [this, sock, remote, ticket](netauth::TcpAuthResult r) {
+      ++handshakes_[static_cast<size_t>(r.error)];
       if (r.error != netauth::AuthError::ok) {
         spdlog::info("guard: refused {}: {}", remote.address().to_string(), netauth::to_string(r.error));
         return;
@@ -234,6 +281,7 @@ class Guard {
       auto cfg = config();
       cfg.peer_address = netauth::overlay_peer_address(*out, cfg.org_prefix);
       netauth::async_client_auth(*out, cfg, server_key_, [this, in, out, ticket](netauth::TcpAuthResult r) {
+        ++handshakes_[static_cast<size_t>(r.error)];
         if (r.error != netauth::AuthError::ok) {
           spdlog::info("guard: the server refused or failed: {}", netauth::to_string(r.error));
           boost::system::error_code ignored;
@@ -264,6 +312,7 @@ class Guard {
         spdlog::info("guard: {} is no longer an active member; closing its session",
                      netauth::to_base64(r->peer()));
         r->close();
+        ++sessions_cut_;
       }
     }
   }
@@ -293,6 +342,8 @@ class Guard {
   AcceptLoop<tcp::acceptor> accept_loop_{acceptor_, "guard", [this](tcp::socket s) { on_connection(std::move(s)); }};
   ConnectionLimit unauthenticated_{kMaxUnauthenticated, kMaxUnauthenticatedPerSource};
   uint64_t refused_busy_ = 0;
+  std::array<uint64_t, static_cast<size_t>(netauth::AuthError::rate_limited) + 1> handshakes_{};
+  uint64_t sessions_cut_ = 0;
   asio::steady_timer timer_;
   ControlWatcher watch_;
   tcp::endpoint target_;
@@ -312,10 +363,18 @@ Status run_guard(const GuardOptions& options) {
   asio::io_context io;
   Guard guard(io, options, **node);
   if (Status st = guard.start(); !st) return st;
+  MetricsServer metrics(io, [&] { return guard.metrics(); });
+  if (!options.metrics_listen.empty()) {
+    auto at = parse_ip_port("--metrics-listen", options.metrics_listen);
+    if (!at) return at.status();
+    if (Status st = metrics.start(tcp::endpoint(at->address, at->port)); !st) return st;
+    spdlog::info("guard: metrics on http://{}/metrics", options.metrics_listen);
+  }
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     guard.stop();
+    metrics.stop();
     io.stop();
   });
   io.run();

@@ -24,6 +24,7 @@ struct GuardOptions {
   std::string to;          // server mode: the protected service, HOST:PORT (numeric)
   std::string connect;     // client mode: the remote guard, ADDR:PORT
   std::string server_key;  // client mode: its identity key, base64
+  std::string metrics_listen;  // ADDR:PORT for Prometheus metrics (docs/metrics.md); empty: off
 };
 
 // Runs until SIGTERM or SIGINT.

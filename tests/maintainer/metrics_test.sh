@@ -47,7 +47,7 @@ pid=$!
 for _ in $(seq 100); do "$FM" status --state-dir "$dir/root" >/dev/null 2>&1 && break; sleep 0.1; done
 
 scrape() {  # scrape EXPR...: each a Python expression over m (family -> {labels: value}) that must hold
-  python3 - "$port" "$@" <<'PY'
+  python3 - "${scrape_port:-$port}" "$@" <<'PY'
 import sys, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 port = sys.argv[1]
@@ -167,6 +167,32 @@ doc = open(sys.argv[2]).read()
 missing = [f.name for f in text_string_to_metric_families(text) if not re.search(r"\| `" + f.name + r"(_total)?` \|", doc)]
 assert not missing, f"not in docs/metrics.md: {missing}"
 PY
+# fortmesh guard's own endpoint: conn_auth handshakes by result. A client
+# that sends junk instead of a handshake is counted as a protocol failure.
+gmport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+glport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$FM" guard --state-dir "$dir/root" --listen "127.0.0.1:$glport" --to 127.0.0.1:9 \
+  --metrics-listen "127.0.0.1:$gmport" >"$dir/guard.log" 2>&1 &
+gpid=$!
+for _ in $(seq 100); do grep -q "metrics on" "$dir/guard.log" && break; sleep 0.1; done
+scrape_port=$gmport scrape 'v("fortmesh_guard_handshakes_total", side="server", result="protocol") == 0' \
+  'v("fortmesh_guard_sessions_open") == 0' || { cat "$dir/guard.log"; kill $gpid; fail "the guard's metrics"; }
+python3 - "$glport" <<'PY'
+import socket, sys, struct
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(struct.pack(">H", 5) + b"junk!")
+s.settimeout(6)
+try:
+    s.recv(100)
+except (ConnectionResetError, socket.timeout):
+    pass
+PY
+for _ in $(seq 50); do grep -q "guard: refused" "$dir/guard.log" && break; sleep 0.1; done
+scrape_port=$gmport scrape 'v("fortmesh_guard_handshakes_total", side="server", result="protocol") == 1' \
+  'v("fortmesh_guard_handshakes_total", side="server", result="ok") == 0' ||
+  { cat "$dir/guard.log"; kill $gpid; fail "a junk handshake is not counted by the guard"; }
+kill "$gpid"; wait "$gpid" || true
+
 kill "$pid"; wait "$pid" || true; pid=""
 # The log names what happened: the version and digest at start, each admin
 # op's kind and subject (name and short key), peer counts before and after.
@@ -180,4 +206,4 @@ grep -q "admin: member b ($bkey) is now revoked (3 ops): Revoke of b ($bkey) by 
 if [ "$backend" != none ]; then
   grep -q "peers 0 -> 1" "$dir/log" && grep -q "peers 1 -> 0" "$dir/log" || fail "no peer counts before and after"
 fi
-echo "PASS ($backend backend): metrics scraped and parsed; they follow an enroll, a revoke, bad gossip; 404, idle and junk clients handled"
+echo "PASS ($backend backend): metrics scraped and parsed; they follow an enroll, a revoke, bad gossip, a guard's failed handshake; 404, idle and junk clients handled"
