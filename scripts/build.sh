@@ -7,8 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=OFF
 if [ "${1:-}" = "--tests" ]; then tests=ON; fi
+# A tree configured with the tests keeps them (only the binary is built
+# then): turning them off would leave its test programs stale for ctest.
+if [ $tests = OFF ] && grep -q '^FORTMESH_BUILD_TESTS:BOOL=ON' build/CMakeCache.txt 2>/dev/null; then
+  configured=ON
+else
+  configured=$tests
+fi
 ./scripts/setup.sh ${1:+"$1"}
-cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" -DFORTMESH_BUILD_TESTS=$tests >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" -DFORTMESH_BUILD_TESTS=$configured >/dev/null
 if [ $tests = ON ]; then
   cmake --build build -j"$(nproc)"
 else
