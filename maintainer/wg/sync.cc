@@ -38,7 +38,8 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Memb
       for (const auto& e : rec->advertised) add(known.advertised, e);
       for (const auto& e : rec->reflected) add(known.reflected, e);
     }
-    out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_)});
+    out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_),
+                                  relay_offer_ ? relay_offer_(m.key) : std::nullopt});
   }
   return out;
 }
