@@ -90,8 +90,11 @@ Status peers(const std::string& dir, bool json) {
               "PATH (WHY, WHEN)");
   for (const auto& p : reply->peers().peers()) {
     const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
+    const std::string what = p.path() == "relayed" && !p.relay().empty() ? "relay " + p.relay()
+                             : p.path() == "direct" || p.path() == "roamed" ? p.path() + " " + p.endpoint()
+                                                                             : p.path();
     const std::string path = p.path().empty() ? "-"
-                                              : p.path() + " (" + p.path_reason() + ", " +
+                                              : what + " (" + p.path_reason() + ", " +
                                                     std::to_string(p.path_age_sec()) + " s ago)";
     std::printf("%-20s %-40s %-28s %-10s %12" PRIu64 " %12" PRIu64 "  %s\n",
                 p.name().empty() ? "(not a member)" : p.name().c_str(), p.address().c_str(),

@@ -83,6 +83,7 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
       pi->set_path_reason(ps.path->reason);
       pi->set_path_age_sec(now >= ps.path->changed_at ? (now - ps.path->changed_at) / 1000 : 0);
       for (const auto& c : ps.path->candidates) pi->add_candidates(c.to_string());
+      if (!ps.relay.empty()) pi->set_relay(ps.relay);
     }
   }
 }
