@@ -54,6 +54,7 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
     out->set_self_role(crdt::to_string(s.self->role));
   }
   out->set_standing(s.standing);
+  if (shell.relay) *out->mutable_relay() = *shell.relay;
   out->set_handovers_in(s.handovers_in);
   out->set_handover_ops_applied(s.handover_ops_applied);
   out->set_handovers_refused(s.handovers_refused);

@@ -2,6 +2,8 @@
 // protobuf stops here; the Node speaks its own structs.
 #pragma once
 
+#include <optional>
+
 #include "maintainer/daemon/node.h"
 #include "proto/control.pb.h"
 
@@ -12,6 +14,8 @@ struct ShellStats {
   uint64_t uptime_sec = 0;
   uint64_t gossip_unknown_sources = 0;   // datagrams from addresses that name no member
   uint64_t gossip_wrong_interface = 0;   // datagrams that did not arrive through WireGuard
+  // A lighthouse's relay, filled in by the shell (nothing: not serving).
+  std::optional<fortmesh::wire::RelayStatus> relay;
 };
 
 // Never throws; every failure is an error reply with its Code.

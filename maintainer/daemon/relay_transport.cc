@@ -466,6 +466,34 @@ void RelayService::local_closed(uint32_t session_id, uint16_t channel) {
   }
 }
 
+fortmesh::wire::RelayStatus RelayService::status() const {
+  const auto st = core_->stats();
+  fortmesh::wire::RelayStatus r;
+  r.set_udp_port(udp_port_);
+  r.set_tcp_port(tcp_port_);
+  r.set_sessions_udp(st.sessions_udp);
+  r.set_sessions_tcp(st.sessions_tcp);
+  r.set_pending(st.pending);
+  r.set_channels(st.channels);
+  r.set_forwarded_packets_udp(st.forwarded_packets[0]);
+  r.set_forwarded_packets_tcp(st.forwarded_packets[1]);
+  r.set_forwarded_bytes_udp(st.forwarded_bytes[0]);
+  r.set_forwarded_bytes_tcp(st.forwarded_bytes[1]);
+  r.set_sessions_opened(st.sessions_opened);
+  r.set_sessions_closed_membership(st.sessions_closed_membership);
+  for (size_t i = 0; i < lighthouse::kDropReasons; ++i) {
+    if (st.drops[i] != 0) (*r.mutable_drops())[lighthouse::to_string(static_cast<lighthouse::Drop>(i))] = st.drops[i];
+  }
+  for (size_t i = 0; i < lighthouse::kRefusals; ++i) {
+    if (st.refusals[i] != 0) {
+      (*r.mutable_refusals())[lighthouse::to_string(static_cast<lighthouse::Refusal>(i))] = st.refusals[i];
+    }
+  }
+  r.set_tcp_queue_drops(shell_.tcp_queue_drops);
+  r.set_tcp_refused(shell_.tcp_refused);
+  return r;
+}
+
 std::string RelayService::local_route(const crdt::PublicKey& peer) const {
   if (!local_.contains(peer)) return "";
   auto s = core_->session_of(peer);

@@ -46,6 +46,7 @@
 #include "lighthouse/relay_server.h"
 #include "maintainer/daemon/node.h"
 #include "maintainer/wg/device.h"
+#include "proto/control.pb.h"
 
 namespace fm::maintainer {
 
@@ -110,6 +111,8 @@ class RelayService final : public lighthouse::RelaySink {
   // "self udp|tcp" for a member with a local channel here; "" else.
   std::string local_route(const crdt::PublicKey& peer) const;
   lighthouse::RelayStats stats() const { return core_->stats(); }
+  // For `fortmesh status`.
+  fortmesh::wire::RelayStatus status() const;
   const RelayShellStats& shell_stats() const { return shell_; }
   uint16_t udp_port() const { return udp_port_; }
   uint16_t tcp_port() const { return tcp_port_; }

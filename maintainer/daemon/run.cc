@@ -272,7 +272,10 @@ Status run_daemon(const DaemonOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   auto shell = [&] {
     const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
-    return ShellStats{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface()};
+    ShellStats out{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface(),
+                   std::nullopt};
+    if (relay) out.relay = relay->status();
+    return out;
   };
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();

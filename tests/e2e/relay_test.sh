@@ -13,10 +13,13 @@
 #      relayed "lh tcp" (a local channel to the lighthouse's own WireGuard),
 #      s1 <-> t1 ping both ways, and the capture on the lighthouse of the
 #      relay ports shows no inner plaintext (a marker in the ping payload).
-#   3. The root revokes s2: t1, behind its UDP-blocking firewall, learns of it
+#   4. The root revokes s2: t1, behind its UDP-blocking firewall, learns of it
 #      by gossip through the TCP relay; the lighthouse closes s2's session and
 #      channels within 1 s of applying the Revoke (its log), s1's pings to s2
 #      stop.
+#   3. From another host: an unpadded first HANDSHAKE datagram gets no answer
+#      (drops.unpadded counts it); a DATA frame with s1's real session id from
+#      the wrong source is dropped (drops.bad_source counts it).
 #      (Refusing a non-member's session is covered by the core's unit tests;
 #      no e2e client for a non-member key is built yet.)
 #
@@ -93,7 +96,21 @@ kill "$CAP" 2>/dev/null || true
 wait "$CAP" 2>/dev/null || true
 python3 "$here/relay_capture.py" --check "$MESH_DIR/capture.bin" "$MARK" || fail "the capture on the lighthouse shows inner plaintext"
 
-step "3. revoke s2: t1 learns it by gossip over TCP; lh closes s2's relay within 1 s; pings stop"
+step "3. hostile datagrams to the relay's UDP port, from the root's host: counted and dropped"
+drops_of() { fm lh status --json | python3 -c '
+import json, sys
+print(json.load(sys.stdin).get("relay", {}).get("drops", {}).get(sys.argv[1], 0))' "$1"; }
+sid=$(grep -o 'session over UDP (id [0-9a-f]*)' "$MESH_DIR/s1.log" | tail -1 | grep -o '[0-9a-f]\{8\}')
+[ -n "$sid" ] || fail "no UDP session id in s1's log"
+before_spoof=$(drops_of bad_source) before_unpadded=$(drops_of unpadded)
+nat_exec root python3 "$here/relay_probe.py" unpadded "$(nat_public_ip lh)" 51822 || fail "an unpadded first datagram was answered"
+nat_exec root python3 "$here/relay_probe.py" spoof "$(nat_public_ip lh)" 51822 "$sid"
+sleep 0.3
+[ "$(drops_of unpadded)" -gt "$before_unpadded" ] || fail "the unpadded datagram was not counted (drops.unpadded)"
+[ "$(drops_of bad_source)" -gt "$before_spoof" ] || fail "the spoofed-source data frame (session $sid) was not counted (drops.bad_source)"
+echo "   spoofed-source DATA with s1's session id $sid: dropped, bad_source $(drops_of bad_source); unpadded: $(drops_of unpadded)"
+
+step "4. revoke s2: t1 learns it by gossip over TCP; lh closes s2's relay within 1 s; pings stop"
 ping_one s1 s2 "$MARK" || fail "s1 does not ping s2 before the revocation"
 fm root revoke s2 --reason "relay test" >/dev/null
 gone_on() { fm "$1" members --json | python3 -c '
@@ -123,5 +140,5 @@ if ping_one s1 s2 "$MARK"; then fail "s1 still pings s2 after its revocation"; f
 if ping_one s2 s1 "$MARK"; then fail "s2 still pings s1 after its revocation"; fi
 
 step "lighthouse status"
-fm lh status | sed -n '/relay/,$p' | sed 's/^/   lh: /'
+fm lh status | grep -E '^(relay|relayed|drops)' | sed 's/^/   lh: /'
 echo "PASS: relay: s1<->s2 over UDP, t1 over TCP (ping both ways), no plaintext at the relay, revocation through the TCP relay, revoked member cut off; $(python3 -c "import time; print(f'{time.time() - $T0:.0f}')") s"
