@@ -222,6 +222,11 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
       }
       if (candidates.empty() && p.relay) return go_relayed(p, "no candidate endpoint", now);
       if (candidates_changed) return probe(key, p, 0, "new candidates", now);
+      // Traffic on the candidate with the session WireGuard already has (a
+      // re-probe from the relay needs no new handshake): it works.
+      if (on_candidate && p.rx_at > p.since && p.last_handshake_sec != 0) {
+        return settle(p, on_candidate, "answered on " + p.endpoint->to_string(), now);
+      }
       if (p.relay && now - p.probing_since >= config_.relay_after) {
         return go_relayed(p, "no handshake on any direct candidate in " + seconds_text(now - p.probing_since), now);
       }

@@ -110,7 +110,19 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
     return device.status();
   }
   force_read_ = false;
+  std::map<wg::Key, std::pair<wg::PathState, std::string>> before;
+  for (const auto& d : want) {
+    if (const auto* p = paths_.find(d.public_key)) before.emplace(d.public_key, std::make_pair(p->state, p->reason));
+  }
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, paths_, now);
+  for (const auto& d : want) {
+    const auto* p = paths_.find(d.public_key);
+    auto b = before.find(d.public_key);
+    if (p != nullptr && (b == before.end() || b->second.first != p->state || b->second.second != p->reason)) {
+      spdlog::debug("path to {}: {} {} ({})", netauth::to_base64(d.public_key).substr(0, 8), wg::to_string(p->state),
+                    p->endpoint ? p->endpoint->to_string() : "-", p->reason);
+    }
+  }
   last_read_ = std::move(*device);
   ++reads_;
   last_desired_ = std::move(want);

@@ -301,6 +301,22 @@ TEST(PathSelectorRelay, TheDirectPathIsProbedAgainWithBackoffResetByNewCandidate
   EXPECT_EQ(paths.next_deadline(), kT0 + t + 7'000 + 30'000);
 }
 
+TEST(PathSelectorRelay, AReprobeAnsweredWithoutANewHandshakeIsDirect) {
+  // The session was made through the relay; WireGuard keeps its keys when its
+  // endpoint changes, so a working direct path shows as traffic, not a handshake.
+  PathSelector paths;
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 7, 100);
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 7'000);
+  ASSERT_EQ(paths.find(key(1))->state, PathState::relayed);
+  const Millis due = paths.next_deadline();
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, due), kTwo[0]);
+  const Peer direct = device(1, kTwo[0], kSec0 + 7, 400);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &direct, due + 1'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  EXPECT_NE(paths.find(key(1))->reason.find("answered on"), std::string::npos);
+}
+
 TEST(PathSelectorRelay, AnAddressChangeResetsTheBackoff) {
   PathSelector paths;
   (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
