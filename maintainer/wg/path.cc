@@ -145,6 +145,14 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
     return set == had ? std::nullopt : set;  // already there (a restart): nothing to change
   }
   std::optional<Endpoint> set;
+  // A probe just begun: a handshake or packets that come through the relay
+  // now were sent before the peer saw our probe (WireGuard roamed to the
+  // proxy address under it). The candidate is set again while the grace lasts.
+  if (on_proxy && p.relay && p.state == PathState::probing && now - p.since < config_.probe_grace &&
+      p.candidate < p.candidates.size()) {
+    p.endpoint = p.candidates[p.candidate];
+    return p.endpoint;
+  }
   if (new_handshake && p.endpoint) {
     if (on_proxy) {
       if (p.state != PathState::relayed) set = go_relayed(p, "handshake through the relay", now);

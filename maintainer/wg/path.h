@@ -102,6 +102,9 @@ struct PathConfig {
   // Relayed: the direct path is probed again after this, doubling each
   // failed try, up to reprobe_max.
   Millis reprobe_min = 30'000, reprobe_max = 900'000;
+  // The first this long of a probe, traffic through the relay (sent before
+  // the peer saw the probe) does not end it.
+  Millis probe_grace = 2'000;
 };
 
 struct PeerPath {

@@ -317,6 +317,29 @@ TEST(PathSelectorRelay, AReprobeAnsweredWithoutANewHandshakeIsDirect) {
   EXPECT_NE(paths.find(key(1))->reason.find("answered on"), std::string::npos);
 }
 
+TEST(PathSelectorRelay, RelayedTrafficInTheFirstSecondsOfAProbeDoesNotEndIt) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 1, 100);
+  (void)paths.observe(key(1), {}, kProxy, &relayed, kT0 + 1'000);
+  // Its endpoint record arrives: the candidate is tried at once.
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 2'000), kTwo[0]);
+  // A handshake begun through the relay completes there: within the grace, the candidate is set again.
+  const Peer late = device(1, kProxy, kSec0 + 3, 200);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &late, kT0 + 3'000), kTwo[0]);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+  // The peer answers directly: direct.
+  const Peer direct = device(1, kTwo[0], kSec0 + 3, 300);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &direct, kT0 + 3'500), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  // After the grace, the relay's traffic is followed.
+  PathSelector later;
+  (void)later.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer via = device(1, kProxy, kSec0 + 3, 200);
+  EXPECT_EQ(later.observe(key(1), {kTwo[0]}, kProxy, &via, kT0 + 2'500), std::nullopt);
+  EXPECT_EQ(later.find(key(1))->state, PathState::relayed);
+}
+
 TEST(PathSelectorRelay, AnAddressChangeResetsTheBackoff) {
   PathSelector paths;
   (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
