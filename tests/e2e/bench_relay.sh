@@ -62,11 +62,12 @@ NFT
 run_case() {
   local name=$1 want=$2
   # A ping every 0.2 s meanwhile: a path in use, as when a flow runs.
-  nat_exec a bash -c "while :; do ping -6 -c 1 -W 1 ${OVERLAY[b]}; sleep 0.2; done" >/dev/null 2>&1 &
+  rm -f "$MESH_DIR/stop"
+  nat_exec a timeout 70 bash -c "while [ ! -e $MESH_DIR/stop ]; do ping -6 -c 1 -W 1 ${OVERLAY[b]}; sleep 0.2; done" >/dev/null 2>&1 &
   local pinger=$! t0
   t0=$(date +%s.%N)
-  wait_for 60 is_path a b "$want" || { kill "$pinger" 2>/dev/null || true; echo "   $name: path a->b is '$(path_of a b)', not '$want'"; return 1; }
-  kill "$pinger" 2>/dev/null || true; wait "$pinger" 2>/dev/null || true
+  wait_for 60 is_path a b "$want" || { touch "$MESH_DIR/stop"; echo "   $name: path a->b is '$(path_of a b)', not '$want'"; return 1; }
+  touch "$MESH_DIR/stop"; wait "$pinger" 2>/dev/null || true
   echo "   $name: path a->b '$(path_of a b)' after $(python3 -c "import time; print(f'{time.time() - $t0:.1f}')") s"
   wait_for 10 ping_ok a b || { echo "   $name: no ping"; return 1; }
   nat_exec b iperf3 -s -1 -B "${OVERLAY[b]}" >/dev/null 2>&1 &

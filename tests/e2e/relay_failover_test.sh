@@ -45,10 +45,11 @@ both_direct() { is_path a b "@(direct|roamed) " && is_path b a "@(direct|roamed)
 step "1. a <-> b direct"
 mesh_start lh --wg-backend userspace --log-level debug --lighthouse
 for h in a b; do mesh_start "$h" --wg-backend userspace --log-level debug; done
-nat_exec a bash -c "while :; do ping -6 -c 1 -W 1 ${OVERLAY[b]} >/dev/null 2>&1; sleep 0.5; done" &
+rm -f "$MESH_DIR/stop"
+nat_exec a timeout 90 bash -c "while [ ! -e $MESH_DIR/stop ]; do ping -6 -c 1 -W 1 ${OVERLAY[b]} >/dev/null 2>&1; sleep 0.5; done" &
 warm=$!
-wait_for 75 both_direct || fail "a and b are not direct: a->b '$(path_of a b)', b->a '$(path_of b a)'"
-kill "$warm" 2>/dev/null || true; wait "$warm" 2>/dev/null || true
+wait_for 75 both_direct || { touch "$MESH_DIR/stop"; fail "a and b are not direct: a->b '$(path_of a b)', b->a '$(path_of b a)'"; }
+touch "$MESH_DIR/stop"; wait "$warm" 2>/dev/null || true
 echo "   a->b '$(path_of a b)', b->a '$(path_of b a)'"
 
 step "2. drop UDP between a and b under a steady ping"
@@ -77,11 +78,12 @@ echo "   figure: pings every 0.2 s across the failover: $(grep -E 'packets trans
 step "3. lift the drop: direct again within 30 s + 6 s"
 ip netns exec "$MESH_HUB" nft delete table bridge failover
 T_LIFT=$(now)
-nat_exec a bash -c "while :; do ping -6 -c 1 -W 1 ${OVERLAY[b]} >/dev/null 2>&1; sleep 0.5; done" &
+rm -f "$MESH_DIR/stop"
+nat_exec a timeout 90 bash -c "while [ ! -e $MESH_DIR/stop ]; do ping -6 -c 1 -W 1 ${OVERLAY[b]} >/dev/null 2>&1; sleep 0.5; done" &
 warm=$!
-wait_for 45 both_direct || fail "not direct 45 s after the drop was lifted: a->b '$(path_of a b)', b->a '$(path_of b a)'"
+wait_for 45 both_direct || { touch "$MESH_DIR/stop"; fail "not direct 45 s after the drop was lifted: a->b '$(path_of a b)', b->a '$(path_of b a)'"; }
 T_BACK=$(since "$T_LIFT")
-kill "$warm" 2>/dev/null || true; wait "$warm" 2>/dev/null || true
+touch "$MESH_DIR/stop"; wait "$warm" 2>/dev/null || true
 echo "   figure: direct again $T_BACK s after the drop was lifted"
 python3 -c "import sys; sys.exit(0 if $T_BACK <= 37.0 else 1)" || fail "back to direct took $T_BACK s (> 36 s + polling)"
 echo "PASS: failover: relayed $T_RELAYED s after UDP was dropped, direct $T_BACK s after it was lifted"
