@@ -29,7 +29,9 @@
 // nothing received for direct_dead_after goes relayed when a relay is
 // offered. A peer whose endpoint roams to a proxy address (it fell back to
 // the relay) is followed; one that roams from the proxy address to a real
-// one (it reached us directly) has upgraded: direct or roamed.
+// one (it reached us directly) has upgraded: direct or roamed. For the first
+// probe_grace of a probe, WireGuard roaming to the proxy address (what the
+// peer sent through the relay before it saw the probe) is undone instead.
 //
 // A relay is offered per peer by the caller (the endpoint to give
 // WireGuard: a 127.128.0.0/9 address the daemon owns), or not.
