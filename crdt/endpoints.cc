@@ -34,6 +34,8 @@ std::string make_endpoint_record(const netauth::KeyPair& self, const OpId& org_i
   for (const auto& e : endpoints.reflected) body.add_reflected(e);
   body.set_nat(static_cast<wire::NatClass>(endpoints.nat));
   body.set_listen_port(listen_port);
+  if (endpoints.relay_udp_port != 0) body.set_relay_udp_port(endpoints.relay_udp_port);
+  if (endpoints.relay_tcp_port != 0) body.set_relay_tcp_port(endpoints.relay_tcp_port);
   wire::EndpointRecord rec;
   rec.set_body(body.SerializeAsString());
   auto sig = netauth::sign(kEndpointSignDomain,
@@ -55,6 +57,7 @@ bool decode_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, 
   const size_t count = static_cast<size_t>(body.endpoints_size()) + static_cast<size_t>(body.advertised_size()) +
                        static_cast<size_t>(body.reflected_size());
   if (body.key().size() != 32 || count > kMaxEndpoints || body.listen_port() > 65535 ||
+      body.relay_udp_port() > 65535 || body.relay_tcp_port() > 65535 ||
       body.nat() < wire::NAT_UNKNOWN || body.nat() > wire::NAT_SYMMETRIC) {
     return false;
   }
@@ -71,6 +74,8 @@ bool decode_endpoint_record(std::span<const uint8_t> bytes, const OpId& org_id, 
   r.reflected.assign(body.reflected().begin(), body.reflected().end());
   r.nat = static_cast<NatClass>(body.nat());
   r.listen_port = body.listen_port();
+  r.relay_udp_port = static_cast<uint16_t>(body.relay_udp_port());
+  r.relay_tcp_port = static_cast<uint16_t>(body.relay_tcp_port());
   r.wire.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   crypto_generichash(r.id.data(), r.id.size(), bytes.data(), bytes.size(), nullptr, 0);
   *out = std::move(r);

@@ -34,6 +34,9 @@ struct EndpointSet {
   std::vector<std::string> advertised;  // given by its operator
   std::vector<std::string> reflected;   // where lighthouses see its WireGuard port
   NatClass nat = NatClass::unknown;
+  // A lighthouse's relay ports (0: not served), at the addresses above and
+  // its enrolled endpoints' (docs/relay.md).
+  uint16_t relay_udp_port = 0, relay_tcp_port = 0;
   bool operator==(const EndpointSet&) const = default;
   size_t size() const { return local.size() + advertised.size() + reflected.size(); }
 };
@@ -51,6 +54,7 @@ struct EndpointRecord {
   std::vector<std::string> reflected;
   NatClass nat = NatClass::unknown;
   uint32_t listen_port = 0;
+  uint16_t relay_udp_port = 0, relay_tcp_port = 0;  // a lighthouse's relay; 0: none said
   ItemId id{};                         // BLAKE2b-256 of `wire`
   std::string wire;                    // the serialized EndpointRecord
 };

@@ -704,4 +704,10 @@ std::optional<RelayServer::SessionInfo> RelayServer::session_of(const netauth::P
   return SessionInfo{s.id, s.transport, s.addr, s.open_channels};
 }
 
+std::optional<netauth::PublicKey> RelayServer::key_of_session(uint32_t id) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  return it->second->key;
+}
+
 }  // namespace fm::lighthouse

@@ -203,6 +203,8 @@ class RelayServer {
     size_t channels = 0;
   };
   std::optional<SessionInfo> session_of(const netauth::PublicKey& key) const;
+  // The key of session `id` (a local channel's other end), if it is open.
+  std::optional<netauth::PublicKey> key_of_session(uint32_t id) const;
 
  private:
   struct Session;

@@ -30,7 +30,7 @@ _fortmesh() {
     join) COMPREPLY=($(compgen -f -X '!*.join' -- "$cur") $(compgen -d -- "$cur")) ;;
     revoke) opts="--reason" ;;
     guard) opts="--listen --to --connect --server-key --metrics-listen" ;;
-    run) opts="--interface --wg-backend --wireguard-go --listen-port --advertise --handover-listen --gossip-listen --gossip-peers --metrics-listen --log-level" ;;
+    run) opts="--interface --wg-backend --wireguard-go --listen-port --advertise --handover-listen --gossip-listen --gossip-peers --metrics-listen --lighthouse --relay-udp --relay-tcp --log-level" ;;
   esac
   COMPREPLY+=($(compgen -W "$opts --state-dir --config --help" -- "$cur"))
 }

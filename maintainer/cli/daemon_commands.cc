@@ -67,6 +67,16 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
                       "ADDR:PORT on the underlay where nodes no peer knows yet hand over their enrollment\n"
                       "(UDP, budgeted per source; docs/endpoints.md), or \"off\"")
       ->default_str("[::]:51821");
+  run_cmd->add_flag("--lighthouse", daemon->lighthouse,
+                    "serve the relay (docs/relay.md): members that cannot reach each other directly are\n"
+                    "relayed here, end to end encrypted; for nodes enrolled with --role lighthouse");
+  run_cmd->add_option("--relay-udp", daemon->relay_udp_port, "with --lighthouse: the relay's UDP port (0: off)")
+      ->default_str("51822")
+      ->check(CLI::Range(0, 65535));
+  run_cmd->add_option("--relay-tcp", daemon->relay_tcp_port,
+                      "with --lighthouse: the relay's TCP port, for networks that let only TCP 443 out (0: off)")
+      ->default_str("443")
+      ->check(CLI::Range(0, 65535));
   run_cmd->add_option("--metrics-listen", daemon->metrics_listen,
                       "ADDR:PORT to serve Prometheus metrics on (GET /metrics; docs/metrics.md); default: off");
   run_cmd->add_option("--log-level", daemon->log_level, "trace, debug, info, warn, error")

@@ -94,6 +94,23 @@ Status status(const std::string& dir, bool json) {
               s.reachable_peers(), s.peers());
   std::printf("handover  %" PRIu64 " in (%" PRIu64 " ops applied, %" PRIu64 " refused), %" PRIu64 " out\n",
               s.handovers_in(), s.handover_ops_applied(), s.handovers_refused(), s.handovers_out());
+  if (s.has_relay()) {
+    const auto& r = s.relay();
+    std::printf("relay     UDP %u, TCP %u (0: off); sessions %" PRIu64 " udp, %" PRIu64 " tcp, %" PRIu64
+                " pending; %" PRIu64 " channels\n",
+                r.udp_port(), r.tcp_port(), r.sessions_udp(), r.sessions_tcp(), r.pending(), r.channels());
+    std::printf("relayed   udp %" PRIu64 " packets %" PRIu64 " bytes, tcp %" PRIu64 " packets %" PRIu64
+                " bytes; %" PRIu64 " sessions opened, %" PRIu64 " closed by membership\n",
+                r.forwarded_packets_udp(), r.forwarded_bytes_udp(), r.forwarded_packets_tcp(), r.forwarded_bytes_tcp(),
+                r.sessions_opened(), r.sessions_closed_membership());
+    std::string drops;
+    for (const auto& [why, n] : r.drops()) drops += (drops.empty() ? "" : ", ") + why + " " + std::to_string(n);
+    std::string refused;
+    for (const auto& [why, n] : r.refusals()) refused += (refused.empty() ? "" : ", ") + why + " " + std::to_string(n);
+    std::printf("drops     %s; TCP queue full %" PRIu64 ", connections refused %" PRIu64 "; channels refused: %s\n",
+                drops.empty() ? "none" : drops.c_str(), r.tcp_queue_drops(), r.tcp_refused(),
+                refused.empty() ? "none" : refused.c_str());
+  }
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();
 }
@@ -107,8 +124,11 @@ Status peers(const std::string& dir, bool json) {
   Table table({"NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX", "PATH (WHY, WHEN)"});
   for (const auto& p : reply->peers().peers()) {
     const std::string hs = p.handshake_age_sec() < 0 ? "never" : std::to_string(p.handshake_age_sec()) + " s ago";
+    const std::string what = p.path() == "relayed" && !p.relay().empty() ? "relay " + p.relay()
+                             : p.path() == "direct" || p.path() == "roamed" ? p.path() + " " + p.endpoint()
+                                                                             : p.path();
     const std::string path = p.path().empty() ? "-"
-                                              : p.path() + " (" + p.path_reason() + ", " +
+                                              : what + " (" + p.path_reason() + ", " +
                                                     std::to_string(p.path_age_sec()) + " s ago)";
     table.add({p.name().empty() ? "(not a member)" : p.name(), p.address(), p.endpoint().empty() ? "(none)" : p.endpoint(),
                hs, std::to_string(p.rx_bytes()), std::to_string(p.tx_bytes()), path});

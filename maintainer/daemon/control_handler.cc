@@ -59,6 +59,7 @@ void fill_status(const NodeStatus& s, const ShellStats& shell, wire::StatusReply
     out->set_self_role(crdt::to_string(s.self->role));
   }
   out->set_standing(s.standing);
+  if (shell.relay) *out->mutable_relay() = *shell.relay;
   out->set_handovers_in(s.handovers_in);
   out->set_handover_ops_applied(s.handover_ops_applied);
   out->set_handovers_refused(s.handovers_refused);
@@ -102,6 +103,7 @@ void fill_peers(const std::vector<PeerStatus>& peers, crdt::Millis now, wire::Pe
       pi->set_path_reason(ps.path->reason);
       pi->set_path_age_sec(now >= ps.path->changed_at ? (now - ps.path->changed_at) / 1000 : 0);
       for (const auto& c : ps.path->candidates) pi->add_candidates(c.to_string());
+      if (!ps.relay.empty()) pi->set_relay(ps.relay);
     }
   }
 }

@@ -2,6 +2,8 @@
 // protobuf stops here; the Node speaks its own structs.
 #pragma once
 
+#include <optional>
+
 #include "maintainer/daemon/node.h"
 #include "proto/control.pb.h"
 
@@ -15,6 +17,8 @@ struct ShellStats {
   // member_status requests (what `fortmesh guard` asks for each conn_auth
   // handshake it completes) by answer: active, or not (any other).
   uint64_t member_checks_active = 0, member_checks_refused = 0;
+  // A lighthouse's relay, filled in by the shell (nothing: not serving).
+  std::optional<fortmesh::wire::RelayStatus> relay;
 };
 
 // A Reject reason as a metric label and a status key: "bad_signature", ...

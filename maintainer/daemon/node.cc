@@ -84,6 +84,7 @@ Status Node::start(const HostAddresses& addresses, crdt::Millis now) {
   addresses_ = addresses;
   if (backend_ != nullptr) {
     wireguard_ = std::make_unique<WireGuardSync>(backend_, key_, &replica_, &engine_->endpoints(), options_.listen_port);
+    if (relay_offer_) wireguard_->set_relay_offer(relay_offer_);
     wireguard_->set_local_networks(addresses_.networks);
     if (Status st = wireguard_->start(now, members(now)); !st) return st;
   }
@@ -402,6 +403,10 @@ void Node::announce_record(crdt::Millis now) {
   for (const auto& e : reflections_.endpoints(addresses_.endpoints)) add(set.reflected, e);
   for (const auto& e : addresses_.endpoints) add(set.local, e);
   set.nat = reflections_.nat(addresses_.endpoints);
+  if (is_lighthouse(now)) {
+    set.relay_udp_port = options_.relay_udp_port;
+    set.relay_tcp_port = options_.relay_tcp_port;
+  }
   if (announced_ == set) return;
   announced_ = set;
   engine_->set_endpoints(set, options_.listen_port, now);
@@ -470,6 +475,53 @@ bool Node::is_lighthouse(crdt::Millis now) const {
                              [](const crdt::Member& m, const crdt::PublicKey& k) { return m.key < k; });
   return it != all.end() && it->key == key_.public_key && it->role == crdt::Role::lighthouse &&
          it->standing == crdt::Standing::active;
+}
+
+void Node::set_relay_offer(std::function<std::optional<wg::Endpoint>(const crdt::PublicKey&)> offer) {
+  relay_offer_ = std::move(offer);
+  if (wireguard_) wireguard_->set_relay_offer(relay_offer_);
+}
+
+void Node::relay_changed(crdt::Millis now) {
+  sync_wireguard(now);
+  after_event(now);
+}
+
+std::vector<RelayTargetInfo> Node::relay_targets(crdt::Millis now) const {
+  std::vector<RelayTargetInfo> out;
+  auto host_of = [](const std::string& text) -> std::string {
+    auto e = wg::Endpoint::parse(text);
+    if (!e) return "";
+    std::string t = e->to_string();
+    t = t.substr(0, t.rfind(':'));
+    if (!t.empty() && t.front() == '[') t = t.substr(1, t.size() - 2);
+    return t;
+  };
+  for (const auto& m : members(now)) {
+    if (m.role != crdt::Role::lighthouse || m.standing != crdt::Standing::active || m.key == key_.public_key) continue;
+    RelayTargetInfo t;
+    t.key = m.key;
+    t.name = m.name;
+    for (const auto& e : m.endpoints) {
+      if (t.host.empty()) t.host = host_of(e);
+    }
+    const auto* rec = engine_->endpoints().find(m.key);
+    if (rec != nullptr) {
+      for (const auto* list : {&rec->advertised, &rec->endpoints}) {
+        for (const auto& e : *list) {
+          if (t.host.empty()) t.host = host_of(e);
+        }
+      }
+    }
+    t.udp_port = 51822;
+    t.tcp_port = 443;
+    if (rec != nullptr && (rec->relay_udp_port != 0 || rec->relay_tcp_port != 0)) {
+      t.udp_port = rec->relay_udp_port;
+      t.tcp_port = rec->relay_tcp_port;
+    }
+    if (!t.host.empty()) out.push_back(std::move(t));
+  }
+  return out;
 }
 
 std::vector<crdt::PublicKey> Node::lighthouses(crdt::Millis now) const {
@@ -779,13 +831,16 @@ Result<std::vector<PeerStatus>> Node::peers(crdt::Millis now) const {
   const auto& all = members(now);
   std::vector<PeerStatus> out;
   for (auto& p : dev->peers) {
-    PeerStatus ps{std::move(p), std::nullopt, std::nullopt};
+    PeerStatus ps{std::move(p), std::nullopt, std::nullopt, {}};
     if (auto id = identity_of(ps.peer.public_key, now)) {
       auto it = std::lower_bound(all.begin(), all.end(), *id,
                                  [](const crdt::Member& m, const crdt::PublicKey& k) { return m.key < k; });
       if (it != all.end() && it->key == *id) ps.member = *it;
     }
     if (const auto* path = wireguard_->paths().find(ps.peer.public_key)) ps.path = *path;
+    if (ps.path && ps.path->state == wg::PathState::relayed && ps.member && relay_describer_) {
+      ps.relay = relay_describer_(ps.member->key);
+    }
     out.push_back(std::move(ps));
   }
   return out;

@@ -102,6 +102,17 @@ struct PeerStatus {
   wg::Peer peer;
   std::optional<crdt::Member> member;  // nothing: a peer that is not a member
   std::optional<wg::PeerPath> path;    // nothing: not a peer the sync manages
+  std::string relay;                   // relayed: "LIGHTHOUSE udp|tcp" (the shell says)
+};
+
+// An active lighthouse's relay, as this node knows it: a numeric address from
+// its enrolled endpoints (else its record's) and the relay ports its record
+// announces (the defaults when its record says none).
+struct RelayTargetInfo {
+  crdt::PublicKey key{};
+  std::string name;
+  std::string host;
+  uint16_t udp_port = 0, tcp_port = 0;
 };
 
 // This host's underlay addresses (run.h reads them from the kernel).
@@ -124,6 +135,8 @@ struct NodeOptions {
   // With no peer reachable this long after start (and then every minute),
   // a warning says what was tried.
   crdt::Millis unreachable_warning = 15'000;
+  // A lighthouse's relay ports, announced in its endpoint record (0: off).
+  uint16_t relay_udp_port = 0, relay_tcp_port = 0;
 };
 
 class Node {
@@ -183,6 +196,17 @@ class Node {
   // WireGuard drift repair.
   void on_tick(crdt::Millis now);
   crdt::Millis next_deadline() const;
+
+  // Relays (docs/relay.md): which peers a relay is offered for and at which
+  // proxy endpoint (set before start), how a relayed peer's route reads in
+  // `peers`, and a sync now because the offers changed.
+  void set_relay_offer(std::function<std::optional<wg::Endpoint>(const crdt::PublicKey&)> offer);
+  void set_relay_describer(std::function<std::string(const crdt::PublicKey&)> describe) {
+    relay_describer_ = std::move(describe);
+  }
+  void relay_changed(crdt::Millis now);
+  // The active lighthouses but this node, with where their relays listen.
+  std::vector<RelayTargetInfo> relay_targets(crdt::Millis now) const;
 
   // Runs after every change of the membership digest (for watchers).
   void set_membership_listener(std::function<void(const netauth::Bytes32& digest)> listener) {
@@ -290,6 +314,8 @@ class Node {
   std::unique_ptr<crdt::GossipEngine> engine_;
   std::unique_ptr<WireGuardSync> wireguard_;
   std::function<void(const netauth::Bytes32&)> membership_listener_;
+  std::function<std::optional<wg::Endpoint>(const crdt::PublicKey&)> relay_offer_;
+  std::function<std::string(const crdt::PublicKey&)> relay_describer_;
   netauth::Bytes32 digest_{};
   // The members cache (members()): valid while the replica has as many ops
   // and evaluations as when it was made, and until the next expiry.

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "maintainer/daemon/gossip_transport.h"
 #include "maintainer/daemon/interface_lock.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/relay_transport.h"
 #include "maintainer/daemon/metrics.h"
 #include "maintainer/daemon/resolver.h"
 #include "maintainer/daemon/sd_notify.h"
@@ -152,6 +154,10 @@ Status run_daemon(const DaemonOptions& options) {
   node_options.listen_port = options.listen_port;
   node_options.advertise = options.advertise;
   node_options.seed = options.seed;
+  if (options.lighthouse) {
+    node_options.relay_udp_port = options.relay_udp_port;
+    node_options.relay_tcp_port = options.relay_tcp_port;
+  }
   if (node_options.seed == 0) randombytes_buf(&node_options.seed, sizeof(node_options.seed));
 
   boost::asio::io_context io;
@@ -182,6 +188,63 @@ Status run_daemon(const DaemonOptions& options) {
   auto addresses = make_addresses(options, &node->replica());
   if (!addresses) return addresses.status();
   transport->set_addresses(addresses->get());
+
+  // The relay (docs/relay.md): a lighthouse serves it; every other node keeps
+  // sessions with the lighthouses. Both reach WireGuard through the loopback proxy.
+  std::unique_ptr<LoopbackProxy> proxy;
+  std::unique_ptr<RelayService> relay;
+  std::unique_ptr<RelayLinks> links;
+  if (*backend) {
+    proxy = std::make_unique<LoopbackProxy>(io, [&](const crdt::PublicKey& peer, std::span<const uint8_t> d) {
+      if (relay && relay->from_wireguard(peer, d)) return;
+      if (links) links->from_wireguard(peer, d);
+    });
+    if (Status st = proxy->start(options.listen_port); !st) {
+      spdlog::warn("{}; no relayed paths", st.message());
+      proxy.reset();
+    }
+  }
+  auto relays_changed = [&] {
+    boost::asio::post(io, [&] {
+      node->relay_changed(unix_millis());
+      rearm();
+    });
+  };
+  if (options.lighthouse) {
+    RelayServiceOptions ro;
+    ro.udp_port = options.relay_udp_port;
+    ro.tcp_port = options.relay_tcp_port;
+    relay = std::make_unique<RelayService>(io, node.get(), proxy.get(), ro);
+    if (Status st = relay->start(); !st) return st;
+    relay->on_local_change(relays_changed);
+    if (!node->status(unix_millis()).self || node->status(unix_millis()).self->role != crdt::Role::lighthouse) {
+      spdlog::warn("--lighthouse: this node is not enrolled as a lighthouse; members relay only through lighthouses");
+    }
+  } else if (proxy) {
+    links = std::make_unique<RelayLinks>(
+        io, node.get(), proxy.get(),
+        [&] {
+          std::vector<RelayTarget> out;
+          for (auto& t : node->relay_targets(unix_millis())) {
+            out.push_back(RelayTarget{t.key, t.name, t.host, t.udp_port, t.tcp_port});
+          }
+          return out;
+        },
+        relays_changed);
+  }
+  if (proxy) {
+    node->set_relay_offer([&](const crdt::PublicKey& peer) -> std::optional<wg::Endpoint> {
+      if (relay) {
+        if (relay->has_local(peer)) return proxy->endpoint_of(peer);
+        return std::nullopt;
+      }
+      return links ? links->offer(peer) : std::nullopt;
+    });
+    node->set_relay_describer([&](const crdt::PublicKey& peer) -> std::string {
+      if (relay) return relay->local_route(peer);
+      return links ? links->route_of(peer) : "";
+    });
+  }
 
   // WireGuard first: gossip binds to the overlay address, which lives on the interface.
   HostAddresses here = host_addresses(node->replica().org().prefix, options.listen_port);
@@ -221,13 +284,16 @@ Status run_daemon(const DaemonOptions& options) {
                        rearm();
                      });
   names.start();
+  if (links) links->start();
 
   const auto started = std::chrono::steady_clock::now();
   uint64_t checks_active = 0, checks_refused = 0;  // member_status answers (the guard's)
   auto shell = [&] {
     const auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
-    return ShellStats{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface(),
-                      checks_active, checks_refused};
+    ShellStats out{static_cast<uint64_t>(up.count()), transport->unknown_sources(), transport->wrong_interface(),
+                   checks_active, checks_refused, std::nullopt};
+    if (relay) out.relay = relay->status();
+    return out;
   };
   ControlServer control(io, [&](const fortmesh::wire::ControlRequest& req) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -251,6 +317,7 @@ Status run_daemon(const DaemonOptions& options) {
     spdlog::info("metrics on http://{}/metrics", options.metrics_listen);
   }
   node->set_membership_listener([&](const netauth::Bytes32& digest) {
+    if (relay) relay->membership_changed();
     fortmesh::wire::ControlReply event;
     event.mutable_changed()->set_digest(netauth::to_hex(digest));
     control.broadcast(event);
@@ -292,6 +359,9 @@ Status run_daemon(const DaemonOptions& options) {
       if (next->wireguard_go != current.wireguard_go) restart.push_back("wireguard-go");
       if (next->state_dir != current.state_dir) restart.push_back("state-dir");
       if (next->metrics_listen != current.metrics_listen) restart.push_back("metrics-listen");
+      if (next->lighthouse != current.lighthouse) restart.push_back("lighthouse");
+      if (next->relay_udp_port != current.relay_udp_port) restart.push_back("relay-udp");
+      if (next->relay_tcp_port != current.relay_tcp_port) restart.push_back("relay-tcp");
       if (const size_t n = names.refresh(); n > 0) done.push_back(std::to_string(n) + " DNS name(s) resolved again");
       const std::string said = done.empty() ? "nothing changed that applies while running" : join(done, "; ");
       spdlog::info("SIGHUP: reloaded {}: {}", current.config_file.empty() ? "the command line" : current.config_file, said);
@@ -320,6 +390,9 @@ Status run_daemon(const DaemonOptions& options) {
     (void)sd_notify("STOPPING=1");
     hangups.cancel();
     transport->stop();
+    if (relay) relay->stop();
+    if (links) links->stop();
+    if (proxy) proxy->stop();
     handover.stop();
     names.stop();
     metrics.stop();

@@ -40,6 +40,11 @@ struct DaemonOptions {
   // The wireguard-go binary for the userspace backend: a path, or a name
   // looked up on PATH.
   std::string wireguard_go = "wireguard-go";
+  // Serve the relay (docs/relay.md): a lighthouse's UDP and TCP relay ports
+  // (0: that transport off), announced in its endpoint record.
+  bool lighthouse = false;
+  uint16_t relay_udp_port = 51822;
+  uint16_t relay_tcp_port = 443;
   // trace, debug, info, warn, error (SIGHUP applies a new one).
   std::string log_level = "info";
   // The config file these options were read from (empty: none), and how to

@@ -69,9 +69,14 @@ const char* to_string(PathState state) {
     case PathState::direct: return "direct";
     case PathState::roamed: return "roamed";
     case PathState::verifying: return "verifying";
+    case PathState::relayed: return "relayed";
     case PathState::none: break;
   }
   return "none";
+}
+
+bool is_proxy_endpoint(const Endpoint& e) {
+  return is_v4_mapped(e.address) && e.address[12] == 127 && (e.address[13] & 0x80) != 0;
 }
 
 void PathSelector::enter(PeerPath& p, PathState state, std::string reason, Millis now) {
@@ -87,7 +92,10 @@ std::optional<Endpoint> PathSelector::probe(const Key& key, PeerPath& p, size_t 
     enter(p, PathState::none, "no candidate endpoint", now);
     return std::nullopt;
   }
-  if (p.state != PathState::probing) p.rounds = 0;
+  if (p.state != PathState::probing) {
+    p.rounds = 0;
+    p.probing_since = now;
+  }
   if (index >= p.candidates.size()) {
     index = 0;
     ++p.rounds;
@@ -102,51 +110,134 @@ std::optional<Endpoint> PathSelector::probe(const Key& key, PeerPath& p, size_t 
 }
 
 std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<Endpoint>& candidates,
-                                              const Peer* have, Millis now) {
+                                              const std::optional<Endpoint>& relay, const Peer* have, Millis now) {
   auto [it, fresh_peer] = paths_.try_emplace(key);
   PeerPath& p = it->second;
   const bool candidates_changed = p.candidates != candidates;
   p.candidates = candidates;
+  p.relay = relay;
+  p.observed_at = now;
   if (have != nullptr) {
     if (have->endpoint) p.endpoint = have->endpoint;
-    if (have->rx_bytes > p.rx_bytes || fresh_peer) p.rx_at = now;
+    const bool rx_grew = have->rx_bytes > p.rx_bytes;
+    if (rx_grew || fresh_peer) p.rx_at = now;
+    if (rx_grew || fresh_peer) {
+      p.tx_growths = 0;
+    } else if (have->tx_bytes > p.tx_bytes) {
+      ++p.tx_growths;
+    }
     p.rx_bytes = have->rx_bytes;
+    p.tx_bytes = have->tx_bytes;
   }
   const int64_t handshake = have != nullptr ? have->last_handshake_sec : 0;
   const bool new_handshake = handshake != 0 && handshake != p.last_handshake_sec;
   p.last_handshake_sec = handshake;
   const bool on_candidate =
       p.endpoint && std::find(candidates.begin(), candidates.end(), *p.endpoint) != candidates.end();
+  const bool on_proxy = p.endpoint && is_proxy_endpoint(*p.endpoint);
   if (fresh_peer) {
     // A device that already works (a restarted daemon) is left alone; else the best candidate.
     const bool recent = handshake != 0 && static_cast<int64_t>(now / 1000) - handshake < kHandshakeFreshSec;
-    if (recent && p.endpoint) return settle(p, on_candidate, "handshake already on the device", now);
+    if (recent && p.endpoint && !on_proxy) return settle(p, on_candidate, "handshake already on the device", now);
+    if (candidates.empty() && relay) return go_relayed(p, "no candidate endpoint", now);
     const std::optional<Endpoint> had = p.endpoint;
     auto set = probe(key, p, 0, "first candidate", now);
     return set == had ? std::nullopt : set;  // already there (a restart): nothing to change
   }
-  std::optional<Endpoint> set = new_handshake && p.endpoint
-                                    ? settle(p, on_candidate, "handshake on " + p.endpoint->to_string(), now)
-                                    : decide(key, p, candidates_changed, on_candidate, now);
+  std::optional<Endpoint> set;
+  // A probe just begun: a handshake or packets that come through the relay
+  // now were sent before the peer saw our probe (WireGuard roamed to the
+  // proxy address under it). The candidate is set again while the grace lasts.
+  if (on_proxy && p.relay && p.state == PathState::probing && now - p.since < config_.probe_grace &&
+      p.candidate < p.candidates.size()) {
+    p.endpoint = p.candidates[p.candidate];
+    return p.endpoint;
+  }
+  if (new_handshake && p.endpoint) {
+    if (on_proxy) {
+      if (p.state != PathState::relayed) set = go_relayed(p, "handshake through the relay", now);
+      if (relay && p.endpoint != relay) set = p.endpoint = relay;  // the proxy address moved
+    } else {
+      set = settle(p, on_candidate,
+                   (p.state == PathState::relayed ? "upgraded: handshake on " : "handshake on ") +
+                       p.endpoint->to_string(),
+                   now);
+    }
+  } else {
+    set = decide(key, p, candidates_changed, on_candidate, now);
+  }
   if (std::exchange(p.reset_endpoint, false) && !set) set = p.endpoint;
   return set;
+}
+
+std::optional<Endpoint> PathSelector::go_relayed(PeerPath& p, std::string why, Millis now) {
+  if (p.reprobing) {
+    p.reprobe_gap = p.reprobe_gap == 0 ? config_.reprobe_min : std::min(config_.reprobe_max, p.reprobe_gap * 2);
+  } else if (p.state != PathState::relayed) {
+    p.reprobe_gap = config_.reprobe_min;
+  }
+  p.reprobing = false;
+  p.reprobe_at = now + p.reprobe_gap;
+  p.tx_growths = 0;
+  enter(p, PathState::relayed, std::move(why), now);
+  if (!p.relay) return std::nullopt;  // followed a peer that fell back; nothing to set
+  if (p.endpoint == p.relay) return std::nullopt;
+  p.endpoint = p.relay;
+  return p.endpoint;
 }
 
 std::optional<Endpoint> PathSelector::settle(PeerPath& p, bool on_candidate, std::string why, Millis now) {
   const PathState s = on_candidate ? PathState::direct : PathState::roamed;
   if (p.state != s) enter(p, s, std::move(why), now);
+  p.reprobing = false;
+  p.reprobe_gap = 0;
+  p.tx_growths = 0;
   return std::nullopt;
 }
 
 std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool candidates_changed, bool on_candidate,
                                              Millis now) {
   const auto& candidates = p.candidates;
+  const bool on_proxy = p.endpoint && is_proxy_endpoint(*p.endpoint);
   switch (p.state) {
     case PathState::none:
       if (!candidates.empty()) return probe(key, p, 0, "a candidate appeared", now);
+      if (p.relay) return go_relayed(p, "no candidate endpoint", now);
+      return std::nullopt;
+    case PathState::relayed:
+      if (!on_proxy && p.endpoint) {
+        // WireGuard roamed to a real address: the peer reached us directly.
+        return settle(p, on_candidate, "upgraded: the peer roamed to " + p.endpoint->to_string(), now);
+      }
+      if (!p.relay) return probe(key, p, 0, "the relay is gone", now);
+      if (candidates_changed && !candidates.empty()) {
+        p.reprobe_gap = 0;
+        p.reprobing = true;
+        return probe(key, p, 0, "new candidates", now);
+      }
+      if (now >= p.reprobe_at && !candidates.empty()) {
+        p.reprobing = true;
+        return probe(key, p, 0, "probing the direct path again after " + seconds_text(p.reprobe_gap), now);
+      }
+      if (p.endpoint != p.relay) {
+        p.endpoint = p.relay;  // the proxy address changed
+        return p.endpoint;
+      }
       return std::nullopt;
     case PathState::probing:
+      if (on_proxy && p.relay) {  // a candidate is never a proxy address: WireGuard roamed to it
+        return go_relayed(p, "the peer came through the relay", now);
+      }
+      if (candidates.empty() && p.relay) return go_relayed(p, "no candidate endpoint", now);
       if (candidates_changed) return probe(key, p, 0, "new candidates", now);
+      // Traffic on the candidate with the session WireGuard already has (a
+      // re-probe from the relay needs no new handshake): it works.
+      if (on_candidate && p.rx_at > p.since && p.last_handshake_sec != 0) {
+        return settle(p, on_candidate, "answered on " + p.endpoint->to_string(), now);
+      }
+      if (p.relay && now - p.probing_since >= config_.relay_after) {
+        return go_relayed(p, "no handshake on any direct candidate in " + seconds_text(now - p.probing_since), now);
+      }
       if (now - p.since >= config_.probe_timeout) {
         const std::string was = p.endpoint ? p.endpoint->to_string() : "?";
         return probe(key, p, p.candidate + 1,
@@ -154,6 +245,7 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
       }
       return std::nullopt;
     case PathState::verifying:
+      if (on_proxy) return go_relayed(p, "the peer fell back to the relay", now);
       if (p.rx_at > p.since) {
         return settle(p, on_candidate, "answered on " + (p.endpoint ? p.endpoint->to_string() : "?"), now);
       }
@@ -164,6 +256,10 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
       return std::nullopt;
     case PathState::direct:
     case PathState::roamed:
+      if (on_proxy) return go_relayed(p, "the peer fell back to the relay", now);
+      if (p.relay && p.tx_growths >= 2 && now - p.rx_at >= config_.direct_dead_after) {
+        return go_relayed(p, "nothing received for " + seconds_text(now - p.rx_at) + " while sending", now);
+      }
       if (candidates_changed && !on_candidate) {
         enter(p, PathState::verifying, "new candidates", now);
         pokes_.push_back(key);
@@ -189,6 +285,10 @@ void PathSelector::verify_all(Millis now) {
     if (p.state == PathState::direct || p.state == PathState::roamed) {
       enter(p, PathState::verifying, "this host's addresses changed", now);
     }
+    if (p.state == PathState::relayed) {  // the direct path may work now: try it soon
+      p.reprobe_gap = 0;
+      p.reprobe_at = now;
+    }
   }
 }
 
@@ -205,8 +305,17 @@ std::vector<Key> PathSelector::take_pokes() {
 Millis PathSelector::next_deadline() const {
   Millis due = UINT64_MAX;
   for (const auto& [key, p] : paths_) {
-    if (p.state == PathState::probing) due = std::min(due, p.since + config_.probe_timeout);
+    if (p.state == PathState::probing) {
+      due = std::min(due, p.since + config_.probe_timeout);
+      if (p.relay) due = std::min(due, p.probing_since + config_.relay_after);
+    }
     if (p.state == PathState::verifying) due = std::min(due, p.since + config_.verify_timeout);
+    if (p.state == PathState::relayed && !p.candidates.empty()) due = std::min(due, p.reprobe_at);
+    // A direct path in use is read often, so that one that dies is relayed soon.
+    if ((p.state == PathState::direct || p.state == PathState::roamed) && p.relay &&
+        p.observed_at - p.rx_at < config_.active_window) {
+      due = std::min(due, p.observed_at + config_.active_read);
+    }
   }
   return due;
 }

@@ -1,7 +1,7 @@
 // Which underlay endpoint each WireGuard peer gets (docs/endpoints.md). No
 // I/O: the sync feeds it each peer's candidates and what the device reports
 // (endpoint, last handshake, bytes received) with the time, and applies the
-// endpoint it returns. The relay issue adds a relayed state here.
+// endpoint it returns.
 //
 // Per peer:
 //   probing    a candidate is set and WireGuard is trying it (the Node pokes
@@ -17,8 +17,24 @@
 //              an address change the endpoint is also set again, which makes
 //              WireGuard drop the source address it cached for the peer.
 //   none       no candidate and no handshake: nothing to try.
+//   relayed    the endpoint is the peer's loopback proxy address (a relay
+//              channel through a lighthouse, docs/relay.md), because no direct
+//              candidate had a handshake within relay_after of probing, there
+//              is no candidate, or a direct path stopped answering. The direct
+//              path is probed again after reprobe_min, doubling to
+//              reprobe_max (reset by new candidates or an address change).
 // A direct or roamed path from which nothing has been received for
-// silence_timeout (keepalives come every 25 s) is probed again.
+// silence_timeout (keepalives come every 25 s) is probed again; one on which
+// this side kept sending (the transmit counter grew at two reads) with
+// nothing received for direct_dead_after goes relayed when a relay is
+// offered. A peer whose endpoint roams to a proxy address (it fell back to
+// the relay) is followed; one that roams from the proxy address to a real
+// one (it reached us directly) has upgraded: direct or roamed. For the first
+// probe_grace of a probe, WireGuard roaming to the proxy address (what the
+// peer sent through the relay before it saw the probe) is undone instead.
+//
+// A relay is offered per peer by the caller (the endpoint to give
+// WireGuard: a 127.128.0.0/9 address the daemon owns), or not.
 #pragma once
 
 #include <cstdint>
@@ -64,7 +80,9 @@ std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const
 
 // ---- The path state machine ---------------------------------------------------
 
-enum class PathState : uint8_t { none, probing, direct, roamed, verifying };
+enum class PathState : uint8_t { none, probing, direct, roamed, verifying, relayed };
+// Whether `e` is a loopback proxy address (127.128.0.0/9).
+bool is_proxy_endpoint(const Endpoint& e);
 const char* to_string(PathState state);
 
 struct PathConfig {
@@ -74,6 +92,21 @@ struct PathConfig {
   Millis probe_timeout = 4'500;     // a candidate with no handshake in this time is replaced
   Millis verify_timeout = 2'000;    // a poked path that stays silent this long is probed
   Millis silence_timeout = 35'000;  // nothing received this long on a working path: probe
+  // Relay (offered): probing this long without a handshake goes relayed
+  // (REKEY_TIMEOUT 5 s + 1 s).
+  Millis relay_after = 6'000;
+  // A direct path sent on but silent this long goes relayed; the device is
+  // read every active_read while a direct peer received in the last
+  // active_window, so a dead path is seen within direct_dead_after + active_read.
+  Millis direct_dead_after = 5'000;
+  Millis active_read = 1'000;
+  Millis active_window = 10'000;
+  // Relayed: the direct path is probed again after this, doubling each
+  // failed try, up to reprobe_max.
+  Millis reprobe_min = 30'000, reprobe_max = 900'000;
+  // The first this long of a probe, traffic through the relay (sent before
+  // the peer saw the probe) does not end it.
+  Millis probe_grace = 2'000;
 };
 
 struct PeerPath {
@@ -89,6 +122,14 @@ struct PeerPath {
   uint64_t rx_bytes = 0;
   Millis rx_at = 0;                  // when rx_bytes last grew (or was first seen)
   bool reset_endpoint = false;       // set the endpoint again at the next observe
+  uint64_t tx_bytes = 0;
+  Millis observed_at = 0;            // the last observe
+  unsigned tx_growths = 0;           // reads at which tx_bytes grew since rx_bytes last did
+  Millis probing_since = 0;          // when this round of probing began (all candidates)
+  std::optional<Endpoint> relay;     // the relay offered, as last observed
+  Millis reprobe_gap = 0;            // relayed: the backoff; 0: reprobe_min
+  Millis reprobe_at = 0;             // relayed: when the direct path is tried again
+  bool reprobing = false;            // probing from relayed (a failure doubles the gap)
 };
 
 class PathSelector {
@@ -99,7 +140,12 @@ class PathSelector {
   // (null: not on the device yet). Returns the endpoint to set, if it must
   // change.
   std::optional<Endpoint> observe(const Key& peer, const std::vector<Endpoint>& candidates, const Peer* have,
-                                  Millis now);
+                                  Millis now) {
+    return observe(peer, candidates, std::nullopt, have, now);
+  }
+  // The same with a relay offered (or not) for the peer.
+  std::optional<Endpoint> observe(const Key& peer, const std::vector<Endpoint>& candidates,
+                                  const std::optional<Endpoint>& relay, const Peer* have, Millis now);
   // This host's addresses changed: every working path is verified.
   void verify_all(Millis now);
   // Forgets every peer not in `wanted` (sorted).
@@ -120,6 +166,7 @@ class PathSelector {
   std::optional<Endpoint> decide(const Key& key, PeerPath& p, bool candidates_changed, bool on_candidate, Millis now);
   // It works: direct on a candidate, else roamed.
   std::optional<Endpoint> settle(PeerPath& p, bool on_candidate, std::string why, Millis now);
+  std::optional<Endpoint> go_relayed(PeerPath& p, std::string why, Millis now);
 
   PathConfig config_;
   std::map<Key, PeerPath> paths_;

@@ -47,7 +47,7 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
       u.replace_allowed_ips = true;
       u.allowed_ips = ips;
     }
-    u.endpoint = paths.observe(p.public_key, d.endpoints, &p, now);
+    u.endpoint = paths.observe(p.public_key, d.endpoints, d.relay, &p, now);
     if ((p.endpoint || u.endpoint) && p.keepalive != kKeepalive) u.keepalive = kKeepalive;
     if (u.replace_allowed_ips || u.keepalive || u.endpoint) out.peers.push_back(std::move(u));
   }
@@ -55,7 +55,7 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
     if (have.contains(key)) continue;
     PeerUpdate u{.public_key = key, .replace_allowed_ips = true};
     u.allowed_ips = {AllowedIp::host(d->address)};
-    u.endpoint = paths.observe(key, d->endpoints, nullptr, now);
+    u.endpoint = paths.observe(key, d->endpoints, d->relay, nullptr, now);
     if (u.endpoint) u.keepalive = kKeepalive;
     out.peers.push_back(std::move(u));
   }

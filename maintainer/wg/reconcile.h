@@ -35,6 +35,7 @@ struct DesiredPeer {
   Key public_key{};               // the member's WireGuard (X25519) key
   netauth::Address address{};     // its overlay address: the only allowed IP
   std::vector<Endpoint> endpoints;  // candidates, most preferred first; may be empty
+  std::optional<Endpoint> relay;    // its loopback proxy address, when a relay is offered
   bool operator==(const DesiredPeer&) const = default;
 };
 

@@ -38,7 +38,8 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Memb
       for (const auto& e : rec->advertised) add(known.advertised, e);
       for (const auto& e : rec->reflected) add(known.reflected, e);
     }
-    out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_)});
+    out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_),
+                                  relay_offer_ ? relay_offer_(m.key) : std::nullopt});
   }
   return out;
 }
@@ -109,8 +110,20 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
     return device.status();
   }
   force_read_ = false;
-  const size_t before = device->peers.size();
+  const size_t peers_before = device->peers.size();
+  std::map<wg::Key, std::pair<wg::PathState, std::string>> before;
+  for (const auto& d : want) {
+    if (const auto* p = paths_.find(d.public_key)) before.emplace(d.public_key, std::make_pair(p->state, p->reason));
+  }
   const wg::DeviceUpdate update = wg::reconcile(want, *device, own_wg_key_, paths_, now);
+  for (const auto& d : want) {
+    const auto* p = paths_.find(d.public_key);
+    auto b = before.find(d.public_key);
+    if (p != nullptr && (b == before.end() || b->second.first != p->state || b->second.second != p->reason)) {
+      spdlog::debug("path to {}: {} {} ({})", netauth::to_base64(d.public_key).substr(0, 8), wg::to_string(p->state),
+                    p->endpoint ? p->endpoint->to_string() : "-", p->reason);
+    }
+  }
   last_read_ = std::move(*device);
   ++reads_;
   last_desired_ = std::move(want);
@@ -122,7 +135,7 @@ Result<size_t> WireGuardSync::sync(wg::Millis now, const std::vector<crdt::Membe
   size_t removed = 0;
   for (const auto& p : update.peers) removed += p.remove;
   spdlog::info("WireGuard {}: {} peer(s) changed ({} removed); peers {} -> {}", ifname(), update.peers.size(), removed,
-               before, last_desired_.size());
+               peers_before, last_desired_.size());
   return update.peers.size();
 }
 

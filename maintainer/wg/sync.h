@@ -7,7 +7,9 @@
 // Backend brings the interface up and says when it is lost.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,11 @@ class WireGuardSync {
   // reading the device; drift is repaired by the next full sync (the Node
   // runs one every 5 s). Returns how many peers changed.
   Result<size_t> sync(wg::Millis now, const std::vector<crdt::Member>& members);
+
+  // Which peers a relay is offered for, and at which loopback proxy address
+  // (docs/relay.md): asked for every wanted member at each sync.
+  using RelayOffer = std::function<std::optional<wg::Endpoint>(const crdt::PublicKey& member)>;
+  void set_relay_offer(RelayOffer offer) { relay_offer_ = std::move(offer); }
 
   // This host's networks, against which candidates are ranked.
   void set_local_networks(std::vector<wg::LocalNetwork> networks) { local_ = std::move(networks); }
@@ -76,6 +83,7 @@ class WireGuardSync {
   std::vector<wg::LocalNetwork> local_;
   std::map<std::string, std::vector<wg::Endpoint>> resolved_;
   wg::PathSelector paths_;
+  RelayOffer relay_offer_;
   wg::Device last_read_;
   uint64_t reads_ = 0;
   // The peers the last sync made the device hold, and whether that may be

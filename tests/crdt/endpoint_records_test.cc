@@ -62,6 +62,25 @@ TEST(EndpointRecordTest, MakeAndParseRoundTrip) {
   EXPECT_EQ(r.id, id);
 }
 
+TEST(EndpointRecordTest, ALighthousesRelayPortsRoundTripAndOldRecordsHaveNone) {
+  const auto k = test_key(3);
+  EndpointSet set = local_only({"192.0.2.1:51820"});
+  set.relay_udp_port = 51822;
+  set.relay_tcp_port = 443;
+  const auto r = parsed(make_endpoint_record(k, org_id(1), kTime, set, 51820));
+  EXPECT_EQ(r.relay_udp_port, 51822);
+  EXPECT_EQ(r.relay_tcp_port, 443);
+  // A body as nodes before the relay wrote it (no fields 9 and 10) still parses.
+  const auto old = parsed(signed_body(k, body_of(k, org_id(1), kTime)));
+  EXPECT_EQ(old.relay_udp_port, 0);
+  EXPECT_EQ(old.relay_tcp_port, 0);
+  EXPECT_EQ(old.endpoints, std::vector<std::string>{"192.0.2.1:51820"});
+  auto bad = body_of(k, org_id(1), kTime);
+  bad.set_relay_tcp_port(70000);
+  EndpointRecord out;
+  EXPECT_FALSE(parse_endpoint_record(bytes_of(signed_body(k, bad)), org_id(1), &out)) << "a port over 65535";
+}
+
 TEST(EndpointRecordTest, NoEndpointsIsARecordToo) {
   const auto r = parsed(make_endpoint_record(test_key(3), org_id(1), kTime, std::vector<std::string>{}, 0));
   EXPECT_TRUE(r.endpoints.empty());

@@ -170,5 +170,229 @@ TEST(RankCandidates, PublicMeansNotPrivateLinkLocalOrLoopback) {
   }
 }
 
+
+// ---- Relayed paths (docs/relay.md) ---------------------------------------------
+
+const Endpoint kProxy = ep("127.128.0.7:40000");
+
+Peer traffic(uint8_t n, std::optional<Endpoint> e, int64_t handshake, uint64_t rx, uint64_t tx) {
+  Peer p = device(n, e, handshake, rx);
+  p.tx_bytes = tx;
+  return p;
+}
+
+TEST(PathSelectorRelay, ProxyAddressesAre127128Slash9) {
+  EXPECT_TRUE(is_proxy_endpoint(ep("127.128.0.1:1")));
+  EXPECT_TRUE(is_proxy_endpoint(ep("127.255.255.254:1")));
+  EXPECT_FALSE(is_proxy_endpoint(ep("127.0.0.1:1")));
+  EXPECT_FALSE(is_proxy_endpoint(ep("127.127.255.255:1")));
+  EXPECT_FALSE(is_proxy_endpoint(ep("[::1]:1")));
+}
+
+TEST(PathSelectorRelay, NoHandshakeOnAnyCandidateWithinSixSecondsGoesRelayed) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, nullptr, kT0), kTwo[0]);
+  EXPECT_EQ(paths.next_deadline(), kT0 + 4'500);
+  const Peer trying = device(1, kTwo[0]);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &trying, kT0 + 4'500), kTwo[1]) << "the next candidate first";
+  EXPECT_EQ(paths.next_deadline(), kT0 + 6'000) << "the relay deadline counts from the first candidate";
+  const Peer second = device(1, kTwo[1]);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &second, kT0 + 5'900), std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &second, kT0 + 6'000), kProxy);
+  const PeerPath* p = paths.find(key(1));
+  EXPECT_EQ(p->state, PathState::relayed);
+  EXPECT_NE(p->reason.find("no handshake on any direct candidate in 6.0 s"), std::string::npos) << p->reason;
+  EXPECT_EQ(paths.next_deadline(), kT0 + 6'000 + 30'000) << "the direct path is tried again in 30 s";
+}
+
+TEST(PathSelectorRelay, WithoutARelayOfferedProbingGoesOn) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, std::nullopt, nullptr, kT0);
+  const Peer trying = device(1, kTwo[1]);
+  for (Millis t = 4'500; t <= 60'000; t += 4'500) (void)paths.observe(key(1), kTwo, std::nullopt, &trying, kT0 + t);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+  // A relay appears (a lighthouse session came up): relayed at once, the 6 s are long gone.
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &trying, kT0 + 61'000), kProxy);
+}
+
+TEST(PathSelectorRelay, NoCandidateAtAllIsRelayedAtOnce) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), {}, kProxy, nullptr, kT0), kProxy);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::relayed);
+  EXPECT_EQ(paths.next_deadline(), UINT64_MAX) << "nothing to probe again";
+  PathSelector later;
+  (void)later.observe(key(1), {}, std::nullopt, nullptr, kT0);
+  EXPECT_EQ(later.find(key(1))->state, PathState::none);
+  EXPECT_EQ(later.observe(key(1), {}, kProxy, nullptr, kT0 + 1'000), kProxy);
+}
+
+TEST(PathSelectorRelay, AnActiveDirectPathThatGoesSilentIsRelayedWithinSevenSeconds) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, kProxy, nullptr, kT0);
+  uint64_t rx = 100, tx = 100;
+  Peer up = traffic(1, kTwo[0], kSec0 + 1, rx, tx);
+  (void)paths.observe(key(1), kTwo, kProxy, &up, kT0 + 1'000);
+  ASSERT_EQ(paths.find(key(1))->state, PathState::direct);
+  // A ping every second, answered: read every second while it is in use.
+  Millis t = 1'000;
+  for (; t <= 10'000; t += 1'000) {
+    rx += 100;
+    tx += 100;
+    up = traffic(1, kTwo[0], kSec0 + 1, rx, tx);
+    EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &up, kT0 + t), std::nullopt);
+    EXPECT_EQ(paths.next_deadline(), kT0 + t + 1'000) << "a path in use is read every second";
+  }
+  const Millis last_rx = t - 1'000;
+  // The path dies: pings go out, nothing comes back.
+  std::optional<Endpoint> set;
+  for (; !set && t < 20'000; t += 1'000) {
+    tx += 100;
+    up = traffic(1, kTwo[0], kSec0 + 1, rx, tx);
+    set = paths.observe(key(1), kTwo, kProxy, &up, kT0 + t);
+  }
+  EXPECT_EQ(set, kProxy);
+  EXPECT_LE(t - 1'000 - last_rx, 6'000u) << "relayed within 7 s of the last packet received (read every 1 s)";
+  EXPECT_NE(paths.find(key(1))->reason.find("while sending"), std::string::npos) << paths.find(key(1))->reason;
+}
+
+TEST(PathSelectorRelay, AnIdlePathWithKeepalivesIsNotRelayed) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, kProxy, nullptr, kT0);
+  uint64_t rx = 100, tx = 100;
+  Peer up = traffic(1, kTwo[0], kSec0 + 1, rx, tx);
+  (void)paths.observe(key(1), kTwo, kProxy, &up, kT0 + 1'000);
+  // Each side's keepalive every 25 s, read every 5 s (the repair interval).
+  for (Millis t = 5'000; t <= 300'000; t += 5'000) {
+    if (t % 25'000 == 5'000) tx += 32;
+    if (t % 25'000 == 15'000) rx += 32;
+    up = traffic(1, kTwo[0], kSec0 + 1, rx, tx);
+    EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &up, kT0 + t), std::nullopt) << t;
+  }
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+}
+
+TEST(PathSelectorRelay, TheDirectPathIsProbedAgainWithBackoffResetByNewCandidates) {
+  PathConfig config;
+  PathSelector paths(config);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0), kTwo[0]);
+  const Peer first = device(1, kTwo[0]);
+  Millis t = 6'000;
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &first, kT0 + t), kProxy);
+  std::vector<Millis> gaps;
+  for (int round = 0; round < 8; ++round) {
+    const Millis due = paths.next_deadline();
+    gaps.push_back(due - (kT0 + t));
+    t = due - kT0;
+    const Peer at = device(1, kProxy, 0, 100);
+    EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &at, kT0 + t), kTwo[0]) << "probing again";
+    EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+    const Peer trying = device(1, kTwo[0], 0, 100);
+    t += 6'000;
+    EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &trying, kT0 + t), kProxy) << "no luck: relayed again";
+  }
+  EXPECT_EQ(gaps, (std::vector<Millis>{30'000, 60'000, 120'000, 240'000, 480'000, 900'000, 900'000, 900'000}));
+  // A new endpoint record: the backoff starts over, and the new candidate is tried now.
+  const Peer at = device(1, kProxy, 0, 100);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &at, kT0 + t + 1'000), kTwo[0]);
+  const Peer trying = device(1, kTwo[0], 0, 100);
+  (void)paths.observe(key(1), kTwo, kProxy, &trying, kT0 + t + 5'500);
+  const Peer second = device(1, kTwo[1], 0, 100);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &second, kT0 + t + 7'000), kProxy);
+  EXPECT_EQ(paths.next_deadline(), kT0 + t + 7'000 + 30'000);
+}
+
+TEST(PathSelectorRelay, AReprobeAnsweredWithoutANewHandshakeIsDirect) {
+  // The session was made through the relay; WireGuard keeps its keys when its
+  // endpoint changes, so a working direct path shows as traffic, not a handshake.
+  PathSelector paths;
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 7, 100);
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 7'000);
+  ASSERT_EQ(paths.find(key(1))->state, PathState::relayed);
+  const Millis due = paths.next_deadline();
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, due), kTwo[0]);
+  const Peer direct = device(1, kTwo[0], kSec0 + 7, 400);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &direct, due + 1'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  EXPECT_NE(paths.find(key(1))->reason.find("answered on"), std::string::npos);
+}
+
+TEST(PathSelectorRelay, RelayedTrafficInTheFirstSecondsOfAProbeDoesNotEndIt) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 1, 100);
+  (void)paths.observe(key(1), {}, kProxy, &relayed, kT0 + 1'000);
+  // Its endpoint record arrives: the candidate is tried at once.
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 2'000), kTwo[0]);
+  // A handshake begun through the relay completes there: within the grace, the candidate is set again.
+  const Peer late = device(1, kProxy, kSec0 + 3, 200);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &late, kT0 + 3'000), kTwo[0]);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+  // The peer answers directly: direct.
+  const Peer direct = device(1, kTwo[0], kSec0 + 3, 300);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &direct, kT0 + 3'500), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::direct);
+  // After the grace, the relay's traffic is followed.
+  PathSelector later;
+  (void)later.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer via = device(1, kProxy, kSec0 + 3, 200);
+  EXPECT_EQ(later.observe(key(1), {kTwo[0]}, kProxy, &via, kT0 + 2'500), std::nullopt);
+  EXPECT_EQ(later.find(key(1))->state, PathState::relayed);
+}
+
+TEST(PathSelectorRelay, AnAddressChangeResetsTheBackoff) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 7, 100);
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 6'000);
+  paths.verify_all(kT0 + 10'000);
+  EXPECT_EQ(paths.next_deadline(), kT0 + 10'000);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 10'000), kTwo[0]);
+}
+
+TEST(PathSelectorRelay, APeerThatRoamsFromTheProxyToARealAddressHasUpgraded) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 1, 100);
+  EXPECT_EQ(paths.observe(key(1), {}, kProxy, &relayed, kT0 + 2'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::relayed);
+  const Endpoint mapping = ep("203.0.113.9:41000");
+  const Peer upgraded = device(1, mapping, kSec0 + 9, 300);
+  EXPECT_EQ(paths.observe(key(1), {}, kProxy, &upgraded, kT0 + 10'000), std::nullopt) << "accepted, not fought";
+  EXPECT_EQ(paths.find(key(1))->state, PathState::roamed);
+  EXPECT_NE(paths.find(key(1))->reason.find("upgraded"), std::string::npos);
+}
+
+TEST(PathSelectorRelay, APeerThatFellBackToTheRelayIsFollowed) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, kProxy, nullptr, kT0);
+  const Peer up = device(1, kTwo[0], kSec0 + 1, 100);
+  (void)paths.observe(key(1), kTwo, kProxy, &up, kT0 + 1'000);
+  ASSERT_EQ(paths.find(key(1))->state, PathState::direct);
+  // Its packets now come through the relay: WireGuard moved to the proxy address.
+  const Peer fell = device(1, kProxy, kSec0 + 1, 200);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &fell, kT0 + 2'000), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::relayed);
+  EXPECT_NE(paths.find(key(1))->reason.find("fell back"), std::string::npos);
+}
+
+TEST(PathSelectorRelay, ARelayThatGoesAwayIsLeftForTheDirectCandidates) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, nullptr, kT0);
+  const Peer relayed = device(1, kProxy, kSec0 + 7, 100);
+  (void)paths.observe(key(1), {kTwo[0]}, kProxy, &relayed, kT0 + 6'000);
+  ASSERT_EQ(paths.find(key(1))->state, PathState::relayed);
+  EXPECT_EQ(paths.observe(key(1), {kTwo[0]}, std::nullopt, &relayed, kT0 + 7'000), kTwo[0]);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+}
+
+TEST(PathSelectorRelay, AProxyAddressThatMovesIsFollowed) {
+  PathSelector paths;
+  (void)paths.observe(key(1), {}, kProxy, nullptr, kT0);
+  const Endpoint moved = ep("127.128.0.9:40001");
+  const Peer relayed = device(1, kProxy, kSec0 + 1, 100);
+  EXPECT_EQ(paths.observe(key(1), {}, moved, &relayed, kT0 + 1'000), moved);
+}
+
 }  // namespace
 }  // namespace fm::maintainer::wg

@@ -18,7 +18,7 @@ netauth::Address addr(uint8_t n) {
 }
 Endpoint ep(const char* text) { return *Endpoint::parse(text); }
 
-DesiredPeer want(uint8_t n, std::vector<Endpoint> eps = {}) { return DesiredPeer{key(n), addr(n), std::move(eps)}; }
+DesiredPeer want(uint8_t n, std::vector<Endpoint> eps = {}) { return DesiredPeer{key(n), addr(n), std::move(eps), std::nullopt}; }
 
 // The peer exactly as the reconciler would have set it up.
 Peer in_sync(uint8_t n, std::optional<Endpoint> e = std::nullopt, int64_t handshake = kNow - 10) {

@@ -198,7 +198,7 @@ TEST(UapiClient, ConfiguresARealWireGuardGoAndReconcilesDrift) {
   std::vector<DesiredPeer> desired;
   for (uint32_t i = 1; i <= 1'000; ++i) {
     const auto k = test::numbered_key(i, 0x77);
-    DesiredPeer d{*netauth::wg_public_key(k.public_key), *netauth::overlay_address_of(prefix, k.public_key), {}};
+    DesiredPeer d{*netauth::wg_public_key(k.public_key), *netauth::overlay_address_of(prefix, k.public_key), {}, std::nullopt};
     if (i % 3 == 0) d.endpoints = {*Endpoint::parse("192.0.2." + std::to_string(i % 250 + 1) + ":51820")};
     if (i % 3 == 1) d.endpoints = {*Endpoint::parse("[2001:db8::" + std::to_string(i) + "]:51820")};
     desired.push_back(std::move(d));

@@ -41,7 +41,7 @@ std::vector<DesiredPeer> desired_peers(uint32_t n) {
   for (uint32_t i = 1; i <= n; ++i) {
     const auto k = test::numbered_key(i, 0x99);
     DesiredPeer d{*netauth::wg_public_key(k.public_key),
-                  *netauth::overlay_address_of(netauth::ula_prefix({1, 2, 3, 4, 5}), k.public_key), {}};
+                  *netauth::overlay_address_of(netauth::ula_prefix({1, 2, 3, 4, 5}), k.public_key), {}, std::nullopt};
     if (i % 2) d.endpoints = {*Endpoint::parse("192.0.2." + std::to_string(i % 250 + 1) + ":51820")};
     else d.endpoints = {*Endpoint::parse("[2001:db8::" + std::to_string(i) + "]:51820")};
     out.push_back(std::move(d));
