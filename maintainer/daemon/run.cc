@@ -161,6 +161,11 @@ Status run_daemon(const DaemonOptions& options) {
   if (node_options.seed == 0) randombytes_buf(&node_options.seed, sizeof(node_options.seed));
 
   boost::asio::io_context io;
+  // Registered first: a SIGTERM or SIGHUP during start-up (or just after
+  // READY=1) waits in the queue for the handlers below instead of killing the
+  // process with the default action, leaving control.sock and wireguard-go.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  boost::asio::signal_set hangups(io, SIGHUP);
   std::unique_ptr<GossipTransport> transport;
   std::unique_ptr<Node> node;
   boost::asio::steady_timer timer(io);
@@ -373,7 +378,6 @@ Status run_daemon(const DaemonOptions& options) {
     }
     (void)sd_notify("READY=1");
   };
-  boost::asio::signal_set hangups(io, SIGHUP);
   std::function<void()> wait_hup = [&] {
     hangups.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
@@ -383,7 +387,6 @@ Status run_daemon(const DaemonOptions& options) {
   };
   wait_hup();
 
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", sig);
