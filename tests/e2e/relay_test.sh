@@ -22,6 +22,11 @@
 #      the wrong source is dropped (drops.bad_source counts it).
 #      (Refusing a non-member's session is covered by the core's unit tests;
 #      no e2e client for a non-member key is built yet.)
+#   Metrics: the lighthouse serves --metrics-listen on its loopback; after
+#   3. and after 4. its page is scraped and parsed with prometheus_client
+#   (tests/prom_scrape.py, Debian's /usr/bin/python3): sessions by transport,
+#   forwarded packets, handshakes, drops.bad_source, closed by membership,
+#   and every family listed in docs/metrics.md.
 #
 #   tests/e2e/relay_test.sh path/to/fortmesh
 #
@@ -54,9 +59,19 @@ nat_block_udp t1 allow-tcp-443
 declare -A OVERLAY=()
 for h in "${ALL[@]}"; do OVERLAY[$h]=$(overlay_of "$h"); done
 
+# The lighthouse's metrics page, scraped inside its namespace and parsed with
+# Debian's python3-prometheus-client (a version manager's python3 may come
+# first on PATH): each argument a Python expression that must hold.
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
+  lh_scrape() { nat_exec lh /usr/bin/python3 "$here/../prom_scrape.py" --doc "$here/../../docs/metrics.md" 127.0.0.1:9464 "$@"; }
+else
+  echo "   (python3-prometheus-client not installed: the metrics checks are skipped)"
+  lh_scrape() { :; }
+fi
+
 step "start the daemons (userspace WireGuard)"
 T0=$(date +%s.%N)
-mesh_start lh --wg-backend userspace --log-level debug --lighthouse
+mesh_start lh --wg-backend userspace --log-level debug --lighthouse --metrics-listen 127.0.0.1:9464
 for h in root s1 s2 t1; do mesh_start "$h" --wg-backend userspace --log-level debug; done
 ping_one() { nat_exec "$1" ping -6 -c 1 -W 1 -p "$3" "${OVERLAY[$2]}" >/dev/null 2>&1; }
 MARK=f0e1d2c3b4a5968778695a4b3c2d1e0f  # ping -p pattern: inner plaintext to look for
@@ -109,6 +124,21 @@ sleep 0.3
 [ "$(drops_of unpadded)" -gt "$before_unpadded" ] || fail "the unpadded datagram was not counted (drops.unpadded)"
 [ "$(drops_of bad_source)" -gt "$before_spoof" ] || fail "the spoofed-source data frame (session $sid) was not counted (drops.bad_source)"
 echo "   spoofed-source DATA with s1's session id $sid: dropped, bad_source $(drops_of bad_source); unpadded: $(drops_of unpadded)"
+# Every reason lighthouse/relay_server.h knows, zeros included: a fixed label set.
+drops='["malformed", "unknown_session", "bad_source", "no_channel", "wrong_transport", "bad_control", "unpadded",
+  "rate_limited", "pending_full", "sessions_full", "amplification", "duplicate"]'
+lh_scrape 'v("fortmesh_relay_sessions", transport="udp") >= 2' 'v("fortmesh_relay_sessions", transport="tcp") >= 1' \
+  'v("fortmesh_relay_channels") >= 1' 'v("fortmesh_relay_pending_handshakes") >= 0' \
+  'v("fortmesh_relay_forwarded_packets_total", transport="udp") > 0' \
+  'v("fortmesh_relay_forwarded_packets_total", transport="tcp") > 0' \
+  'v("fortmesh_relay_forwarded_bytes_total", transport="udp") > v("fortmesh_relay_forwarded_packets_total", transport="udp")' \
+  'v("fortmesh_relay_handshakes_total", result="ok") >= 3' \
+  'v("fortmesh_relay_handshakes_total", result="ok") == v("fortmesh_relay_sessions_opened_total")' \
+  'v("fortmesh_relay_drops_total", reason="bad_source") >= 1' 'v("fortmesh_relay_drops_total", reason="unpadded") >= 1' \
+  "sorted(dict(k)['reason'] for k in m['fortmesh_relay_drops_total']) == sorted($drops)" \
+  'len(m["fortmesh_relay_refusals_total"]) == 9' 'v("fortmesh_relay_sessions_closed_membership_total") == 0' \
+  'v("fortmesh_relay_tcp_queue_drops_total") >= 0' 'v("fortmesh_relay_tcp_refused_total") == 0' ||
+  fail "the lighthouse's relay metrics after the relayed pings and the hostile datagrams"
 
 step "4. revoke s2: t1 learns it by gossip over TCP; lh closes s2's relay within 1 s; pings stop"
 ping_one s1 s2 "$MARK" || fail "s1 does not ping s2 before the revocation"
@@ -138,7 +168,10 @@ EOF
 sleep 1
 if ping_one s1 s2 "$MARK"; then fail "s1 still pings s2 after its revocation"; fi
 if ping_one s2 s1 "$MARK"; then fail "s2 still pings s1 after its revocation"; fi
+lh_scrape 'v("fortmesh_relay_sessions_closed_membership_total") >= 1' \
+  'v("fortmesh_relay_sessions", transport="udp") + v("fortmesh_relay_sessions", transport="tcp") >= 2' ||
+  fail "the lighthouse's relay metrics after the revocation"
 
 step "lighthouse status"
-fm lh status | grep -E '^(relay|relayed|drops)' | sed 's/^/   lh: /'
+fm lh status | grep -E '^(relay|relayed|drops|handshake)' | sed 's/^/   lh: /'
 echo "PASS: relay: s1<->s2 over UDP, t1 over TCP (ping both ways), no plaintext at the relay, revocation through the TCP relay, revoked member cut off; $(python3 -c "import time; print(f'{time.time() - $T0:.0f}')") s"
