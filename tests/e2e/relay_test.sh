@@ -20,15 +20,19 @@
 #   3. From another host: an unpadded first HANDSHAKE datagram gets no answer
 #      (drops.unpadded counts it); a DATA frame with s1's real session id from
 #      the wrong source is dropped (drops.bad_source counts it).
-#      (Refusing a non-member's session is covered by the core's unit tests;
-#      no e2e client for a non-member key is built yet.)
+#   5. From the root's host, relay_knock (tests/e2e/relay_knock.cc, the real
+#      relay client over real sockets): a fresh key no org knows asks for a
+#      session over UDP and over TCP, and the revoked s2's key over UDP: each
+#      refused by the handshake (not_member, revoked), no session appears on
+#      the lighthouse, handshakes{result} counts them; the root's key gets a
+#      session and its channel Open to the stranger is refused not_member.
 #   Metrics: the lighthouse serves --metrics-listen on its loopback; after
 #   3. and after 4. its page is scraped and parsed with prometheus_client
 #   (tests/prom_scrape.py, Debian's /usr/bin/python3): sessions by transport,
 #   forwarded packets, handshakes, drops.bad_source, closed by membership,
 #   and every family listed in docs/metrics.md.
 #
-#   tests/e2e/relay_test.sh path/to/fortmesh
+#   tests/e2e/relay_test.sh path/to/fortmesh [path/to/relay_knock]
 #
 # Needs root, iproute2, nftables, wireguard-go, wireguard-tools, ping and
 # python3; exit 77 (a skip for ctest) with the reason when they are missing.
@@ -37,6 +41,7 @@ here=$(dirname "$(readlink -f "$0")")
 source "$here/lib.sh"
 source "$here/nat_lib.sh"
 command -v ping >/dev/null || { echo "SKIP: ping is not installed (scripts/setup.sh)"; exit 77; }
+KNOCK=${2:+$(readlink -f "$2")}
 nat_e2e_start "$1"
 step() { echo "== $(date +%T) $*"; }
 # RELAY_HOLD=1: on a failure, keep everything up for 10 minutes to look at.
@@ -171,6 +176,50 @@ if ping_one s2 s1 "$MARK"; then fail "s2 still pings s1 after its revocation"; f
 lh_scrape 'v("fortmesh_relay_sessions_closed_membership_total") >= 1' \
   'v("fortmesh_relay_sessions", transport="udp") + v("fortmesh_relay_sessions", transport="tcp") >= 2' ||
   fail "the lighthouse's relay metrics after the revocation"
+
+step "5. a key no org knows, and the revoked s2's, ask the relay for a session: refused, counted, none appears"
+if [ -n "$KNOCK" ]; then
+  org=$(fm lh members --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["org_id"])')
+  lhkey=$(fm lh pubkey)
+  "$FM_BIN" keygen --state-dir "$MESH_DIR/stranger" >/dev/null
+  stranger=$("$FM_BIN" pubkey --state-dir "$MESH_DIR/stranger")
+  knock() { nat_exec root "$KNOCK" "$1" "$(nat_public_ip lh)" "$2" "$lhkey" "$org" "${@:3}"; }
+  relay_sessions() { fm lh status --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin).get("relay", {})
+print(int(r.get("sessions_udp", 0)) + int(r.get("sessions_tcp", 0)))'; }
+  # relay_count MAP KEY: a count from status --json (handshakes by label, refusals by text).
+  relay_count() { fm lh status --json | python3 -c '
+import json, sys
+print(int(json.load(sys.stdin).get("relay", {}).get(sys.argv[1], {}).get(sys.argv[2], 0)))' "$1" "$2"; }
+  # (The members' first attempts may have been refused not_member too: the
+  # lighthouse's join bundle predates their Enrolls.)
+  nm=$(relay_count handshakes not_member) rv=$(relay_count handshakes revoked) rn=$(relay_count refusals "not a member")
+  before=$(relay_sessions)
+  out=$(knock udp 51822 "$MESH_DIR/stranger/node.key") || fail "the stranger's UDP attempt got no answer ($out)"
+  [ "$out" = "session refused not_member" ] || fail "the stranger over UDP: '$out', not 'session refused not_member'"
+  out=$(knock tcp 443 "$MESH_DIR/stranger/node.key") || fail "the stranger's TCP attempt got no answer ($out)"
+  [ "$out" = "session refused not_member" ] || fail "the stranger over TCP: '$out', not 'session refused not_member'"
+  out=$(knock udp 51822 "$MESH_DIR/s2/node.key") || fail "the revoked s2's attempt got no answer ($out)"
+  [ "$out" = "session refused revoked" ] || fail "the revoked s2 over UDP: '$out', not 'session refused revoked'"
+  [ "$(relay_sessions)" = "$before" ] || fail "the lighthouse's sessions went from '$before' to '$(relay_sessions)'"
+  [ "$(relay_count handshakes not_member)" = $((nm + 2)) ] && [ "$(relay_count handshakes revoked)" -gt "$rv" ] ||
+    fail "fortmesh status does not count the refused handshakes"
+  fm lh status | grep -q "^handshake .*not_member $((nm + 2))" || fail "fortmesh status's handshake line"
+
+  echo "   stranger (UDP, TCP) and revoked s2 (UDP): refused by the handshake; sessions: $before before and after"
+  out=$(knock udp 51822 "$MESH_DIR/root/node.key" "$stranger") || fail "the root's Open got no answer ($out)"
+  [ "$out" = $'session ok\nchannel refused not_member' ] ||
+    fail "the root's Open to the stranger: '$out', not a session and 'channel refused not_member'"
+  echo "   the root's channel Open to the stranger: refused not_member"
+  [ "$(relay_count refusals "not a member")" = $((rn + 1)) ] || fail "fortmesh status does not count the refused Open"
+  lh_scrape "v('fortmesh_relay_handshakes_total', result='not_member') == $((nm + 2))" \
+    "v('fortmesh_relay_handshakes_total', result='revoked') > $rv" \
+    "v('fortmesh_relay_refusals_total', code='not_member') == $((rn + 1))" ||
+    fail "the lighthouse's metrics do not count the refused handshakes and the refused Open"
+else
+  echo "   (no relay_knock given: skipped)"
+fi
 
 step "lighthouse status"
 fm lh status | grep -E '^(relay|relayed|drops|handshake)' | sed 's/^/   lh: /'
