@@ -76,6 +76,24 @@ const char* to_string(AuthError error) {
   return "?";
 }
 
+const char* auth_error_label(AuthError error) {
+  switch (error) {
+    case AuthError::ok: return "ok";
+    case AuthError::version: return "version";
+    case AuthError::wrong_org: return "wrong_org";
+    case AuthError::not_member: return "not_member";
+    case AuthError::revoked: return "revoked";
+    case AuthError::expired: return "expired";
+    case AuthError::bad_signature: return "bad_signature";
+    case AuthError::address_mismatch: return "address_mismatch";
+    case AuthError::wrong_server: return "wrong_server";
+    case AuthError::timeout: return "timeout";
+    case AuthError::protocol: return "protocol";
+    case AuthError::rate_limited: return "rate_limited";
+  }
+  return "unknown";
+}
+
 HandshakeRandom HandshakeRandom::generate() {
   HandshakeRandom r;
   randombytes_buf(r.ephemeral_secret.data(), r.ephemeral_secret.size());

@@ -36,6 +36,8 @@ enum class AuthError : uint8_t {
   rate_limited,
 };
 const char* to_string(AuthError error);
+// The same as a metric label: the enumerator's name ("ok", "not_member", ...).
+const char* auth_error_label(AuthError error);
 
 enum class MemberStatus : uint8_t { active, not_member, revoked, expired };
 

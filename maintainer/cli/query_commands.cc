@@ -110,6 +110,9 @@ Status status(const std::string& dir, bool json) {
     std::printf("drops     %s; TCP queue full %" PRIu64 ", connections refused %" PRIu64 "; channels refused: %s\n",
                 drops.empty() ? "none" : drops.c_str(), r.tcp_queue_drops(), r.tcp_refused(),
                 refused.empty() ? "none" : refused.c_str());
+    std::string hs;
+    for (const auto& [result, n] : r.handshakes()) hs += (hs.empty() ? "" : ", ") + result + " " + std::to_string(n);
+    std::printf("handshake %s\n", hs.empty() ? "none" : hs.c_str());
   }
   std::printf("uptime    %" PRIu64 " s\n", s.uptime_sec());
   return Status::ok();

@@ -9,6 +9,10 @@
 #include <map>
 #include <sstream>
 
+#include "lighthouse/relay_server.h"
+#include "lighthouse/relay_wire.h"
+#include "netauth/conn_auth.h"
+
 namespace fm::maintainer {
 namespace {
 
@@ -60,6 +64,72 @@ class Page {
   std::ostringstream out_;
   std::string name_;
 };
+
+// A channel refusal code as a metric label.
+const char* refusal_label(lighthouse::Refusal code) {
+  using lighthouse::Refusal;
+  switch (code) {
+    case Refusal::unspecified: return "unspecified";
+    case Refusal::not_member: return "not_member";
+    case Refusal::revoked: return "revoked";
+    case Refusal::expired: return "expired";
+    case Refusal::not_connected: return "not_connected";
+    case Refusal::too_many_channels: return "too_many_channels";
+    case Refusal::relay_full: return "relay_full";
+    case Refusal::self: return "self";
+    case Refusal::bad_request: return "bad_request";
+  }
+  return "unknown";
+}
+
+uint64_t count_of(const google::protobuf::Map<std::string, uint64_t>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? 0 : it->second;
+}
+
+// The lighthouse relay's counters (docs/relay.md): every label value the
+// server knows, zeros included, so that the label sets are fixed.
+void relay_metrics(Page& p, const fortmesh::wire::RelayStatus& r) {
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  p.family("fortmesh_relay_sessions", "gauge", "Relay sessions open now, by the transport they came over.")
+      .sample(d(r.sessions_udp()), {{"transport", "udp"}})
+      .sample(d(r.sessions_tcp()), {{"transport", "tcp"}});
+  p.family("fortmesh_relay_pending_handshakes", "gauge", "Relay conn_auth handshakes in progress.").sample(d(r.pending()));
+  p.family("fortmesh_relay_channels", "gauge", "Relay channels open now (each joins two sessions, or one and this lighthouse).")
+      .sample(d(r.channels()));
+  p.family("fortmesh_relay_forwarded_packets_total", "counter", "Data frames forwarded, by the transport they arrived on.")
+      .sample(d(r.forwarded_packets_udp()), {{"transport", "udp"}})
+      .sample(d(r.forwarded_packets_tcp()), {{"transport", "tcp"}});
+  p.family("fortmesh_relay_forwarded_bytes_total", "counter", "Payload bytes forwarded, by the transport they arrived on.")
+      .sample(d(r.forwarded_bytes_udp()), {{"transport", "udp"}})
+      .sample(d(r.forwarded_bytes_tcp()), {{"transport", "tcp"}});
+  p.family("fortmesh_relay_sessions_opened_total", "counter", "Relay sessions set up (conn_auth handshakes that succeeded).")
+      .sample(d(r.sessions_opened()));
+  p.family("fortmesh_relay_sessions_closed_membership_total", "counter",
+           "Relay sessions closed because their key stopped being an active member.")
+      .sample(d(r.sessions_closed_membership()));
+  p.family("fortmesh_relay_handshakes_total", "counter",
+           "Relay conn_auth handshakes finished, by result (ok, or why the lighthouse refused or lost it).");
+  for (size_t i = 0; i < lighthouse::kAuthErrors; ++i) {
+    const char* label = netauth::auth_error_label(static_cast<netauth::AuthError>(i));
+    p.sample(d(count_of(r.handshakes(), label)), {{"result", label}});
+  }
+  p.family("fortmesh_relay_drops_total", "counter", "Relay datagrams and frames dropped, by reason (lighthouse/relay_server.h).");
+  for (size_t i = 0; i < lighthouse::kDropReasons; ++i) {
+    const char* label = lighthouse::to_string(static_cast<lighthouse::Drop>(i));
+    p.sample(d(count_of(r.drops(), label)), {{"reason", label}});
+  }
+  p.family("fortmesh_relay_refusals_total", "counter", "Relay channel Opens refused, by code.");
+  for (size_t i = 0; i < lighthouse::kRefusals; ++i) {
+    const auto code = static_cast<lighthouse::Refusal>(i);
+    p.sample(d(count_of(r.refusals(), lighthouse::to_string(code))), {{"code", refusal_label(code)}});
+  }
+  p.family("fortmesh_relay_tcp_queue_drops_total", "counter", "Relay frames dropped at a full TCP send queue.")
+      .sample(d(r.tcp_queue_drops()));
+  p.family("fortmesh_relay_tcp_refused_total", "counter",
+           "Relay TCP connections refused at once (too many, or over the attempt rate).")
+      .sample(d(r.tcp_refused()));
+}
 
 }  // namespace
 
@@ -165,6 +235,7 @@ std::string render_metrics(const Node& node, const ShellStats& shell, crdt::Mill
   p.family("fortmesh_membership_digest_info", "gauge",
            "The membership digest (hex) as a label: nodes that agree show the same value.")
       .sample(1, {{"digest", netauth::to_hex(s.digest)}});
+  if (shell.relay) relay_metrics(p, *shell.relay);
   return p.str();
 }
 

@@ -489,6 +489,12 @@ fortmesh::wire::RelayStatus RelayService::status() const {
       (*r.mutable_refusals())[lighthouse::to_string(static_cast<lighthouse::Refusal>(i))] = st.refusals[i];
     }
   }
+  if (st.sessions_opened != 0) (*r.mutable_handshakes())["ok"] = st.sessions_opened;
+  for (size_t i = 1; i < lighthouse::kAuthErrors; ++i) {
+    if (st.auth_failures[i] != 0) {
+      (*r.mutable_handshakes())[netauth::auth_error_label(static_cast<netauth::AuthError>(i))] = st.auth_failures[i];
+    }
+  }
   r.set_tcp_queue_drops(shell_.tcp_queue_drops);
   r.set_tcp_refused(shell_.tcp_refused);
   return r;

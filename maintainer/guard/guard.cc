@@ -38,26 +38,6 @@ using asio::ip::tcp;
 constexpr size_t kMaxUnauthenticated = 256;
 constexpr size_t kMaxUnauthenticatedPerSource = 16;
 
-// AuthError as a metric label.
-const char* label_of(netauth::AuthError e) {
-  using netauth::AuthError;
-  switch (e) {
-    case AuthError::ok: return "ok";
-    case AuthError::version: return "version";
-    case AuthError::wrong_org: return "wrong_org";
-    case AuthError::not_member: return "not_member";
-    case AuthError::revoked: return "revoked";
-    case AuthError::expired: return "expired";
-    case AuthError::bad_signature: return "bad_signature";
-    case AuthError::address_mismatch: return "address_mismatch";
-    case AuthError::wrong_server: return "wrong_server";
-    case AuthError::timeout: return "timeout";
-    case AuthError::protocol: return "protocol";
-    case AuthError::rate_limited: return "rate_limited";
-  }
-  return "unknown";
-}
-
 Result<tcp::endpoint> parse_endpoint(const std::string& option, const std::string& text) {
   auto ip = parse_ip_port(option, text);
   if (!ip) return ip.status();
@@ -188,7 +168,7 @@ class Guard {
         "# TYPE fortmesh_guard_handshakes_total counter\n";
     for (size_t e = 0; e < handshakes_.size(); ++e) {
       out += "fortmesh_guard_handshakes_total{side=\"" + std::string(server_mode() ? "server" : "client") +
-             "\",result=\"" + label_of(static_cast<netauth::AuthError>(e)) + "\"} " +
+             "\",result=\"" + netauth::auth_error_label(static_cast<netauth::AuthError>(e)) + "\"} " +
              std::to_string(handshakes_[e]) + "\n";
     }
     out += "# HELP fortmesh_guard_sessions_open Authenticated sessions being relayed now.\n"

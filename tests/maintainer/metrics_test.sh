@@ -47,27 +47,7 @@ pid=$!
 for _ in $(seq 100); do "$FM" status --state-dir "$dir/root" >/dev/null 2>&1 && break; sleep 0.1; done
 
 scrape() {  # scrape EXPR...: each a Python expression over m (family -> {labels: value}) that must hold
-  python3 - "${scrape_port:-$port}" "$@" <<'PY'
-import sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-port = sys.argv[1]
-with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-    assert r.status == 200, r.status
-    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers["Content-Type"]
-    text = r.read().decode()
-m = {}
-for fam in text_string_to_metric_families(text):
-    assert fam.documentation, f"{fam.name} has no HELP"
-    for s in fam.samples:  # by sample name: the parser drops a counter family's _total
-        m.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-def v(_family, **labels):
-    return m[_family][tuple(sorted(labels.items()))]
-for expr in sys.argv[2:]:
-    if not eval(expr):
-        print(f"does not hold: {expr}\n{text}")
-        sys.exit(1)
-print(f"ok: {len(m)} families")
-PY
+  python3 "$(dirname "$0")/../prom_scrape.py" "127.0.0.1:${scrape_port:-$port}" "$@"
 }
 
 reasons='["malformed", "oversized", "bad_signature", "wrong_org", "second_genesis", "no_org", "pending_full", "inadmissible"]'
@@ -78,8 +58,9 @@ scrape 'v("fortmesh_self_active") == 1' 'v("fortmesh_ops") == 1' 'v("fortmesh_me
   "all(v('fortmesh_ops_rejected_total', reason=r) == 0 for r in $reasons)" \
   "all(v('fortmesh_gossip_datagrams_by_kind_total', direction=d, kind=k) >= 0 for d in ['in', 'out'] for k in $kinds)" \
   "all(v('fortmesh_gossip_bytes_by_kind_total', direction=d, kind=k) >= 0 for d in ['in', 'out'] for k in $kinds)" \
-  'v("fortmesh_member_checks_total", answer="active") == 0' 'v("fortmesh_member_checks_total", answer="refused") == 0' ||
-  fail "a fresh org's metrics"
+  'v("fortmesh_member_checks_total", answer="active") == 0' 'v("fortmesh_member_checks_total", answer="refused") == 0' \
+  'not [k for k in m if k.startswith("fortmesh_relay_")]' ||
+  fail "a fresh org's metrics (and nothing relay: this node serves none)"
 "$FM" enroll "$("$FM" pubkey --state-dir "$dir/b")" --name b --out "$dir/b.join" --state-dir "$dir/root" >/dev/null
 if [ "$backend" != none ]; then
   scrape 'v("fortmesh_reconcile_runs_total") >= 1' 'v("fortmesh_reconcile_changes_total") >= 1' \
@@ -159,14 +140,8 @@ assert answer == b"", "junk got an answer"
 PY
 scrape 'v("fortmesh_ops") == 3' || fail "the server stopped serving after idle and junk clients"
 # Every family served is listed in docs/metrics.md.
-python3 - "$port" "$(dirname "$0")/../../docs/metrics.md" <<'PY' || fail "docs/metrics.md does not list every metric"
-import re, sys, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
-doc = open(sys.argv[2]).read()
-missing = [f.name for f in text_string_to_metric_families(text) if not re.search(r"\| `" + f.name + r"(_total)?` \|", doc)]
-assert not missing, f"not in docs/metrics.md: {missing}"
-PY
+python3 "$(dirname "$0")/../prom_scrape.py" --doc "$(dirname "$0")/../../docs/metrics.md" "127.0.0.1:$port" ||
+  fail "docs/metrics.md does not list every metric"
 # fortmesh guard's own endpoint: conn_auth handshakes by result. A client
 # that sends junk instead of a handshake is counted as a protocol failure.
 gmport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
