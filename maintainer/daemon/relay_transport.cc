@@ -613,8 +613,9 @@ void RelayLinks::refresh(crdt::Millis now) {
     l->udp_client = std::make_unique<RelayClient>(&node_->key(), org, key, &view_, &random_, uc);
     l->tcp_client = std::make_unique<RelayClient>(&node_->key(), org, key, &view_, &random_, tc);
     for (auto* c : {l->udp_client.get(), l->tcp_client.get()}) {
-      c->on_data([this, key](const netauth::PublicKey& peer, std::span<const uint8_t> payload) {
-        route_[peer] = key;
+      // A copy: clang before 16 cannot capture a structured binding.
+      c->on_data([this, lighthouse_key = key](const netauth::PublicKey& peer, std::span<const uint8_t> payload) {
+        route_[peer] = lighthouse_key;
         proxy_->deliver(peer, payload);
       });
     }
