@@ -135,6 +135,21 @@ const char* to_string(Refusal code) {
   return "?";
 }
 
+const char* refusal_label(Refusal code) {
+  switch (code) {
+    case Refusal::unspecified: return "unspecified";
+    case Refusal::not_member: return "not_member";
+    case Refusal::revoked: return "revoked";
+    case Refusal::expired: return "expired";
+    case Refusal::not_connected: return "not_connected";
+    case Refusal::too_many_channels: return "too_many_channels";
+    case Refusal::relay_full: return "relay_full";
+    case Refusal::self: return "self";
+    case Refusal::bad_request: return "bad_request";
+  }
+  return "unknown";
+}
+
 const char* to_string(Gone reason) {
   switch (reason) {
     case Gone::unspecified: return "gone";

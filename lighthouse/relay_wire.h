@@ -119,6 +119,8 @@ enum class Refusal : uint8_t {
   bad_request,        // the destination is not a 32-byte key
 };
 const char* to_string(Refusal code);
+// The same as a metric label: "not_member", "relay_full", ...
+const char* refusal_label(Refusal code);
 
 enum class Gone : uint8_t { unspecified = 0, disconnected, revoked, expired, not_member, closed, replaced };
 const char* to_string(Gone reason);

@@ -65,23 +65,6 @@ class Page {
   std::string name_;
 };
 
-// A channel refusal code as a metric label.
-const char* refusal_label(lighthouse::Refusal code) {
-  using lighthouse::Refusal;
-  switch (code) {
-    case Refusal::unspecified: return "unspecified";
-    case Refusal::not_member: return "not_member";
-    case Refusal::revoked: return "revoked";
-    case Refusal::expired: return "expired";
-    case Refusal::not_connected: return "not_connected";
-    case Refusal::too_many_channels: return "too_many_channels";
-    case Refusal::relay_full: return "relay_full";
-    case Refusal::self: return "self";
-    case Refusal::bad_request: return "bad_request";
-  }
-  return "unknown";
-}
-
 uint64_t count_of(const google::protobuf::Map<std::string, uint64_t>& m, const std::string& key) {
   auto it = m.find(key);
   return it == m.end() ? 0 : it->second;
@@ -122,7 +105,7 @@ void relay_metrics(Page& p, const fortmesh::wire::RelayStatus& r) {
   p.family("fortmesh_relay_refusals_total", "counter", "Relay channel Opens refused, by code.");
   for (size_t i = 0; i < lighthouse::kRefusals; ++i) {
     const auto code = static_cast<lighthouse::Refusal>(i);
-    p.sample(d(count_of(r.refusals(), lighthouse::to_string(code))), {{"code", refusal_label(code)}});
+    p.sample(d(count_of(r.refusals(), lighthouse::to_string(code))), {{"code", lighthouse::refusal_label(code)}});
   }
   p.family("fortmesh_relay_tcp_queue_drops_total", "counter", "Relay frames dropped at a full TCP send queue.")
       .sample(d(r.tcp_queue_drops()));

@@ -48,7 +48,8 @@ PeerAddr to_peer(const tcp::endpoint& e) { return to_peer(udp::endpoint(e.addres
 
 // ---- LoopbackProxy --------------------------------------------------------------
 
-LoopbackProxy::LoopbackProxy(asio::io_context& io, Outbound outbound) : outbound_(std::move(outbound)), socket_(io) {}
+LoopbackProxy::LoopbackProxy(asio::io_context& io, Outbound outbound)
+    : outbound_(std::move(outbound)), socket_(io), retry_(io) {}
 LoopbackProxy::~LoopbackProxy() { stop(); }
 
 Status LoopbackProxy::start(uint16_t wireguard_port) {
@@ -79,6 +80,7 @@ Status LoopbackProxy::start(uint16_t wireguard_port) {
 
 void LoopbackProxy::stop() {
   running_ = false;
+  retry_.cancel();
   boost::system::error_code ec;
   socket_.close(ec);
 }
@@ -104,7 +106,15 @@ wg::Endpoint LoopbackProxy::endpoint_of(const crdt::PublicKey& peer) {
 void LoopbackProxy::wait() {
   if (!running_) return;
   socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
-    if (ec || !running_) return;
+    if (ec == asio::error::operation_aborted || !running_) return;
+    if (ec) {  // never the end of the proxy: log, wait 10 ms, go on
+      spdlog::warn("relay proxy: {}; again in 10 ms", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(10));
+      retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) wait();
+      });
+      return;
+    }
     drain();
     wait();
   });
@@ -196,7 +206,8 @@ RelayService::RelayService(asio::io_context& io, const Node* node, LoopbackProxy
       udp_(io),
       acceptor_(io),
       timer_(io),
-      accept_retry_(io) {
+      accept_retry_(io),
+      udp_retry_(io) {
   options_.core.local_channels = proxy != nullptr;
   netauth::Bytes32 org{};
   std::copy(node->replica().org().id.begin(), node->replica().org().id.end(), org.begin());
@@ -243,6 +254,7 @@ void RelayService::stop() {
   acceptor_.close(ec);
   timer_.cancel();
   accept_retry_.cancel();
+  udp_retry_.cancel();
   for (auto& [id, c] : conns_) {
     c->dead = true;
     c->socket.close(ec);
@@ -278,7 +290,15 @@ void RelayService::tick() {
 void RelayService::udp_wait() {
   if (!running_) return;
   udp_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
-    if (ec || !running_) return;
+    if (ec == asio::error::operation_aborted || !running_) return;
+    if (ec) {  // never the end of the relay: log, wait 10 ms, go on
+      spdlog::warn("relay UDP: {}; again in 10 ms", ec.message());
+      udp_retry_.expires_after(std::chrono::milliseconds(10));
+      udp_retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) udp_wait();
+      });
+      return;
+    }
     udp_drain();
     udp_wait();
   });
@@ -751,8 +771,15 @@ void RelayLinks::pump(Link& l, crdt::Millis now) {
 
 void RelayLinks::udp_read(const std::shared_ptr<Link>& l) {
   l->usock.async_wait(udp::socket::wait_read, [this, l](const boost::system::error_code& ec) {
-    if (l->dead || !running_) return;
-    if (ec) return;
+    if (l->dead || !running_ || ec == asio::error::operation_aborted) return;
+    if (ec) {  // never the end of the link: wait 10 ms, go on
+      spdlog::debug("relay link {}: {}; again in 10 ms", l->target.name, ec.message());
+      auto again = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(10));
+      again->async_wait([this, l, again](const boost::system::error_code& e) {
+        if (!e) udp_read(l);
+      });
+      return;
+    }
     const crdt::Millis now = unix_millis();
     for (int i = 0; i < 256; ++i) {
       boost::system::error_code e;

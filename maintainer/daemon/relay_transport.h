@@ -73,6 +73,7 @@ class LoopbackProxy {
   void drain();
   Outbound outbound_;
   boost::asio::ip::udp::socket socket_;
+  boost::asio::steady_timer retry_;  // after a wait error
   uint16_t port_ = 0, wireguard_port_ = 0;
   std::map<crdt::PublicKey, uint32_t> address_of_;  // host order
   std::unordered_map<uint32_t, crdt::PublicKey> peer_of_;
@@ -155,7 +156,7 @@ class RelayService final : public lighthouse::RelaySink {
   std::unique_ptr<lighthouse::RelayServer> core_;
   boost::asio::ip::udp::socket udp_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer timer_, accept_retry_;
+  boost::asio::steady_timer timer_, accept_retry_, udp_retry_;
   std::chrono::milliseconds accept_backoff_{0};
   std::unordered_map<lighthouse::ConnId, std::shared_ptr<Conn>> conns_;
   lighthouse::ConnId next_conn_ = 1;

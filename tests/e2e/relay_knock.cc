@@ -49,22 +49,6 @@ std::optional<netauth::Bytes32> parse_hex32(const std::string& s) {
   return out;
 }
 
-const char* refusal_label(lighthouse::Refusal code) {
-  using lighthouse::Refusal;
-  switch (code) {
-    case Refusal::unspecified: return "unspecified";
-    case Refusal::not_member: return "not_member";
-    case Refusal::revoked: return "revoked";
-    case Refusal::expired: return "expired";
-    case Refusal::not_connected: return "not_connected";
-    case Refusal::too_many_channels: return "too_many_channels";
-    case Refusal::relay_full: return "relay_full";
-    case Refusal::self: return "self";
-    case Refusal::bad_request: return "bad_request";
-  }
-  return "unknown";
-}
-
 bool send_all(int fd, const std::string& bytes) {
   size_t off = 0;
   while (off < bytes.size()) {
@@ -171,7 +155,7 @@ int main(int argc, char** argv) {
             break;
           }
           if (e.kind == Kind::channel_refused) {
-            std::printf("channel refused %s\n", refusal_label(e.refusal));
+            std::printf("channel refused %s\n", lighthouse::refusal_label(e.refusal));
           } else {
             std::printf(e.kind == Kind::channel_open ? "channel open\n" : "channel closed\n");
           }
