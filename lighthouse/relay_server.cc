@@ -117,6 +117,7 @@ const char* to_string(Drop reason) {
     case Drop::sessions_full: return "sessions_full";
     case Drop::amplification: return "amplification";
     case Drop::duplicate: return "duplicate";
+    case Drop::control_limited: return "control_limited";
     case Drop::kCount: break;
   }
   return "?";
@@ -208,6 +209,7 @@ void RelayServer::on_udp(const PeerAddr& src, std::span<const uint8_t> datagram,
     return forward(s, h.channel, f->body, Transport::udp);
   }
   // Control.
+  if (!charge_control(s.addr == src ? s.control_budget : s.rebind_budget, now)) return;
   auto opened = s.cipher->open(datagram);
   if (!opened) return drop(Drop::bad_control);
   if (s.addr != src) {
@@ -316,6 +318,8 @@ RelayServer::Session* RelayServer::establish(const netauth::ServerHandshake& hs,
   s->cipher = std::make_unique<ControlCipher>(as.send_key, as.receive_key);
   s->channels.resize(1);
   s->last_heard = now;
+  s->control_budget = crdt::TokenBucket(config_.control_per_second, config_.control_burst, now);
+  s->rebind_budget = crdt::TokenBucket(config_.rebinds_per_second, config_.rebind_burst, now);
   Session* raw = s.get();
   sessions_.emplace(id, std::move(s));
   by_key_[raw->key] = raw;
@@ -342,6 +346,13 @@ void RelayServer::send_frame(Session& s, std::span<const uint8_t> head, std::spa
   const auto len = tcp_length(head.size() + body.size());
   sink_->send_tcp(s.conn, len, {});
   sink_->send_tcp(s.conn, head, body);
+}
+
+bool RelayServer::charge_control(crdt::TokenBucket& budget, Millis now) {
+  budget.refill(now);
+  if (budget.take(1)) return true;
+  drop(Drop::control_limited);
+  return false;
 }
 
 void RelayServer::send_control(Session& s, const Control& c) {
@@ -667,6 +678,7 @@ void RelayServer::on_tcp_frame(ConnId conn, std::span<const uint8_t> bytes, Mill
   if (it == sessions_.end()) return drop(Drop::unknown_session);
   Session& s = *it->second;
   if (f->header.type == FrameType::data) return forward(s, f->header.channel, f->body, Transport::tcp);
+  if (!charge_control(s.control_budget, now)) return;
   auto opened = s.cipher->open(bytes);
   if (!opened) return drop(Drop::bad_control);
   s.last_heard = now;

@@ -125,6 +125,15 @@ struct RelayConfig {
   double attempts_per_second = 500, attempts_burst = 1000;
   size_t max_sources_tracked = 4096;
   Millis membership_check_interval = 500;
+  // Control frames a session may send (each is opened with AEAD before it is
+  // read, and an Open costs a membership query): a budget per session,
+  // charged before the frame is opened. A client pings every 15 s and opens
+  // a channel per relayed peer, so this is far above what one needs. Over
+  // UDP a frame from another address than the session's (a NAT rebinding,
+  // or a spoof by someone who saw the session id) draws on a second, small
+  // budget, so spoofed frames cannot spend the session's own.
+  double control_per_second = 20, control_burst = 100;
+  double rebinds_per_second = 1, rebind_burst = 5;
   // A session with no authenticated control frame for this long is closed
   // (clients ping every 15 s).
   Millis session_idle_timeout = 60'000;
@@ -147,6 +156,7 @@ enum class Drop : uint8_t {
   sessions_full,    // max_sessions already
   amplification,    // an answer that would exceed what the source sent before authentication
   duplicate,        // a handshake datagram answered already (or more often than allowed)
+  control_limited,  // a session's control frame over its budget (not opened)
   kCount
 };
 const char* to_string(Drop reason);
@@ -223,6 +233,7 @@ class RelayServer {
     std::vector<Channel> channels;  // by channel id; [0] unused
     size_t open_channels = 0;
     Millis last_heard = 0;
+    crdt::TokenBucket control_budget, rebind_budget;
   };
   // A UDP handshake in progress (or just done: kept to answer a repeated ClientAuth).
   struct Pending {
@@ -268,6 +279,8 @@ class RelayServer {
   Session* establish(const netauth::ServerHandshake& hs, uint32_t id, Transport transport, const PeerAddr& addr,
                      ConnId conn, Millis now);
   void on_tcp_frame(ConnId conn, std::span<const uint8_t> frame, Millis now);
+  // Charges a control frame to `budget`; false (counted) when over it.
+  bool charge_control(crdt::TokenBucket& budget, Millis now);
   void on_control(Session& s, const Control& c, Millis now);
   void on_open(Session& s, const Control& c, Millis now);
   void forward(Session& from, uint16_t channel, std::span<const uint8_t> payload, Transport arrived_on);

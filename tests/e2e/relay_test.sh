@@ -131,7 +131,7 @@ sleep 0.3
 echo "   spoofed-source DATA with s1's session id $sid: dropped, bad_source $(drops_of bad_source); unpadded: $(drops_of unpadded)"
 # Every reason lighthouse/relay_server.h knows, zeros included: a fixed label set.
 drops='["malformed", "unknown_session", "bad_source", "no_channel", "wrong_transport", "bad_control", "unpadded",
-  "rate_limited", "pending_full", "sessions_full", "amplification", "duplicate"]'
+  "rate_limited", "pending_full", "sessions_full", "amplification", "duplicate", "control_limited"]'
 lh_scrape 'v("fortmesh_relay_sessions", transport="udp") >= 2' 'v("fortmesh_relay_sessions", transport="tcp") >= 1' \
   'v("fortmesh_relay_channels") >= 1' 'v("fortmesh_relay_pending_handshakes") >= 0' \
   'v("fortmesh_relay_forwarded_packets_total", transport="udp") > 0' \

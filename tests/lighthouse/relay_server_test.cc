@@ -493,6 +493,73 @@ TEST_F(RelayServerTest, ClientsMayNotSendTheRelaysMessages) {
   EXPECT_TRUE(a->controls().empty());
 }
 
+// ---- Control budgets ------------------------------------------------------------
+
+// An authenticated member may not make the relay open (AEAD) and answer
+// control frames without bound: 100 at once, then 20 a second.
+class ControlBudgetTest : public RelayServerTest {
+ protected:
+  Control ping(uint64_t n) {
+    Control c;
+    c.kind = Control::Kind::ping;
+    c.ping = n;
+    return c;
+  }
+  size_t pings_answered(Client& c, int sent, uint64_t from = 1) {
+    for (int i = 0; i < sent; ++i) c.send_control(ping(from + i));
+    return c.controls().size();
+  }
+};
+
+TEST_F(ControlBudgetTest, AFloodOfPingsIsAnsweredUpToTheBurstThenAtTheRate) {
+  for (Transport t : {Transport::udp, Transport::tcp}) {
+    SCOPED_TRACE(t == Transport::udp ? "udp" : "tcp");
+    auto a = connected(t == Transport::udp ? 1 : 2, t);
+    const size_t before = drops(r_, Drop::control_limited);
+    EXPECT_EQ(pings_answered(*a, 1000), 100u);
+    EXPECT_EQ(drops(r_, Drop::control_limited) - before, 900u);
+    advance(1000);
+    EXPECT_EQ(pings_answered(*a, 1000, 5000), 20u) << "one second refills 20";
+    EXPECT_TRUE(r_.server->session_of(a->key())) << "the session itself stays";
+  }
+}
+
+TEST_F(ControlBudgetTest, FramesOverTheBudgetAreNotOpened) {
+  auto a = connected(1);
+  std::string forged = a->sealed(ping(1));
+  forged.back() ^= 1;
+  for (int i = 0; i < 500; ++i) a->send_udp(forged);
+  // Had the frames been opened before they were charged, all 500 would
+  // have failed authentication.
+  EXPECT_EQ(drops(r_, Drop::bad_control), 100u);
+  EXPECT_EQ(drops(r_, Drop::control_limited), 400u);
+}
+
+TEST_F(ControlBudgetTest, OpensDrawOnTheSameBudget) {
+  auto a = connected(1), b = connected(2);
+  EXPECT_EQ(pings_answered(*a, 100), 100u);
+  EXPECT_EQ(a->open(b->key()), 0u) << "the budget is spent";
+  advance(100);  // two frames' worth
+  EXPECT_NE(a->open(b->key()), 0u);
+}
+
+TEST_F(ControlBudgetTest, FramesFromOtherAddressesCannotSpendTheSessionsBudget) {
+  auto a = connected(1);
+  // Someone who saw a's session id sends control frames from elsewhere:
+  // they draw on the small rebinding budget, not on a's.
+  std::string forged = a->sealed(ping(1));
+  forged.back() ^= 1;
+  for (int i = 0; i < 1000; ++i) r_.server->on_udp(addr(77), span_of(forged), r_.now);
+  EXPECT_EQ(drops(r_, Drop::bad_control), 5u) << "the rebind burst";
+  EXPECT_EQ(drops(r_, Drop::control_limited), 995u);
+  EXPECT_EQ(pings_answered(*a, 100, 2), 100u) << "a's own budget is whole";
+  // A real rebinding still gets through once the small budget refills.
+  advance(1000);
+  a->move_to(addr(1, 50000));
+  EXPECT_EQ(pings_answered(*a, 1, 500), 1u);
+  EXPECT_EQ(r_.server->stats().rebinds, 1u);
+}
+
 // ---- Membership --------------------------------------------------------------
 
 TEST_F(RelayServerTest, ARevokedKeysSessionsAndChannelsCloseWithinOneSecond) {
