@@ -34,6 +34,8 @@ class Reflector {
   // Returns those to tell: new, moved, or not told for `refresh`. Members not
   // seen are forgotten.
   std::vector<Sighting> due(std::span<const Sighting> seen, Millis now);
+  // Whether `member` has been told where it is seen (and not forgotten since).
+  bool told(const crdt::PublicKey& member) const { return told_.contains(member); }
 
  private:
   struct Told {

@@ -293,7 +293,12 @@ size_t Node::import_records(std::span<const std::string> records, crdt::Millis n
 void Node::on_datagram(const crdt::PublicKey& from, std::span<const uint8_t> bytes, crdt::Millis now) {
   // It came through WireGuard, so the device has an endpoint for it now (it
   // reached us first): read it, or the answers would be held back.
-  if (no_endpoint(from, now)) sync_wireguard(now);
+  if (no_endpoint(from, now)) {
+    sync_wireguard(now);
+  } else if (reflection_due(from, now)) {
+    next_early_reflect_ = now + 250;
+    sync_wireguard(now);
+  }
   engine_->on_datagram(from, bytes, now);
   after_event(now);
 }
@@ -408,8 +413,13 @@ void Node::announce_record(crdt::Millis now) {
     set.relay_tcp_port = options_.relay_tcp_port;
   }
   if (announced_ == set) return;
+  const bool nat_changed = !announced_ || announced_->nat != set.nat;
   announced_ = set;
   engine_->set_endpoints(set, options_.listen_port, now);
+  if (wireguard_ && nat_changed) {
+    wireguard_->set_own_nat(set.nat);  // which peers can only be relayed
+    sync_wireguard(now);
+  }
   std::string listed;
   for (const auto* list : {&set.advertised, &set.reflected, &set.local}) {
     for (const auto& e : *list) listed += (listed.empty() ? "" : ", ") + e;
@@ -586,11 +596,24 @@ void Node::follow_paths(crdt::Millis now) {
   }
 }
 
+bool Node::reflection_due(const crdt::PublicKey& member, crdt::Millis now) const {
+  if (!wireguard_ || reflector_.told(member) || now < next_early_reflect_ || !is_lighthouse(now)) return false;
+  refresh_wg_keys(now);
+  auto k = wg_of_.find(member);
+  if (k == wg_of_.end()) return false;
+  // One reached through the relay is not reflected (its endpoint here is our proxy's).
+  const auto* path = wireguard_->paths().find(k->second);
+  return path == nullptr || !path->endpoint || !wg::is_loopback(path->endpoint->address);
+}
+
 void Node::reflect(crdt::Millis now) {
   std::vector<lighthouse::Sighting> seen;
   const auto t = static_cast<int64_t>(seconds(now));
   for (const auto& p : wireguard_->last_read().peers) {
     if (!p.endpoint || p.last_handshake_sec == 0 || t - p.last_handshake_sec >= wg::kHandshakeFreshSec) continue;
+    // A member that reaches us through the relay is at our proxy address:
+    // that says nothing of its NAT mapping.
+    if (wg::is_loopback(p.endpoint->address)) continue;
     if (auto id = identity_of(p.public_key, now)) seen.push_back({*id, p.endpoint->to_string()});
   }
   for (const auto& s : reflector_.due(seen, now)) engine_->send_reflection(s.member, s.endpoint);
@@ -603,11 +626,13 @@ void Node::take_reflections(crdt::Millis now) {
   const auto from_lighthouses = lighthouses(now);
   for (auto& r : heard) {
     if (!std::binary_search(from_lighthouses.begin(), from_lighthouses.end(), r.from)) continue;
+    // A lighthouse that saw us through the relay (older ones did) tells nothing.
+    if (auto e = wg::Endpoint::parse(r.endpoint); !e || wg::is_loopback(e->address)) continue;
     std::string lighthouse_ip;  // where this node reaches it: two lighthouses at one address tell nothing
     if (wireguard_) {
       const auto wg_key = netauth::wg_public_key(r.from);
       for (const auto& p : wireguard_->last_read().peers) {
-        if (wg_key && p.public_key == *wg_key && p.endpoint) {
+        if (wg_key && p.public_key == *wg_key && p.endpoint && !wg::is_loopback(p.endpoint->address)) {
           lighthouse_ip = netauth::format_address(p.endpoint->address);
         }
       }

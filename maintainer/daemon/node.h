@@ -276,6 +276,11 @@ class Node {
   // lighthouse the reflections due.
   void follow_paths(crdt::Millis now);
   void reflect(crdt::Millis now);
+  // On a lighthouse: `member` just sent us something and has not been told
+  // where we see it; the device is read at once rather than at the next
+  // read (2 s), as the member's NAT class, and so whether its peers can be
+  // reached directly, waits for that. At most 4 such reads a second.
+  bool reflection_due(const crdt::PublicKey& member, crdt::Millis now) const;
   // Reflections heard since the last event, from active lighthouses only.
   void take_reflections(crdt::Millis now);
   // Signs and gossips this node's record if what it would say changed.
@@ -333,6 +338,7 @@ class Node {
   std::optional<crdt::EndpointSet> announced_;  // what the last record said
   lighthouse::Reflector reflector_;
   uint64_t reads_seen_ = 0;  // the device reads already reflected
+  crdt::Millis next_early_reflect_ = 0;  // a lighthouse's read for a member it has not told yet
   mutable std::map<wg::Key, crdt::PublicKey> by_wg_;  // members by WireGuard key
   mutable std::map<crdt::PublicKey, wg::Key> wg_of_;  // and the other way
   mutable uint64_t by_wg_version_ = UINT64_MAX;

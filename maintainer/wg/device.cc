@@ -84,6 +84,17 @@ std::optional<AllowedIp> AllowedIp::parse(std::string_view text) {
   return AllowedIp{*ip, static_cast<uint8_t>(v4 ? len + 96 : len)};
 }
 
+DeviceUpdate expand_resets(const DeviceUpdate& u) {
+  DeviceUpdate out{u.private_key, u.listen_port, {}};
+  out.peers.reserve(u.peers.size());
+  for (const auto& p : u.peers) {
+    if (p.reset && !p.remove) out.peers.push_back(PeerUpdate{.public_key = p.public_key, .remove = true});
+    out.peers.push_back(p);
+    out.peers.back().reset = false;
+  }
+  return out;
+}
+
 std::string AllowedIp::to_string() const {
   const bool v4 = is_v4_mapped(address) && prefix_len >= 96;
   return format_ip(address) + "/" + std::to_string(v4 ? prefix_len - 96 : prefix_len);

@@ -59,6 +59,10 @@ struct Device {
 struct PeerUpdate {
   Key public_key{};
   bool remove = false;
+  // Remove the peer, then add it anew with the settings below (which must be
+  // all of them): WireGuard forgets its handshake state, so the next packet
+  // starts a handshake at once instead of up to 5 s after the last attempt.
+  bool reset = false;
   std::optional<Endpoint> endpoint{};
   bool replace_allowed_ips = false;  // then `allowed_ips` is the whole set
   std::vector<AllowedIp> allowed_ips{};
@@ -71,6 +75,9 @@ struct DeviceUpdate {
   std::vector<PeerUpdate> peers;
   bool empty() const { return !private_key && !listen_port && peers.empty(); }
 };
+// `u` with each reset peer as a removal followed by its addition, in order:
+// what both backends' wire forms carry (they apply peers in order).
+DeviceUpdate expand_resets(const DeviceUpdate& u);
 
 // A WireGuard backend's control channel: wireguard-go's UAPI (wg_uapi.h) or
 // the kernel's generic netlink (wg_netlink.h).

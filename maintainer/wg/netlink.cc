@@ -304,8 +304,9 @@ bool put_allowed_ip(nlmsghdr* nlh, size_t max, const AllowedIp& ip) {
 
 }  // namespace
 
-std::vector<std::string> netlink_set_messages(uint16_t family, const std::string& ifname, const DeviceUpdate& u,
+std::vector<std::string> netlink_set_messages(uint16_t family, const std::string& ifname, const DeviceUpdate& update,
                                               size_t max) {
+  const DeviceUpdate u = expand_resets(update);
   std::vector<std::string> out;
   std::vector<char> buf(max);
   size_t peer_i = 0, ip_i = 0;

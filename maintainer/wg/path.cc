@@ -17,6 +17,14 @@ bool in(const netauth::Address& a, std::initializer_list<uint8_t> prefix, unsign
   return n.contains(a);
 }
 
+// Why a relay_first peer is relayed without probing (the caller's one reason).
+constexpr const char* kRelayFirst = "no direct path expected: both ends behind symmetric NATs";
+
+// Whether WireGuard holds a session with the peer (a handshake it still keys by).
+bool has_session(const PeerPath& p, Millis now) {
+  return p.last_handshake_sec != 0 && static_cast<int64_t>(now / 1000) - p.last_handshake_sec < kHandshakeFreshSec;
+}
+
 // "4.5 s"
 std::string seconds_text(Millis ms) { return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s"; }
 
@@ -38,9 +46,14 @@ bool is_public(const netauth::Address& a) {
              in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 192, 168}, 112) ||
              in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 100, 64}, 106) ||
              in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 169, 254}, 112) ||
-             in(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, m, m, 127}, 104));
+             is_loopback(a));
   }
-  return !(in(a, {0xfc}, 7) || in(a, {0xfe, 0x80}, 10) || a == netauth::Address{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+  return !(in(a, {0xfc}, 7) || in(a, {0xfe, 0x80}, 10) || is_loopback(a));
+}
+
+bool is_loopback(const netauth::Address& a) {
+  if (is_v4_mapped(a)) return a[12] == 127;
+  return a == netauth::Address{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 }
 
 std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const LocalNetwork> here) {
@@ -49,7 +62,7 @@ std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const
   };
   std::vector<Endpoint> out;
   auto add = [&](const Endpoint& e) {
-    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+    if (!is_loopback(e.address) && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   };
   for (const auto& e : peer.local) {
     if (on_our_subnet(e)) add(e);
@@ -110,12 +123,14 @@ std::optional<Endpoint> PathSelector::probe(const Key& key, PeerPath& p, size_t 
 }
 
 std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<Endpoint>& candidates,
-                                              const std::optional<Endpoint>& relay, const Peer* have, Millis now) {
+                                              const std::optional<Endpoint>& relay, const Peer* have, Millis now,
+                                              bool relay_first) {
   auto [it, fresh_peer] = paths_.try_emplace(key);
   PeerPath& p = it->second;
   const bool candidates_changed = p.candidates != candidates;
   p.candidates = candidates;
   p.relay = relay;
+  p.relay_first = relay_first;
   p.observed_at = now;
   if (have != nullptr) {
     if (have->endpoint) p.endpoint = have->endpoint;
@@ -140,6 +155,11 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
     const bool recent = handshake != 0 && static_cast<int64_t>(now / 1000) - handshake < kHandshakeFreshSec;
     if (recent && p.endpoint && !on_proxy) return settle(p, on_candidate, "handshake already on the device", now);
     if (candidates.empty() && relay) return go_relayed(p, "no candidate endpoint", now);
+    if (relay_first && relay) return go_relayed(p, kRelayFirst, now);
+    if (relay_first && !candidates.empty()) {
+      enter(p, PathState::none, std::string("waiting for a relay: ") + kRelayFirst, now);
+      return std::nullopt;
+    }
     const std::optional<Endpoint> had = p.endpoint;
     auto set = probe(key, p, 0, "first candidate", now);
     return set == had ? std::nullopt : set;  // already there (a restart): nothing to change
@@ -171,6 +191,14 @@ std::optional<Endpoint> PathSelector::observe(const Key& key, const std::vector<
 }
 
 std::optional<Endpoint> PathSelector::go_relayed(PeerPath& p, std::string why, Millis now) {
+  // From probing (not a re-probe) with no session, and not because the peer
+  // already came through the relay (WireGuard roamed to the proxy: a
+  // handshake is under way): the last handshake attempt went nowhere.
+  const bool came_through = p.endpoint && is_proxy_endpoint(*p.endpoint);
+  if ((p.state == PathState::probing || p.state == PathState::none) && !p.reprobing && !has_session(p, now) &&
+      !came_through && p.relay) {
+    p.reset_handshake = true;
+  }
   if (p.reprobing) {
     p.reprobe_gap = p.reprobe_gap == 0 ? config_.reprobe_min : std::min(config_.reprobe_max, p.reprobe_gap * 2);
   } else if (p.state != PathState::relayed) {
@@ -201,7 +229,16 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
   const bool on_proxy = p.endpoint && is_proxy_endpoint(*p.endpoint);
   switch (p.state) {
     case PathState::none:
-      if (!candidates.empty()) return probe(key, p, 0, "a candidate appeared", now);
+      if (p.relay_first && now - p.since < config_.relay_after) {
+        return p.relay ? go_relayed(p, kRelayFirst, now) : std::nullopt;
+      }
+      if (!candidates.empty()) {
+        // While it had no endpoint, WireGuard may have spent its one attempt
+        // per 5 s on nowhere (any packet for the peer starts one).
+        p.reset_handshake = !has_session(p, now);
+        return probe(key, p, 0, p.relay_first ? "no relay in " + seconds_text(now - p.since) : "a candidate appeared",
+                     now);
+      }
       if (p.relay) return go_relayed(p, "no candidate endpoint", now);
       return std::nullopt;
     case PathState::relayed:
@@ -215,7 +252,9 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
         p.reprobing = true;
         return probe(key, p, 0, "new candidates", now);
       }
-      if (now >= p.reprobe_at && !candidates.empty()) {
+      // Both behind symmetric NATs: nothing to find on a timer (a new record
+      // or an address change still brings a probe, or ends relay_first).
+      if (now >= p.reprobe_at && !candidates.empty() && !p.relay_first) {
         p.reprobing = true;
         return probe(key, p, 0, "probing the direct path again after " + seconds_text(p.reprobe_gap), now);
       }
@@ -229,6 +268,7 @@ std::optional<Endpoint> PathSelector::decide(const Key& key, PeerPath& p, bool c
         return go_relayed(p, "the peer came through the relay", now);
       }
       if (candidates.empty() && p.relay) return go_relayed(p, "no candidate endpoint", now);
+      if (p.relay_first && p.relay && !p.reprobing) return go_relayed(p, kRelayFirst, now);
       if (candidates_changed) return probe(key, p, 0, "new candidates", now);
       // Traffic on the candidate with the session WireGuard already has (a
       // re-probe from the relay needs no new handshake): it works.
@@ -296,6 +336,16 @@ void PathSelector::retain(std::span<const Key> wanted) {
   std::erase_if(paths_, [&](const auto& kv) { return !std::binary_search(wanted.begin(), wanted.end(), kv.first); });
 }
 
+bool PathSelector::take_handshake_reset(const Key& peer) {
+  auto it = paths_.find(peer);
+  if (it == paths_.end() || !it->second.reset_handshake) return false;
+  PeerPath& p = it->second;
+  p.reset_handshake = false;
+  p.rx_bytes = p.tx_bytes = 0;  // the new peer's counters start from zero
+  p.tx_growths = 0;
+  return true;
+}
+
 std::vector<Key> PathSelector::take_pokes() {
   std::sort(pokes_.begin(), pokes_.end());
   pokes_.erase(std::unique(pokes_.begin(), pokes_.end()), pokes_.end());
@@ -310,7 +360,8 @@ Millis PathSelector::next_deadline() const {
       if (p.relay) due = std::min(due, p.probing_since + config_.relay_after);
     }
     if (p.state == PathState::verifying) due = std::min(due, p.since + config_.verify_timeout);
-    if (p.state == PathState::relayed && !p.candidates.empty()) due = std::min(due, p.reprobe_at);
+    if (p.state == PathState::none && p.relay_first) due = std::min(due, p.since + config_.relay_after);
+    if (p.state == PathState::relayed && !p.candidates.empty() && !p.relay_first) due = std::min(due, p.reprobe_at);
     // A direct path in use is read often, so that one that dies is relayed soon.
     if ((p.state == PathState::direct || p.state == PathState::roamed) && p.relay &&
         p.observed_at - p.rx_at < config_.active_window) {

@@ -20,7 +20,9 @@
 //   relayed    the endpoint is the peer's loopback proxy address (a relay
 //              channel through a lighthouse, docs/relay.md), because no direct
 //              candidate had a handshake within relay_after of probing, there
-//              is no candidate, or a direct path stopped answering. The direct
+//              is no candidate, a direct path stopped answering, or the caller
+//              expects no direct path (`relay_first`: both ends behind
+//              symmetric NATs). The direct
 //              path is probed again after reprobe_min, doubling to
 //              reprobe_max (reset by new candidates or an address change).
 // A direct or roamed path from which nothing has been received for
@@ -34,7 +36,13 @@
 // peer sent through the relay before it saw the probe) is undone instead.
 //
 // A relay is offered per peer by the caller (the endpoint to give
-// WireGuard: a 127.128.0.0/9 address the daemon owns), or not.
+// WireGuard: a 127.128.0.0/9 address the daemon owns), or not. A peer the
+// caller marks `relay_first` is not probed before it is relayed: it goes
+// relayed as soon as a relay is offered, and until then (for at most
+// relay_after) waits in `none` with no endpoint, so that WireGuard's first
+// handshake attempt (at most one per 5 s) goes through the relay, not to a
+// candidate that cannot answer. Its direct path is not re-probed on a timer,
+// only on new candidates or an address change (which may end relay_first).
 #pragma once
 
 #include <cstdint>
@@ -73,9 +81,14 @@ struct PeerEndpoints {
 // count as public: the NAT tests' "internet" is 203.0.113.0/24.
 bool is_public(const netauth::Address& a);
 
+// Whether `a` is a loopback address (127.0.0.0/8, ::1): on another host it
+// is never that host, and 127.128.0.0/9 is where this daemon's relay proxy
+// lives.
+bool is_loopback(const netauth::Address& a);
+
 // The candidates, best first, without repeats: the peer's local addresses on
 // one of this host's subnets, then advertised and public ones, then
-// reflected, then the rest.
+// reflected, then the rest. Loopback addresses are never candidates.
 std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const LocalNetwork> here);
 
 // ---- The path state machine ---------------------------------------------------
@@ -130,6 +143,8 @@ struct PeerPath {
   Millis reprobe_gap = 0;            // relayed: the backoff; 0: reprobe_min
   Millis reprobe_at = 0;             // relayed: when the direct path is tried again
   bool reprobing = false;            // probing from relayed (a failure doubles the gap)
+  bool relay_first = false;          // no direct path expected: relayed without probing first
+  bool reset_handshake = false;      // set the peer up anew with the relay endpoint (see go_relayed)
 };
 
 class PathSelector {
@@ -143,9 +158,11 @@ class PathSelector {
                                   Millis now) {
     return observe(peer, candidates, std::nullopt, have, now);
   }
-  // The same with a relay offered (or not) for the peer.
+  // The same with a relay offered (or not) for the peer; `relay_first`: no
+  // direct path is expected (see above).
   std::optional<Endpoint> observe(const Key& peer, const std::vector<Endpoint>& candidates,
-                                  const std::optional<Endpoint>& relay, const Peer* have, Millis now);
+                                  const std::optional<Endpoint>& relay, const Peer* have, Millis now,
+                                  bool relay_first = false);
   // This host's addresses changed: every working path is verified.
   void verify_all(Millis now);
   // Forgets every peer not in `wanted` (sorted).
@@ -154,6 +171,13 @@ class PathSelector {
   // Peers to poke (send any packet into the tunnel, so that WireGuard starts a
   // handshake now) since the last call.
   std::vector<Key> take_pokes();
+  // Whether `peer` must be set up anew on the device (PeerUpdate::reset):
+  // WireGuard starts at most one handshake per 5 s, so when a peer with no
+  // session gets its first candidate (its last attempt went nowhere), or is
+  // relayed after probing (its last went to a candidate that could not
+  // answer), the first attempt on the new endpoint would wait for that one.
+  // Clears the mark.
+  bool take_handshake_reset(const Key& peer);
   // When observe() must run again for a timer to fire; UINT64_MAX: never.
   Millis next_deadline() const;
   const PeerPath* find(const Key& peer) const;

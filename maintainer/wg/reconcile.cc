@@ -47,7 +47,15 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
       u.replace_allowed_ips = true;
       u.allowed_ips = ips;
     }
-    u.endpoint = paths.observe(p.public_key, d.endpoints, d.relay, &p, now);
+    u.endpoint = paths.observe(p.public_key, d.endpoints, d.relay, &p, now, d.relay_first);
+    if (paths.take_handshake_reset(p.public_key) && (u.endpoint || p.endpoint)) {
+      // Set up anew (path.h): everything the peer has, the new endpoint.
+      u.reset = true;
+      u.replace_allowed_ips = true;
+      u.allowed_ips = ips;
+      if (!u.endpoint) u.endpoint = p.endpoint;
+      u.keepalive = kKeepalive;
+    }
     if ((p.endpoint || u.endpoint) && p.keepalive != kKeepalive) u.keepalive = kKeepalive;
     if (u.replace_allowed_ips || u.keepalive || u.endpoint) out.peers.push_back(std::move(u));
   }
@@ -55,7 +63,8 @@ DeviceUpdate reconcile(std::span<const DesiredPeer> desired, const Device& actua
     if (have.contains(key)) continue;
     PeerUpdate u{.public_key = key, .replace_allowed_ips = true};
     u.allowed_ips = {AllowedIp::host(d->address)};
-    u.endpoint = paths.observe(key, d->endpoints, d->relay, nullptr, now);
+    u.endpoint = paths.observe(key, d->endpoints, d->relay, nullptr, now, d->relay_first);
+    (void)paths.take_handshake_reset(key);  // added anew anyway
     if (u.endpoint) u.keepalive = kKeepalive;
     out.peers.push_back(std::move(u));
   }

@@ -36,6 +36,7 @@ struct DesiredPeer {
   netauth::Address address{};     // its overlay address: the only allowed IP
   std::vector<Endpoint> endpoints;  // candidates, most preferred first; may be empty
   std::optional<Endpoint> relay;    // its loopback proxy address, when a relay is offered
+  bool relay_first = false;         // no direct path expected: relayed without probing (path.h)
   bool operator==(const DesiredPeer&) const = default;
 };
 

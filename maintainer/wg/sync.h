@@ -43,6 +43,11 @@ class WireGuardSync {
   using RelayOffer = std::function<std::optional<wg::Endpoint>(const crdt::PublicKey& member)>;
   void set_relay_offer(RelayOffer offer) { relay_offer_ = std::move(offer); }
 
+  // This host's NAT class, as its own endpoint record says (docs/endpoints.md).
+  // A peer whose record says symmetric too, with no advertised endpoint and
+  // no address on one of this host's networks, is relayed without probing
+  // first (path.h, `relay_first`): no direct path can exist between them.
+  void set_own_nat(crdt::NatClass nat) { own_nat_ = nat; }
   // This host's networks, against which candidates are ranked.
   void set_local_networks(std::vector<wg::LocalNetwork> networks) { local_ = std::move(networks); }
   // What a lighthouse's enrolled DNS name ("host:port") resolved to; an empty
@@ -81,6 +86,7 @@ class WireGuardSync {
   wg::Key own_wg_key_{};
   uint64_t restarts_ = 0;
   std::vector<wg::LocalNetwork> local_;
+  crdt::NatClass own_nat_ = crdt::NatClass::unknown;
   std::map<std::string, std::vector<wg::Endpoint>> resolved_;
   wg::PathSelector paths_;
   RelayOffer relay_offer_;

@@ -39,7 +39,8 @@ Status errno_status(std::string_view value) {
 
 }  // namespace
 
-std::string uapi_set_request(const DeviceUpdate& u) {
+std::string uapi_set_request(const DeviceUpdate& update) {
+  const DeviceUpdate u = expand_resets(update);
   std::string out = "set=1\n";
   if (u.private_key) out += "private_key=" + hex(*u.private_key) + "\n";
   if (u.listen_port) out += "listen_port=" + std::to_string(*u.listen_port) + "\n";

@@ -496,6 +496,43 @@ TEST_F(ReachTest, ALighthouseReflectsWhatItsDeviceSees) {
   EXPECT_TRUE(sink_.reflections_to(bob_.public_key).empty()) << "no handshake with bob: nothing to tell";
 }
 
+TEST_F(ReachTest, ALighthouseReflectsAtOnceWhenAMemberItHasNotToldSpeaks) {
+  auto node = open_as(lh_);
+  ASSERT_TRUE(node);
+  wg::Peer* a = device_peer(alice_);
+  ASSERT_NE(a, nullptr);
+  a->endpoint = wg::Endpoint::parse("198.51.100.7:40000");
+  node->on_tick(kT0 + 100);  // a read: alice has an endpoint, no handshake yet
+  a = device_peer(alice_);
+  a->last_handshake_sec = static_cast<int64_t>(kT0s);  // her handshake, just after
+  EXPECT_TRUE(sink_.reflections_to(alice_.public_key).empty());
+  // alice's first gossip, 300 ms later, well before the next 2 s read.
+  fortmesh::wire::Gossip g;
+  g.mutable_summary();
+  node->on_datagram(alice_.public_key, bytes_of(g.SerializeAsString()), kT0 + 400);
+  EXPECT_EQ(sink_.reflections_to(alice_.public_key), std::vector<std::string>{"198.51.100.7:40000"});
+}
+
+TEST_F(ReachTest, ALighthouseDoesNotReflectAMemberItReachesThroughTheRelay) {
+  auto node = open_as(lh_);
+  ASSERT_TRUE(node);
+  wg::Peer* a = device_peer(alice_);
+  ASSERT_NE(a, nullptr);
+  a->endpoint = wg::Endpoint::parse("127.128.0.2:40000");  // the lighthouse's own relay proxy address
+  a->last_handshake_sec = static_cast<int64_t>(kT0s) + 1;
+  for (crdt::Millis t = kT0; t <= kT0 + 6'000; t += 500) node->on_tick(t);
+  EXPECT_TRUE(sink_.reflections_to(alice_.public_key).empty()) << "a proxy address is no NAT mapping";
+}
+
+TEST_F(ReachTest, AReflectedLoopbackAddressIsIgnored) {
+  auto node = open_as(alice_);
+  ASSERT_TRUE(node);
+  node->on_datagram(lh_.public_key, bytes_of(reflection("127.128.0.5:40000")), kT0 + 100);
+  EXPECT_TRUE(node->status(kT0 + 100).endpoints.reflected.empty());
+  node->on_datagram(lh_.public_key, bytes_of(reflection("198.51.100.7:40000")), kT0 + 200);
+  EXPECT_EQ(node->status(kT0 + 200).endpoints.reflected, std::vector<std::string>{"198.51.100.7:40000"});
+}
+
 TEST_F(ReachTest, HandOverTakesValidOpsWithinEachSourcesBudget) {
   auto node = open_as(root_);
   ASSERT_TRUE(node);

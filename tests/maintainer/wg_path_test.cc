@@ -160,6 +160,22 @@ TEST(RankCandidates, SameSubnetThenAdvertisedAndPublicThenReflectedThenTheRest) 
   EXPECT_EQ(rank_candidates(peer, here), want);
 }
 
+TEST(RankCandidates, LoopbackAddressesAreNeverCandidates) {
+  // Another host's 127.x is this host, and 127.128.0.0/9 is the relay proxy:
+  // a lighthouse that saw the peer through the relay would have reflected it.
+  PeerEndpoints peer;
+  peer.local = {ep("127.0.0.1:51820"), ep("[::1]:51820"), ep("192.168.1.5:51820")};
+  peer.reflected = {ep("127.128.0.3:40000")};
+  LocalNetwork lo{};
+  lo.address = ep("127.0.0.1:1").address;
+  lo.prefix_len = 96 + 8;
+  const std::vector<LocalNetwork> here{lo};
+  EXPECT_EQ(rank_candidates(peer, here), std::vector<Endpoint>{ep("192.168.1.5:51820")});
+  EXPECT_TRUE(is_loopback(ep("127.200.1.1:1").address));
+  EXPECT_FALSE(is_loopback(ep("128.0.0.1:1").address));
+  EXPECT_FALSE(is_loopback(ep("[::2]:1").address));
+}
+
 TEST(RankCandidates, PublicMeansNotPrivateLinkLocalOrLoopback) {
   for (const char* text : {"10.1.2.3:1", "172.16.0.1:1", "172.31.255.1:1", "192.168.0.1:1", "100.64.0.1:1",
                            "169.254.1.1:1", "127.0.0.1:1", "[fd12::1]:1", "[fe80::1]:1", "[::1]:1"}) {
@@ -224,6 +240,98 @@ TEST(PathSelectorRelay, NoCandidateAtAllIsRelayedAtOnce) {
   (void)later.observe(key(1), {}, std::nullopt, nullptr, kT0);
   EXPECT_EQ(later.find(key(1))->state, PathState::none);
   EXPECT_EQ(later.observe(key(1), {}, kProxy, nullptr, kT0 + 1'000), kProxy);
+}
+
+// Both ends behind symmetric NATs (relay_first): no candidate can answer,
+// and WireGuard starts at most one handshake per 5 s, so none is spent on one.
+TEST(PathSelectorRelay, RelayFirstGoesRelayedAtOnceWithoutProbing) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, nullptr, kT0, /*relay_first=*/true), kProxy);
+  const PeerPath* p = paths.find(key(1));
+  EXPECT_EQ(p->state, PathState::relayed);
+  EXPECT_NE(p->reason.find("both ends behind symmetric NATs"), std::string::npos) << p->reason;
+  EXPECT_EQ(paths.next_deadline(), UINT64_MAX) << "nothing to find on a timer";
+}
+
+TEST(PathSelectorRelay, RelayFirstWaitsWithNoEndpointUntilTheRelayIsOffered) {
+  PathSelector paths;
+  EXPECT_EQ(paths.observe(key(1), kTwo, std::nullopt, nullptr, kT0, true), std::nullopt) << "no candidate set";
+  EXPECT_TRUE(paths.take_pokes().empty()) << "and no handshake started";
+  EXPECT_EQ(paths.find(key(1))->state, PathState::none);
+  EXPECT_EQ(paths.next_deadline(), kT0 + 6'000);
+  const Peer waiting = device(1, std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), kTwo, std::nullopt, &waiting, kT0 + 1'000, true), std::nullopt);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &waiting, kT0 + 1'500, true), kProxy) << "the relay came";
+  // No relay within 6 s: the candidates are tried after all.
+  PathSelector alone;
+  (void)alone.observe(key(1), kTwo, std::nullopt, nullptr, kT0, true);
+  EXPECT_EQ(alone.observe(key(1), kTwo, std::nullopt, &waiting, kT0 + 5'900, true), std::nullopt);
+  EXPECT_EQ(alone.observe(key(1), kTwo, std::nullopt, &waiting, kT0 + 6'000, true), kTwo[0]);
+  EXPECT_EQ(alone.find(key(1))->state, PathState::probing);
+}
+
+TEST(PathSelectorRelay, RelayFirstLearnedWhileProbingEndsTheProbeAndOnlyNewCandidatesProbeAgain) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, kProxy, nullptr, kT0);
+  const Peer trying = device(1, kTwo[0]);
+  // The NAT classes become known (records, reflections) a second later.
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &trying, kT0 + 1'000, true), kProxy);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::relayed);
+  const Peer relayed = device(1, kProxy, kSec0 + 2, 100);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &relayed, kT0 + 2'000, true), std::nullopt) << "handshake via the relay";
+  EXPECT_EQ(paths.next_deadline(), UINT64_MAX) << "no re-probe on a timer";
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &relayed, kT0 + 31'000, true), std::nullopt);
+  // A new record: probed again, for real (6 s on the candidates).
+  const std::vector<Endpoint> three{kTwo[0], kTwo[1], ep("203.0.113.9:51820")};
+  EXPECT_EQ(paths.observe(key(1), three, kProxy, &relayed, kT0 + 40'000, true), kTwo[0]);
+  const Peer reprobing = device(1, kTwo[0], kSec0 + 2, 100);
+  EXPECT_EQ(paths.observe(key(1), three, kProxy, &reprobing, kT0 + 41'000, true), std::nullopt);
+  EXPECT_EQ(paths.find(key(1))->state, PathState::probing);
+  EXPECT_EQ(paths.observe(key(1), three, kProxy, &reprobing, kT0 + 44'500, true), kTwo[1]);
+  const Peer second = device(1, kTwo[1], kSec0 + 2, 100);
+  EXPECT_EQ(paths.observe(key(1), three, kProxy, &second, kT0 + 46'000, true), kProxy);
+  // The NAT class changes (relay_first ends): the timer is back.
+  const Peer back = device(1, kProxy, kSec0 + 2, 100);
+  (void)paths.observe(key(1), three, kProxy, &back, kT0 + 47'000, false);
+  EXPECT_NE(paths.next_deadline(), UINT64_MAX);
+}
+
+// PeerUpdate::reset: only a peer whose last handshake attempt went nowhere.
+TEST(PathSelectorRelay, OnlyAPeerRelayedWithoutASessionIsSetUpAnew) {
+  PathSelector paths;
+  (void)paths.observe(key(1), kTwo, kProxy, nullptr, kT0);
+  const Peer trying = device(1, kTwo[1]);
+  EXPECT_FALSE(paths.take_handshake_reset(key(1))) << "still probing";
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &trying, kT0 + 6'000), kProxy);
+  EXPECT_TRUE(paths.take_handshake_reset(key(1))) << "relayed after a failed probe";
+  EXPECT_FALSE(paths.take_handshake_reset(key(1))) << "once";
+  // A session made through the relay; the re-probe 30 s later fails: WireGuard
+  // keeps that session, so nothing is reset.
+  const Peer relayed = device(1, kProxy, kSec0 + 7, 100);
+  (void)paths.observe(key(1), kTwo, kProxy, &relayed, kT0 + 7'000);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &relayed, kT0 + 36'000), kTwo[0]);
+  const Peer reprobe = device(1, kTwo[0], kSec0 + 7, 100);
+  EXPECT_EQ(paths.observe(key(1), kTwo, kProxy, &reprobe, kT0 + 42'000), kProxy);
+  EXPECT_FALSE(paths.take_handshake_reset(key(1))) << "a failed re-probe";
+  // The peer came through the relay while we probed: a handshake is under way.
+  PathSelector other;
+  (void)other.observe(key(2), kTwo, kProxy, nullptr, kT0);
+  const Peer roamed = device(2, kProxy, 0, 92);
+  (void)other.observe(key(2), kTwo, kProxy, &roamed, kT0 + 3'000);
+  EXPECT_EQ(other.find(key(2))->state, PathState::relayed);
+  EXPECT_FALSE(other.take_handshake_reset(key(2)));
+  // relay_first: waited with no endpoint, then relayed.
+  PathSelector first;
+  (void)first.observe(key(3), kTwo, std::nullopt, nullptr, kT0, true);
+  const Peer waiting = device(3, std::nullopt);
+  EXPECT_EQ(first.observe(key(3), kTwo, kProxy, &waiting, kT0 + 1'000, true), kProxy);
+  EXPECT_TRUE(first.take_handshake_reset(key(3))) << "gossip may have spent an attempt with no endpoint";
+  // A peer with no endpoint gets its first candidate: the same.
+  PathSelector later;
+  (void)later.observe(key(4), {}, std::nullopt, nullptr, kT0);
+  const Peer nowhere = device(4, std::nullopt);
+  EXPECT_EQ(later.observe(key(4), kTwo, std::nullopt, &nowhere, kT0 + 2'000), kTwo[0]);
+  EXPECT_TRUE(later.take_handshake_reset(key(4)));
 }
 
 TEST(PathSelectorRelay, AnActiveDirectPathThatGoesSilentIsRelayedWithinSevenSeconds) {

@@ -161,6 +161,32 @@ TEST(Reconcile, EndpointsComeFromThePathSelector) {
   EXPECT_EQ(paths.find(key(1)), nullptr);
 }
 
+TEST(Reconcile, APeerRelayedAfterAFailedProbeIsSetUpAnew) {
+  // WireGuard's last handshake attempt went to the dead candidate: the peer
+  // is removed and added again with the relay endpoint and everything else,
+  // so that a handshake through the relay starts at once (PeerUpdate::reset).
+  const Endpoint relay = ep("127.128.0.4:40000");
+  DesiredPeer d = want(1, {ep("192.0.2.1:51820")});
+  d.relay = relay;
+  PathSelector paths;
+  const Millis t0 = kNow * 1000;
+  (void)reconcile(std::span(&d, 1), Device{}, key(9), paths, t0);
+  Device dev;
+  dev.peers = {in_sync(1, ep("192.0.2.1:51820"), 0)};
+  dev.peers[0].tx_bytes = 148;
+  auto u = reconcile(std::span(&d, 1), dev, key(9), paths, t0 + 6'000);
+  ASSERT_EQ(u.peers.size(), 1u);
+  const PeerUpdate& p = u.peers[0];
+  EXPECT_TRUE(p.reset);
+  EXPECT_EQ(p.endpoint, relay);
+  EXPECT_TRUE(p.replace_allowed_ips);
+  EXPECT_EQ(p.allowed_ips, std::vector<AllowedIp>{AllowedIp::host(addr(1))});
+  EXPECT_EQ(p.keepalive, kKeepalive);
+  // Once: the next reconcile only keeps it.
+  dev.peers = {in_sync(1, relay, 0)};
+  EXPECT_TRUE(reconcile(std::span(&d, 1), dev, key(9), paths, t0 + 6'500).empty());
+}
+
 TEST(Reconcile, NeverPeersWithItself) {
   const auto u = reconcile(std::vector<DesiredPeer>{want(1), want(9)}, Device{}, key(9), kNow);
   ASSERT_EQ(u.peers.size(), 1u);

@@ -55,6 +55,22 @@ TEST(UapiText, SetRequestHasOneLinePerFieldAndEndsWithABlankLine) {
             "\n");
 }
 
+TEST(UapiText, AResetPeerIsRemovedThenAddedAnew) {
+  Key a{};
+  a[31] = 1;
+  DeviceUpdate u;
+  u.peers = {PeerUpdate{.public_key = a, .reset = true, .endpoint = Endpoint::parse("127.128.0.2:4000"),
+                        .replace_allowed_ips = true, .allowed_ips = {*AllowedIp::parse("fd00::1/128")},
+                        .keepalive = 25}};
+  const std::string key = "public_key=0000000000000000000000000000000000000000000000000000000000000001\n";
+  EXPECT_EQ(uapi_set_request(u), "set=1\n" + key + "remove=true\n" + key +
+                                     "endpoint=127.128.0.2:4000\n"
+                                     "persistent_keepalive_interval=25\n"
+                                     "replace_allowed_ips=true\n"
+                                     "allowed_ip=fd00::1/128\n"
+                                     "\n");
+}
+
 TEST(UapiText, GetReplyParsesAndRejectsWhatIsMalformed) {
   const std::string reply =
       "private_key=ab00000000000000000000000000000000000000000000000000000000000000\n"
@@ -162,6 +178,8 @@ class NamespacedWireGuardGo {
   const std::string& error() const { return error_; }
   const std::string& ifname() const { return ifname_; }
   std::string socket() const { return UapiClient::socket_for(ifname_); }
+  // Runs a shell command in the namespace; its exit status.
+  int exec(const std::string& cmd) const { return run("ip netns exec " + ns_ + " bash -c '" + cmd + "'"); }
 
  private:
   std::string ns_, ifname_, error_;
@@ -254,6 +272,51 @@ TEST(UapiClient, ConfiguresARealWireGuardGoAndReconcilesDrift) {
   auto read = client.get();
   ASSERT_TRUE(read.is_ok()) << read.message();
   EXPECT_EQ(read->peers.size(), 1'000u);
+}
+
+// PeerUpdate::reset (the relay path's first handshake): WireGuard starts at
+// most one handshake per 5 s; a peer set up anew starts one at once.
+TEST(UapiClient, AResetPeerStartsAHandshakeAtOnce) {
+  std::string why;
+  if (!have_tools(&why)) GTEST_SKIP() << why;
+  NamespacedWireGuardGo wg;
+  ASSERT_EQ(wg.error(), "");
+  UapiClient client(wg.socket());
+  ASSERT_EQ(wg.exec("ip link set lo up && ip link set " + wg.ifname() + " up && ip -6 addr add fd00::100/64 dev " +
+                    wg.ifname()),
+            0);
+  const Key self = netauth::wg_private_key(test::numbered_key(0, 0x55).secret_key);
+  const Key peer = *netauth::wg_public_key(test::numbered_key(1, 0x55).public_key);
+  // Nobody answers at 127.0.0.1:9: each handshake attempt is one 148-byte initiation sent.
+  PeerUpdate add{.public_key = peer, .endpoint = Endpoint::parse("127.0.0.1:9"), .replace_allowed_ips = true,
+                 .allowed_ips = {*AllowedIp::parse("fd00::1/128")}};
+  DeviceUpdate setup;
+  setup.private_key = self;
+  setup.listen_port = 0;
+  setup.peers = {add};
+  ASSERT_TRUE(client.set(setup).is_ok());
+  auto tx = [&]() -> uint64_t {
+    auto d = client.get();
+    return d && d->peers.size() == 1 ? d->peers[0].tx_bytes : UINT64_MAX;
+  };
+  auto poke_and_wait = [&](uint64_t until) {  // a packet into the tunnel; tx after up to 1 s
+    (void)wg.exec("echo x > /dev/udp/fd00::1/9");
+    for (int i = 0; i < 20 && tx() < until; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return tx();
+  };
+  EXPECT_EQ(poke_and_wait(148), 148u) << "the first packet starts a handshake";
+  EXPECT_EQ(poke_and_wait(296), 148u) << "the next one within 5 s does not";
+  DeviceUpdate reset;
+  add.reset = true;
+  reset.peers = {add};
+  ASSERT_TRUE(client.set(reset).is_ok());
+  EXPECT_EQ(tx(), 0u) << "a new peer: its counters start again";
+  auto d = client.get();
+  ASSERT_TRUE(d.is_ok());
+  ASSERT_EQ(d->peers.size(), 1u);
+  EXPECT_EQ(d->peers[0].endpoint, add.endpoint);
+  EXPECT_EQ(d->peers[0].allowed_ips, add.allowed_ips);
+  EXPECT_EQ(poke_and_wait(148), 148u) << "and its first packet starts a handshake at once";
 }
 
 }  // namespace

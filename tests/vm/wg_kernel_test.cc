@@ -4,15 +4,20 @@
 //
 // A real "wireguard" link made through rtnetlink; 2,000 peers set through
 // split generic netlink messages and read back exactly; drift repaired; the
-// overlay address, MTU and route put on the link.
+// overlay address, MTU and route put on the link; a reset peer (removed and
+// added anew in one set) starts a handshake at once.
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "maintainer/wg/rtnl.h"
 #include "maintainer/wg/netlink.h"
@@ -133,6 +138,52 @@ TEST_F(KernelWireGuard, OverlayAddressMtuAndRoute) {
   bool routed = false;
   while (std::getline(route, line)) routed = routed || (line.rfind(want_route, 0) == 0 && line.find(ifname_) != std::string::npos);
   EXPECT_TRUE(routed) << "the org /48 is routed to the link";
+}
+
+// PeerUpdate::reset (the relay path's first handshake): the kernel starts at
+// most one handshake per 5 s per peer; a peer set up anew starts one at once.
+TEST_F(KernelWireGuard, AResetPeerStartsAHandshakeAtOnce) {
+  NetlinkClient nl(ifname_);
+  const auto self = test::numbered_key(0, 0x98);
+  ASSERT_TRUE(rtnl::configure_overlay(ifname_, *netauth::overlay_address_of(prefix_, self.public_key), prefix_).is_ok());
+  const auto k = test::numbered_key(1, 0x98);
+  const auto peer_addr = *netauth::overlay_address_of(prefix_, k.public_key);
+  // Nobody answers at 127.0.0.1:9: each handshake attempt is one 148-byte initiation sent.
+  PeerUpdate add{.public_key = *netauth::wg_public_key(k.public_key), .endpoint = Endpoint::parse("127.0.0.1:9"),
+                 .replace_allowed_ips = true, .allowed_ips = {AllowedIp::host(peer_addr)}};
+  DeviceUpdate setup;
+  setup.private_key = netauth::wg_private_key(self.secret_key);
+  setup.peers = {add};
+  ASSERT_TRUE(nl.set(setup).is_ok());
+  auto tx = [&]() -> uint64_t {
+    auto d = nl.get();
+    return d && d->peers.size() == 1 ? d->peers[0].tx_bytes : UINT64_MAX;
+  };
+  const int fd = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in6 to{};
+  to.sin6_family = AF_INET6;
+  to.sin6_port = htons(9);
+  std::memcpy(&to.sin6_addr, peer_addr.data(), 16);
+  auto poke_and_wait = [&](uint64_t until) {  // a packet into the tunnel; tx after up to 1 s
+    (void)::sendto(fd, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof(to));
+    for (int i = 0; i < 20 && tx() < until; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return tx();
+  };
+  EXPECT_EQ(poke_and_wait(148), 148u) << "the first packet starts a handshake";
+  EXPECT_EQ(poke_and_wait(296), 148u) << "the next one within 5 s does not";
+  add.reset = true;
+  DeviceUpdate reset;
+  reset.peers = {add};
+  ASSERT_TRUE(nl.set(reset).is_ok());
+  EXPECT_EQ(tx(), 0u) << "a new peer: its counters start again";
+  auto d = nl.get();
+  ASSERT_TRUE(d.is_ok());
+  ASSERT_EQ(d->peers.size(), 1u);
+  EXPECT_EQ(d->peers[0].endpoint, add.endpoint);
+  EXPECT_EQ(d->peers[0].allowed_ips, add.allowed_ips);
+  EXPECT_EQ(poke_and_wait(148), 148u) << "and its first packet starts a handshake at once";
+  ::close(fd);
 }
 
 TEST_F(KernelWireGuard, ErrorsAreNamed) {
