@@ -12,7 +12,11 @@
       reflection [quiet]     reflected endpoints and NAT class of every node
       connected [quiet]      every connectable pair: both ends direct or
                              roamed, with a recent handshake
-      blocked                no blocked pair has had a handshake
+      relayed [quiet]        every blocked pair: both ends relayed through one
+                             lighthouse at a proxy address, with a recent
+                             handshake (over TCP on a tcponly node's side)
+      relay_first MESH_DIR   each symmetric-symmetric pair: relay_first in effect
+                             on both ends (their logs: no re-probe on the timer)
       figures                time to the first handshake, per cell
 A check prints "ok ..." or "FAIL ..." per item (only failures when quiet)
 and exits 1 if any failed.
@@ -24,10 +28,19 @@ import socket
 import sys
 import time
 
-# The cells where no direct path can exist: RELAY.md section 3, checked with
-# plain UDP by nat_test.sh. Relayed in the relay issue.
+# The cells where no direct path can exist (docs/endpoints.md, checked with
+# plain UDP by nat_test.sh), and any pair with a node whose upstream drops UDP:
+# relayed (docs/relay.md).
 BLOCKED = {frozenset(["easy", "symmetric"]), frozenset(["symmetric"])}
+TCP_ONLY = "tcponly"
 RECENT_SEC = 180  # WireGuard's REJECT_AFTER_TIME
+# maintainer/wg/path.cc: why a pair is relayed without probing first.
+RELAY_FIRST = "no direct path expected: both ends behind symmetric NATs"
+
+
+def is_proxy(endpoint):  # 127.128.0.0/9, the daemon's relay proxy
+    parts = endpoint.rsplit(":", 1)[0].split(".")
+    return len(parts) == 4 and parts[0] == "127" and int(parts[1]) >= 128
 
 
 def watch(t0, out_path, ifaces):
@@ -92,10 +105,11 @@ class Grid:
                 yield a, b
 
     def blocked(self, a, b):
-        return frozenset([self.mode(a), self.mode(b)]) in BLOCKED
+        modes = frozenset([self.mode(a), self.mode(b)])
+        return modes in BLOCKED or TCP_ONLY in modes
 
     def cell_of(self, a, b):
-        order = ["none", "easy", "fullcone", "symmetric"]
+        order = ["none", "easy", "fullcone", "symmetric", TCP_ONLY]
         ma, mb = sorted([self.mode(a), self.mode(b)], key=order.index)
         return f"{ma}-{mb}"
 
@@ -116,7 +130,11 @@ class Grid:
             seen = {lh: views[lh].get(n, {}).get("endpoint", "") for lh in self.lighthouses}
             where = f"nat {nat}, reflected {reflected}, endpoints {endpoints}; lighthouses see " + \
                 ", ".join(f"{lh} {e or 'nothing'}" for lh, e in seen.items())
-            if mode == "none":
+            if mode == TCP_ONLY:
+                self.check(reflected == [] and nat == "unknown",
+                           f"{n} (UDP blocked): reached only through the relay, nothing reflected, NAT class unknown",
+                           where)
+            elif mode == "none":
                 self.check(nat == "none" and f"{public}:51820" in endpoints and reflected == [],
                            f"{n} (none): NAT class none, its own {public}:51820 announced, nothing reflected", where)
             elif mode in ("easy", "fullcone"):
@@ -142,6 +160,20 @@ class Grid:
         return ok, (f"{a}: {p.get('path')} at {p.get('endpoint') or '-'} ({p.get('path_reason')}), handshake "
                     f"{'never' if age < 0 else str(age) + ' s ago'}")
 
+    def relayed_end(self, a, b):
+        """a's view of b: relayed at a proxy address, recently; the relay "LH udp|tcp"."""
+        p = self.peers(a).get(b)
+        if p is None:
+            return False, "", f"{a} has no peer {b}"
+        age = int(p.get("handshake_age_sec", -1))
+        relay = p.get("relay", "")
+        want = "tcp" if self.mode(a) == TCP_ONLY else "udp"
+        ok = (p.get("path") == "relayed" and is_proxy(p.get("endpoint", "")) and 0 <= age < RECENT_SEC and
+              relay.endswith(" " + want))
+        return ok, relay.split(" ")[0], (f"{a}: {p.get('path')} {relay or '-'} at {p.get('endpoint') or '-'} "
+                                         f"({p.get('path_reason')}), handshake "
+                                         f"{'never' if age < 0 else str(age) + ' s ago'}")
+
     def connected(self):
         for a, b in self.pairs():
             if self.blocked(a, b):
@@ -151,7 +183,11 @@ class Grid:
             self.check(ok_a and ok_b, f"{self.cell_of(a, b)} {a}-{b}: direct on both ends", f"{da}; {db}")
         for n in self.nodes:  # each node's gossip path
             for lh in self.lighthouses:
-                ok, d = self.end(n, lh)
+                if self.mode(n) == TCP_ONLY:  # a local channel to the lighthouse's own WireGuard
+                    ok, relay, d = self.relayed_end(n, lh)
+                    ok = (ok and relay == lh) or self.reprobing(n, lh)
+                else:
+                    ok, d = self.end(n, lh)
                 self.check(ok, f"{n}-{lh}: the lighthouse is reached", d)
 
     def first_handshakes(self):
@@ -175,19 +211,50 @@ class Grid:
             first[pair] = min(first.get(pair, float("inf")), float(parts[2]))
         return first
 
-    def blocked_check(self):
-        first = self.first_handshakes()
+    def reprobing(self, a, b):
+        """a is trying b's direct path again from relayed (for 6 s every 30 s and more)."""
+        p = self.peers(a).get(b, {})
+        return p.get("path") == "probing" and p.get("path_reason", "").startswith("probing the direct path again")
+
+    def relayed(self):
         for a, b in self.pairs():
             if not self.blocked(a, b):
                 continue
-            pa, pb = self.peers(a).get(b, {}), self.peers(b).get(a, {})
-            ages = [int(p.get("handshake_age_sec", -2)) for p in (pa, pb)]
-            watched = first.get(frozenset([a, b]))
-            self.check(ages == [-1, -1] and watched is None,
-                       f"{self.cell_of(a, b)} {a}-{b}: no handshake (no direct path; relayed in the relay issue)",
-                       f"{a}: {pa.get('path')} ({pa.get('path_reason')}), candidates {pa.get('candidates')}; "
-                       f"{b}: {pb.get('path')} ({pb.get('path_reason')}), candidates {pb.get('candidates')}"
-                       + (f"; watcher saw a handshake at {watched:.1f} s" if watched is not None else ""))
+            ok_a, via_a, da = self.relayed_end(a, b)
+            ok_b, via_b, db = self.relayed_end(b, a)
+            same = via_a == via_b and via_a in self.lighthouses
+            # One end re-probing the direct path is relayed between its tries.
+            ok = (ok_a and ok_b and same) or (ok_a and self.reprobing(b, a)) or (ok_b and self.reprobing(a, b))
+            self.check(ok, f"{self.cell_of(a, b)} {a}-{b}: relayed through one lighthouse on both ends", f"{da}; {db}")
+
+    def relay_first(self, mesh_dir):
+        """Each symmetric-symmetric pair: relay_first came into effect on both ends.
+
+        Whether a pair is relayed without probing at all depends on how soon
+        both NAT classes are known (reflections from both lighthouses, then
+        the records), a race at a start like this one's: printed, not
+        asserted. What is asserted: once relay_first holds, the direct path is
+        not re-probed on the 30 s timer, which without it comes 30 s after the
+        pair was relayed; the test runs well past that."""
+        wg_key = {}
+        for name in self.sites:
+            for p in self.load(name, "peers").get("peers", []):
+                wg_key.setdefault(p.get("name"), p.get("wg_key", ""))
+        for a, b in self.pairs():
+            if self.mode(a) != "symmetric" or self.mode(b) != "symmetric":
+                continue
+            for x, y in ((a, b), (b, a)):
+                try:
+                    with open(os.path.join(mesh_dir, f"{x}.log"), errors="replace") as f:
+                        lines = [l for l in f.read().splitlines() if f"path to {wg_key.get(y, '?')[:8]}: " in l]
+                except OSError:
+                    lines = []
+                at_once = any(": relayed " in l and RELAY_FIRST in l for l in lines)
+                timer = [l for l in lines if "probing the direct path again after" in l]
+                self.check(bool(lines) and not timer,
+                           f"{x}-{y}: relay_first in effect (no re-probe on the timer); relayed without probing "
+                           f"first: {'yes' if at_once else 'no (the NAT classes came after the 6 s)'}",
+                           timer[0] if timer else f"{len(lines)} path lines for {y} in {x}.log")
 
     def figures(self):
         first = self.first_handshakes()
@@ -207,10 +274,11 @@ class Grid:
             rest = f" (all {len(by_cell[cell])} pairs of the cell: " + \
                 (f"{min(all_t):.1f}-{max(all_t):.1f} s" if all_t else "none") + \
                 (f", {len(by_cell[cell]) - len(all_t)} never" if len(all_t) < len(by_cell[cell]) else "") + ")"
+            how = " relayed" if self.blocked(a, b) else ""
             if t is None:
-                print(f"figure: cell {cell} first handshake none ({a}-{b}, no direct path){rest}")
+                print(f"figure: cell {cell} first{how} handshake none ({a}-{b}){rest}")
             else:
-                print(f"figure: cell {cell} first handshake {t:.1f} s ({a}-{b}{since}){rest}")
+                print(f"figure: cell {cell} first{how} handshake {t:.1f} s ({a}-{b}{since}){rest}")
         for lh in self.lighthouses:
             ts = [first.get(frozenset([n, lh])) for n in self.nodes]
             ts = [t for t in ts if t is not None]
@@ -235,8 +303,10 @@ def main():
         g.reflection()
     elif what == "connected":
         g.connected()
-    elif what == "blocked":
-        g.blocked_check()
+    elif what == "relayed":
+        g.relayed()
+    elif what == "relay_first":
+        g.relay_first(args[0])
     elif what == "figures":
         g.figures()
     else:
