@@ -677,6 +677,17 @@ void GossipEngine::feed(const PublicKey& to, Peer& p, CatchUpFeed::Heads their_h
     p.catch_up.wait_from(std::move(their_heads));
     return;
   }
+  // No room for a batch in its reply budget: nothing is looked up now (work
+  // with no reply to show for it, which a peer could ask for at will); the
+  // batch is found when the budget is there.
+  const auto batch_bytes = static_cast<double>(config_.catch_up_batch_bytes);
+  if (p.reply.available() < batch_bytes) {
+    const Millis at = now + 1 + p.reply.time_until(batch_bytes);
+    p.catch_up.wait_until(at, std::move(their_heads));
+    waiting_feeds_.insert(to);
+    next_deadline_ = std::min(next_deadline_, at);
+    return;
+  }
   // The batch: what fits one catch-up batch and the peer's item budget, found
   // in work bounded by them.
   OpIndex::Limits limits;

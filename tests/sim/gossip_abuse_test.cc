@@ -275,6 +275,53 @@ struct SmallOrg {
 
 const crdt::GossipConfig kDefaults;
 
+// A catch-up batch is looked up only when the asking peer's reply budget
+// can carry one: a member that echoes the feed round as fast as it can gets
+// no lookups (work with nothing sent to show for it) until the budget is back.
+TEST(GossipCatchUpTest, ASummaryThatFindsTheReplyBudgetSpentLooksNothingUp) {
+  const History& h = history(false);
+  auto replica = h.replica();
+  const crdt::GossipConfig cfg;
+  crdt::ReplicaPeers peers(replica.get(), h.keys[0].public_key);
+  crdt::GossipEngine engine(h.keys[0], replica.get(), &peers, cfg, 11);
+  const auto& attacker = h.keys[1].public_key;
+  engine.on_tick(kStart);
+  (void)engine.take_datagrams();
+  auto genesis_summary = [&](uint32_t round) {
+    wire::Gossip g;
+    auto* s = g.mutable_summary();
+    s->set_op_count(1);
+    s->set_heads_hash(std::string(16, '\x01'));
+    s->add_heads(h.ids[0].data(), h.ids[0].size());
+    s->set_records_hash(std::string(16, '\0'));
+    s->set_reply(true);
+    s->set_feed_round(round);
+    return g.SerializeAsString();
+  };
+  auto ops_sent = [&] {
+    size_t n = 0;
+    for (const auto& d : engine.take_datagrams()) {
+      wire::Gossip g;
+      if (d.to == attacker && g.ParseFromString(d.bytes) && g.has_ops()) n += static_cast<size_t>(g.ops().ops_size());
+    }
+    return n;
+  };
+  engine.on_datagram(attacker, bytes_of(genesis_summary(0)), kStart + 1);
+  ASSERT_GT(ops_sent(), 0u) << "a first batch";
+  const uint64_t examined = engine.stats().examined;
+  for (Millis t = 2; t < 100; ++t) engine.on_datagram(attacker, bytes_of(genesis_summary(1)), kStart + t);
+  EXPECT_EQ(engine.stats().examined, examined) << "no lookup while the reply budget cannot carry a batch";
+  EXPECT_EQ(ops_sent(), 0u);
+  // The budget comes back: the batch is found and sent then, by the timer.
+  size_t later = 0;
+  for (Millis t = 100; t <= 2'000 && later == 0; t += 10) {
+    if (engine.next_deadline() <= kStart + t) engine.on_tick(kStart + t);
+    later += ops_sent();
+  }
+  EXPECT_GT(later, 0u);
+  EXPECT_GT(engine.stats().examined, examined);
+}
+
 TEST(GossipRevocationFastPathTest, AValidRevokeGoesWide) {
   SmallOrg o;
   const auto sent = o.deliver(o.revoke(o.keys[0], 7));
