@@ -121,36 +121,49 @@ void LoopbackProxy::wait() {
 }
 
 void LoopbackProxy::drain() {
-  // One recvmsg per datagram (recvmmsg would save system calls at high
-  // rates; not measured to matter next to wireguard-go yet).
-  alignas(16) uint8_t buf[65536];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in_pktinfo))];
-  for (int i = 0; i < 256; ++i) {
-    sockaddr_in from{};
-    iovec iov{buf, sizeof(buf)};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof(from);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
-    if (n < 0) return;  // EAGAIN, or an error the next datagram may not have
-    uint32_t dst = 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-        in_pktinfo info;
-        std::memcpy(&info, CMSG_DATA(c), sizeof(info));
-        dst = ntohl(info.ipi_addr.s_addr);
+  // recvmmsg: up to 32 datagrams from WireGuard per system call (the links
+  // send what they make of them together, RelayLinks::flush_soon).
+  constexpr int kBatch = 32;
+  constexpr size_t kMax = 4096;  // WireGuard's datagrams fit (MTU 1420 + 32)
+  static thread_local std::vector<uint8_t> bufs(kBatch * kMax);
+  struct Control {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(in_pktinfo))];
+  };
+  Control control[kBatch];
+  sockaddr_in from[kBatch];
+  iovec iov[kBatch];
+  mmsghdr msgs[kBatch];
+  for (int round = 0; round < 8; ++round) {
+    for (int i = 0; i < kBatch; ++i) {
+      iov[i] = iovec{bufs.data() + i * kMax, kMax};
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_control = control[i].bytes;
+      msgs[i].msg_hdr.msg_controllen = sizeof(control[i].bytes);
+    }
+    const int n = ::recvmmsg(socket_.native_handle(), msgs, kBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return;  // EAGAIN, or an error the next datagram may not have
+    for (int i = 0; i < n; ++i) {
+      msghdr& msg = msgs[i].msg_hdr;
+      uint32_t dst = 0;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+          in_pktinfo info;
+          std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+          dst = ntohl(info.ipi_addr.s_addr);
+        }
       }
+      auto it = peer_of_.find(dst);
+      if (it == peer_of_.end() || msgs[i].msg_len == 0 || (msg.msg_flags & MSG_TRUNC)) {
+        ++unknown_;
+        continue;
+      }
+      outbound_(it->second, std::span<const uint8_t>(bufs.data() + i * kMax, msgs[i].msg_len));
     }
-    auto it = peer_of_.find(dst);
-    if (it == peer_of_.end() || n == 0) {
-      ++unknown_;
-      continue;
-    }
-    outbound_(it->second, std::span<const uint8_t>(buf, static_cast<size_t>(n)));
+    if (n < kBatch) return;
   }
 }
 
@@ -305,10 +318,20 @@ void RelayService::udp_wait() {
 }
 
 void RelayService::udp_drain() {
-  // recvmmsg: up to 32 datagrams per system call.
+  // recvmmsg: up to 32 datagrams per system call; what the core sends for
+  // them, one sendmmsg.
   constexpr int kBatch = 32;
   constexpr size_t kMax = 2048;  // a WireGuard datagram and the 8-byte header fit
   static thread_local std::vector<uint8_t> bufs(kBatch * kMax);
+  batch_begin_ = reinterpret_cast<uintptr_t>(bufs.data());
+  batch_end_ = batch_begin_ + bufs.size();
+  struct EndBatch {
+    RelayService* self;
+    ~EndBatch() {
+      self->flush_udp();
+      self->batch_begin_ = self->batch_end_ = 0;
+    }
+  } end_batch{this};
   sockaddr_in6 from[kBatch];
   iovec iov[kBatch];
   mmsghdr msgs[kBatch];
@@ -331,8 +354,40 @@ void RelayService::udp_drain() {
       src.port = ntohs(from[i].sin6_port);
       core_->on_udp(src, std::span<const uint8_t>(bufs.data() + i * kMax, msgs[i].msg_len), now);
     }
+    flush_udp();  // before the next round reuses the buffer
     if (n < kBatch) return;
   }
+}
+
+void RelayService::flush_udp() {
+  if (queued_.empty()) return;
+  constexpr size_t kMaxBatch = 64;
+  iovec iov[kMaxBatch][2];
+  mmsghdr msgs[kMaxBatch];
+  size_t done = 0;
+  while (done < queued_.size()) {
+    const size_t n = std::min(kMaxBatch, queued_.size() - done);
+    for (size_t i = 0; i < n; ++i) {
+      QueuedSend& q = queued_[done + i];
+      iov[i][0] = iovec{q.head, q.head_len};
+      iov[i][1] = iovec{const_cast<uint8_t*>(q.body), q.body_len};
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_name = &q.to;
+      msgs[i].msg_hdr.msg_namelen = sizeof(q.to);
+      msgs[i].msg_hdr.msg_iov = iov[i];
+      msgs[i].msg_hdr.msg_iovlen = q.body_len == 0 ? 1 : 2;
+    }
+    const int sent = ::sendmmsg(udp_.native_handle(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
+    if (sent <= 0) {
+      // The first one failed (a full buffer drops it, as a network would):
+      // count it and go on with the rest.
+      ++shell_.udp_send_errors;
+      ++done;
+      continue;
+    }
+    done += static_cast<size_t>(sent);
+  }
+  queued_.clear();
 }
 
 void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, std::span<const uint8_t> body) {
@@ -340,6 +395,22 @@ void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, s
   dst.sin6_family = AF_INET6;
   std::memcpy(dst.sin6_addr.s6_addr, to.ip.data(), 16);
   dst.sin6_port = htons(to.port);
+  // While a batch is handled, a frame whose body is in the receive buffer
+  // (a forwarded one) waits for the batch's sendmmsg; anything else (its
+  // spans live for this call only) goes now, after what waits.
+  const auto at = reinterpret_cast<uintptr_t>(body.data());
+  const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_ &&
+                        head.size() <= sizeof(QueuedSend::head);
+  if (in_batch) {
+    QueuedSend& q = queued_.emplace_back();
+    q.to = dst;
+    std::memcpy(q.head, head.data(), head.size());
+    q.head_len = head.size();
+    q.body = body.data();
+    q.body_len = body.size();
+    return;
+  }
+  flush_udp();
   iovec iov[2] = {{const_cast<uint8_t*>(head.data()), head.size()}, {const_cast<uint8_t*>(body.data()), body.size()}};
   msghdr msg{};
   msg.msg_name = &dst;
@@ -549,6 +620,7 @@ struct RelayLinks::Link {
   crdt::Millis race_started = 0, tcp_retry_at = 0, udp_retry_at = 0, udp_retry_gap = 0;
   std::optional<Transport> active;
   bool dead = false;
+  bool flush_pending = false;
   Link(asio::io_context& io) : usock(io), tsock(io) {}
 };
 
@@ -691,12 +763,47 @@ void RelayLinks::refresh(crdt::Millis now) {
   if (changed && changed_) changed_();
 }
 
+void RelayLinks::send_udp(Link& l, const std::vector<std::string>& datagrams) {
+  constexpr size_t kBatch = 64;
+  iovec iov[kBatch];
+  mmsghdr msgs[kBatch];
+  for (size_t done = 0; done < datagrams.size();) {
+    const size_t n = std::min(kBatch, datagrams.size() - done);
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& d = datagrams[done + i];
+      iov[i] = iovec{const_cast<char*>(d.data()), d.size()};
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // The socket is connected to the lighthouse. A datagram that fails (a full
+    // buffer, an ICMP error) is dropped, as a network would: the next goes on.
+    const int sent = ::sendmmsg(l.usock.native_handle(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
+    done += sent > 0 ? static_cast<size_t>(sent) : 1;
+  }
+}
+
+void RelayLinks::flush_soon(Link& l) {
+  l.flush_pending = true;
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.expired()) return;
+    flush_posted_ = false;
+    flush();
+  });
+}
+
+void RelayLinks::flush() {
+  const crdt::Millis now = unix_millis();
+  for (auto& [key, l] : links_) {
+    if (std::exchange(l->flush_pending, false) && !l->dead) pump(*l, now);
+  }
+}
+
 void RelayLinks::pump(Link& l, crdt::Millis now) {
   // UDP out.
-  for (const auto& d : l.udp_client->take_output()) {
-    boost::system::error_code ec;
-    l.usock.send(asio::buffer(d), 0, ec);
-  }
+  send_udp(l, l.udp_client->take_output());
   // TCP out, bounded.
   for (auto& chunk : l.tcp_client->take_output()) {
     if (!l.tconnected) continue;
@@ -761,10 +868,7 @@ void RelayLinks::pump(Link& l, crdt::Millis now) {
   }
   if (changed) {
     // Sends from events (a flushed datagram) go out now.
-    for (const auto& d : l.udp_client->take_output()) {
-      boost::system::error_code ec;
-      l.usock.send(asio::buffer(d), 0, ec);
-    }
+    send_udp(l, l.udp_client->take_output());
     if (changed_) changed_();
   }
 }
@@ -897,7 +1001,7 @@ void RelayLinks::from_wireguard(const crdt::PublicKey& peer, std::span<const uin
   if (l == nullptr) return;
   RelayClient* c = active_client(*l);
   if (c->send(peer, datagram)) {
-    pump(*l, unix_millis());
+    flush_soon(*l);
     return;
   }
   // No channel yet: ask, and keep this datagram (a handshake, usually) for when it opens.

@@ -31,6 +31,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <netinet/in.h>
+
 #include <deque>
 #include <functional>
 #include <map>
@@ -139,6 +141,17 @@ class RelayService final : public lighthouse::RelaySink {
   };
   void udp_wait();
   void udp_drain();
+  // Datagrams the core sends while a batch is handled go out with one
+  // sendmmsg at its end; the body of a forwarded frame is the received
+  // payload, still in the receive buffer then (no copy).
+  struct QueuedSend {
+    sockaddr_in6 to;
+    uint8_t head[16];
+    size_t head_len;
+    const uint8_t* body;
+    size_t body_len;
+  };
+  void flush_udp();
   void accept();
   void read(const std::shared_ptr<Conn>& c);
   void write(const std::shared_ptr<Conn>& c);
@@ -163,6 +176,8 @@ class RelayService final : public lighthouse::RelaySink {
   std::map<crdt::PublicKey, std::pair<uint32_t, uint16_t>> local_;  // key -> (session, channel)
   std::function<void()> local_changed_;
   RelayShellStats shell_;
+  std::vector<QueuedSend> queued_;  // while a received batch is handled
+  uintptr_t batch_begin_ = 0, batch_end_ = 0;  // the receive buffer, while a batch is handled
   uint16_t udp_port_ = 0, tcp_port_ = 0;
   bool running_ = false;
 };
@@ -206,6 +221,12 @@ class RelayLinks {
   void tick();
   void refresh(crdt::Millis now);
   void pump(Link& l, crdt::Millis now);
+  // Datagrams go out with sendmmsg. Data frames from WireGuard wait for the
+  // end of the proxy's read (flush_soon posts flush once), so one system
+  // call carries a burst of them.
+  void send_udp(Link& l, const std::vector<std::string>& datagrams);
+  void flush_soon(Link& l);
+  void flush();
   void tcp_connect(const std::shared_ptr<Link>& l);
   void tcp_read(const std::shared_ptr<Link>& l, uint64_t generation);
   void tcp_write(const std::shared_ptr<Link>& l, uint64_t generation);
@@ -233,6 +254,8 @@ class RelayLinks {
   std::map<crdt::PublicKey, std::string> waiting_;    // peer -> one datagram waiting for its channel
   boost::asio::steady_timer timer_;
   bool running_ = false;
+  bool flush_posted_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // a posted flush checks it
   size_t up_count_ = 0;
 };
 

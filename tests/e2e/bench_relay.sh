@@ -6,7 +6,10 @@
 #                path selection relays them through lh over UDP
 #   relay-tcp    the same, and the lighthouse restarted with --relay-udp 0:
 #                the relay sessions are TCP 443
-# and the lighthouse daemon's CPU (utime+stime from /proc) per Gbit relayed.
+# and the lighthouse daemon's CPU (utime+stime from /proc) per Gbit relayed,
+# beside the floor under it measured in the same run: bench_udp_loopback (a
+# loopback UDP hop that does nothing else, recvmmsg+sendmmsg and one by one),
+# when it is built beside the fortmesh binary given.
 #
 #   tests/e2e/bench_relay.sh path/to/fortmesh [SECONDS=10]
 set -euo pipefail
@@ -101,3 +104,11 @@ step "relayed over TCP (lighthouse restarted with --relay-udp 0)"
 stop_all
 start_all --relay-udp 0
 run_case relay-tcp "relayed lh tcp"
+stop_all
+loopback=$(dirname "$(readlink -f "$1")")/tests/bench/bench_udp_loopback
+if [ -x "$loopback" ]; then
+  step "the floor: a loopback UDP hop alone (bench_udp_loopback)"
+  "$loopback" 3
+else
+  echo "   (no $loopback: the loopback baseline is not measured)"
+fi
