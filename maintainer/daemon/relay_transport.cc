@@ -44,6 +44,44 @@ PeerAddr to_peer(const udp::endpoint& e) {
 
 PeerAddr to_peer(const tcp::endpoint& e) { return to_peer(udp::endpoint(e.address(), e.port())); }
 
+
+// What recvmmsg needs to read up to kCount datagrams of at most kSlot bytes
+// into one buffer, each with its source (`Name`) and, when kControl > 0, that
+// much room for ancillary data. One per thread (it is large).
+template <typename Name, size_t kControl>
+struct ReceiveBatch {
+  static constexpr int kCount = 32;
+  static constexpr size_t kSlot = 4096;  // a WireGuard datagram (MTU 1420 + 32) and a relay header fit
+  std::vector<uint8_t> bufs = std::vector<uint8_t>(kCount * kSlot);
+  Name names[kCount];
+  struct Control {
+    alignas(cmsghdr) char bytes[kControl > 0 ? kControl : 1];
+  } control[kCount];
+  iovec iov[kCount];
+  mmsghdr msgs[kCount];
+
+  // Reads what is there (at most kCount); <= 0: nothing, or an error.
+  int receive(int fd) {
+    for (int i = 0; i < kCount; ++i) {
+      iov[i] = iovec{bufs.data() + static_cast<size_t>(i) * kSlot, kSlot};
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_name = &names[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(Name);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      if constexpr (kControl > 0) {
+        msgs[i].msg_hdr.msg_control = control[i].bytes;
+        msgs[i].msg_hdr.msg_controllen = sizeof(control[i].bytes);
+      }
+    }
+    return ::recvmmsg(fd, msgs, kCount, MSG_DONTWAIT, nullptr);
+  }
+  std::span<const uint8_t> datagram(int i) const {
+    return {bufs.data() + static_cast<size_t>(i) * kSlot, msgs[i].msg_len};
+  }
+  bool truncated(int i) const { return (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0; }
+};
+
 }  // namespace
 
 // ---- LoopbackProxy --------------------------------------------------------------
@@ -123,31 +161,12 @@ void LoopbackProxy::wait() {
 void LoopbackProxy::drain() {
   // recvmmsg: up to 32 datagrams from WireGuard per system call (the links
   // send what they make of them together, RelayLinks::flush_soon).
-  constexpr int kBatch = 32;
-  constexpr size_t kMax = 4096;  // WireGuard's datagrams fit (MTU 1420 + 32)
-  static thread_local std::vector<uint8_t> bufs(kBatch * kMax);
-  struct Control {
-    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(in_pktinfo))];
-  };
-  Control control[kBatch];
-  sockaddr_in from[kBatch];
-  iovec iov[kBatch];
-  mmsghdr msgs[kBatch];
+  static thread_local ReceiveBatch<sockaddr_in, CMSG_SPACE(sizeof(in_pktinfo))> batch;
   for (int round = 0; round < 8; ++round) {
-    for (int i = 0; i < kBatch; ++i) {
-      iov[i] = iovec{bufs.data() + i * kMax, kMax};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_name = &from[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      msgs[i].msg_hdr.msg_control = control[i].bytes;
-      msgs[i].msg_hdr.msg_controllen = sizeof(control[i].bytes);
-    }
-    const int n = ::recvmmsg(socket_.native_handle(), msgs, kBatch, MSG_DONTWAIT, nullptr);
+    const int n = batch.receive(socket_.native_handle());
     if (n <= 0) return;  // EAGAIN, or an error the next datagram may not have
     for (int i = 0; i < n; ++i) {
-      msghdr& msg = msgs[i].msg_hdr;
+      msghdr& msg = batch.msgs[i].msg_hdr;
       uint32_t dst = 0;
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -157,13 +176,13 @@ void LoopbackProxy::drain() {
         }
       }
       auto it = peer_of_.find(dst);
-      if (it == peer_of_.end() || msgs[i].msg_len == 0 || (msg.msg_flags & MSG_TRUNC)) {
+      if (it == peer_of_.end() || batch.datagram(i).empty() || batch.truncated(i)) {
         ++unknown_;
         continue;
       }
-      outbound_(it->second, std::span<const uint8_t>(bufs.data() + i * kMax, msgs[i].msg_len));
+      outbound_(it->second, batch.datagram(i));
     }
-    if (n < kBatch) return;
+    if (n < batch.kCount) return;
   }
 }
 
@@ -318,13 +337,11 @@ void RelayService::udp_wait() {
 }
 
 void RelayService::udp_drain() {
-  // recvmmsg: up to 32 datagrams per system call; what the core sends for
-  // them, one sendmmsg.
-  constexpr int kBatch = 32;
-  constexpr size_t kMax = 2048;  // a WireGuard datagram and the 8-byte header fit
-  static thread_local std::vector<uint8_t> bufs(kBatch * kMax);
-  batch_begin_ = reinterpret_cast<uintptr_t>(bufs.data());
-  batch_end_ = batch_begin_ + bufs.size();
+  // recvmmsg: up to 32 datagrams per system call; what the core forwards for
+  // them, one sendmmsg (flush_udp).
+  static thread_local ReceiveBatch<sockaddr_in6, 0> batch;
+  batch_begin_ = reinterpret_cast<uintptr_t>(batch.bufs.data());
+  batch_end_ = batch_begin_ + batch.bufs.size();
   struct EndBatch {
     RelayService* self;
     ~EndBatch() {
@@ -332,30 +349,19 @@ void RelayService::udp_drain() {
       self->batch_begin_ = self->batch_end_ = 0;
     }
   } end_batch{this};
-  sockaddr_in6 from[kBatch];
-  iovec iov[kBatch];
-  mmsghdr msgs[kBatch];
   for (int round = 0; round < 16; ++round) {
-    for (int i = 0; i < kBatch; ++i) {
-      iov[i] = iovec{bufs.data() + i * kMax, kMax};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_name = &from[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    const int n = ::recvmmsg(udp_.native_handle(), msgs, kBatch, MSG_DONTWAIT, nullptr);
+    const int n = batch.receive(udp_.native_handle());
     if (n <= 0) return;
     const crdt::Millis now = unix_millis();
     for (int i = 0; i < n; ++i) {
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;  // over kMax: not a relay frame
+      if (batch.truncated(i)) continue;  // over the slot: not a relay frame
       PeerAddr src;
-      std::memcpy(src.ip.data(), from[i].sin6_addr.s6_addr, 16);
-      src.port = ntohs(from[i].sin6_port);
-      core_->on_udp(src, std::span<const uint8_t>(bufs.data() + i * kMax, msgs[i].msg_len), now);
+      std::memcpy(src.ip.data(), batch.names[i].sin6_addr.s6_addr, 16);
+      src.port = ntohs(batch.names[i].sin6_port);
+      core_->on_udp(src, batch.datagram(i), now);
     }
     flush_udp();  // before the next round reuses the buffer
-    if (n < kBatch) return;
+    if (n < batch.kCount) return;
   }
 }
 
