@@ -39,11 +39,13 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Memb
       for (const auto& e : rec->advertised) add(known.advertised, e);
       for (const auto& e : rec->reflected) add(known.reflected, e);
     }
-    const bool on_our_networks = std::any_of(known.local.begin(), known.local.end(), [&](const wg::Endpoint& e) {
-      return std::any_of(local_.begin(), local_.end(), [&](const wg::LocalNetwork& n) { return n.contains(e.address); });
-    });
+    auto on_our_networks = [&] {
+      return std::any_of(known.local.begin(), known.local.end(), [&](const wg::Endpoint& e) {
+        return std::any_of(local_.begin(), local_.end(), [&](const wg::LocalNetwork& n) { return n.contains(e.address); });
+      });
+    };
     const bool relay_first = own_nat_ == crdt::NatClass::symmetric && rec != nullptr &&
-                             rec->nat == crdt::NatClass::symmetric && known.advertised.empty() && !on_our_networks;
+                             rec->nat == crdt::NatClass::symmetric && known.advertised.empty() && !on_our_networks();
     out.push_back(wg::DesiredPeer{*netauth::wg_public_key(m.key), m.address, wg::rank_candidates(known, local_),
                                   relay_offer_ ? relay_offer_(m.key) : std::nullopt, relay_first});
   }
