@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "maintainer/daemon/udp_batch.h"
 #include "maintainer/util/clock.h"
 
 namespace fm::maintainer {
@@ -44,43 +45,6 @@ PeerAddr to_peer(const udp::endpoint& e) {
 
 PeerAddr to_peer(const tcp::endpoint& e) { return to_peer(udp::endpoint(e.address(), e.port())); }
 
-
-// What recvmmsg needs to read up to kCount datagrams of at most kSlot bytes
-// into one buffer, each with its source (`Name`) and, when kControl > 0, that
-// much room for ancillary data. One per thread (it is large).
-template <typename Name, size_t kControl>
-struct ReceiveBatch {
-  static constexpr int kCount = 32;
-  static constexpr size_t kSlot = 4096;  // a WireGuard datagram (MTU 1420 + 32) and a relay header fit
-  std::vector<uint8_t> bufs = std::vector<uint8_t>(kCount * kSlot);
-  Name names[kCount];
-  struct Control {
-    alignas(cmsghdr) char bytes[kControl > 0 ? kControl : 1];
-  } control[kCount];
-  iovec iov[kCount];
-  mmsghdr msgs[kCount];
-
-  // Reads what is there (at most kCount); <= 0: nothing, or an error.
-  int receive(int fd) {
-    for (int i = 0; i < kCount; ++i) {
-      iov[i] = iovec{bufs.data() + static_cast<size_t>(i) * kSlot, kSlot};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_name = &names[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(Name);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-      if constexpr (kControl > 0) {
-        msgs[i].msg_hdr.msg_control = control[i].bytes;
-        msgs[i].msg_hdr.msg_controllen = sizeof(control[i].bytes);
-      }
-    }
-    return ::recvmmsg(fd, msgs, kCount, MSG_DONTWAIT, nullptr);
-  }
-  std::span<const uint8_t> datagram(int i) const {
-    return {bufs.data() + static_cast<size_t>(i) * kSlot, msgs[i].msg_len};
-  }
-  bool truncated(int i) const { return (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0; }
-};
 
 }  // namespace
 
@@ -176,13 +140,13 @@ void LoopbackProxy::drain() {
         }
       }
       auto it = peer_of_.find(dst);
-      if (it == peer_of_.end() || batch.datagram(i).empty() || batch.truncated(i)) {
+      if (it == peer_of_.end() || batch.message(i).empty() || batch.truncated(i)) {
         ++unknown_;
         continue;
       }
-      outbound_(it->second, batch.datagram(i));
+      outbound_(it->second, batch.message(i));
     }
-    if (n < batch.kCount) return;
+    if (n < batch.count) return;
   }
 }
 
@@ -194,23 +158,35 @@ void LoopbackProxy::deliver(const crdt::PublicKey& peer, std::span<const uint8_t
   to.sin_family = AF_INET;
   to.sin_port = htons(wireguard_port_);
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  iovec iov{const_cast<uint8_t*>(datagram.data()), datagram.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in_pktinfo))] = {};
-  msghdr msg{};
-  msg.msg_name = &to;
-  msg.msg_namelen = sizeof(to);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = IPPROTO_IP;
-  c->cmsg_type = IP_PKTINFO;
-  c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-  in_pktinfo info{};
-  info.ipi_spec_dst.s_addr = htonl(it->second);  // the source: the peer's proxy address
-  std::memcpy(CMSG_DATA(c), &info, sizeof(info));
-  (void)::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);  // a full buffer drops it, as a network would
+  const auto* name = reinterpret_cast<const sockaddr*>(&to);
+  // From the peer's proxy address (IP_PKTINFO). A copy waits for the flush
+  // posted once per turn of the event loop, so a burst from the relay goes
+  // to WireGuard in one system call (GSO runs per peer, UdpSendQueue).
+  if (datagram.size() > kCopySlot) {
+    flush();
+    out_.add(name, sizeof(to), it->second, {}, datagram);
+    flush();
+    return;
+  }
+  uint8_t* copy = copies_.data() + out_.size() * kCopySlot;
+  std::memcpy(copy, datagram.data(), datagram.size());
+  out_.add(name, sizeof(to), it->second, {}, {copy, datagram.size()});
+  if (out_.size() == kCopies) {
+    flush();
+  } else if (!flush_posted_) {
+    flush_posted_ = true;
+    asio::post(socket_.get_executor(), [this, alive = std::weak_ptr<int>(alive_)] {
+      if (alive.expired()) return;
+      flush_posted_ = false;
+      flush();
+    });
+  }
+}
+
+void LoopbackProxy::flush() {
+  if (out_.empty()) return;
+  // A full buffer drops datagrams, as a network would.
+  (void)out_.flush(socket_.native_handle());
 }
 
 // ---- RelayService ---------------------------------------------------------------
@@ -256,6 +232,7 @@ Status RelayService::start() {
     if (!ec) udp_.bind(udp::endpoint(udp::v6(), options_.udp_port), ec);
     if (ec) return Status::error(Code::unavailable, "relay UDP port " + std::to_string(options_.udp_port) + ": " + ec.message());
     udp_.non_blocking(true, ec);
+    (void)enable_gro(udp_.native_handle());
     const int buf = 8 << 20;
     (void)::setsockopt(udp_.native_handle(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
     (void)::setsockopt(udp_.native_handle(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
@@ -337,9 +314,11 @@ void RelayService::udp_wait() {
 }
 
 void RelayService::udp_drain() {
-  // recvmmsg: up to 32 datagrams per system call; what the core forwards for
-  // them, one sendmmsg (flush_udp).
-  static thread_local ReceiveBatch<sockaddr_in6, 0> batch;
+  // recvmmsg: up to 16 messages per system call, each up to 64 KiB: with
+  // UDP_GRO the kernel joins a sender's GSO run (RelayLinks sends them) into
+  // one. What the core forwards for them goes out with one sendmmsg, in GSO
+  // runs again (flush_udp).
+  static thread_local ReceiveBatch<sockaddr_in6, kGroControlBytes, 16, 65536> batch;
   batch_begin_ = reinterpret_cast<uintptr_t>(batch.bufs.data());
   batch_end_ = batch_begin_ + batch.bufs.size();
   struct EndBatch {
@@ -358,42 +337,16 @@ void RelayService::udp_drain() {
       PeerAddr src;
       std::memcpy(src.ip.data(), batch.names[i].sin6_addr.s6_addr, 16);
       src.port = ntohs(batch.names[i].sin6_port);
-      core_->on_udp(src, batch.datagram(i), now);
+      for_each_datagram(batch.message(i), batch.segment(i),
+                        [&](std::span<const uint8_t> d) { core_->on_udp(src, d, now); });
     }
     flush_udp();  // before the next round reuses the buffer
-    if (n < batch.kCount) return;
+    if (n < batch.count) return;
   }
 }
 
 void RelayService::flush_udp() {
-  if (queued_.empty()) return;
-  constexpr size_t kMaxBatch = 64;
-  iovec iov[kMaxBatch][2];
-  mmsghdr msgs[kMaxBatch];
-  size_t done = 0;
-  while (done < queued_.size()) {
-    const size_t n = std::min(kMaxBatch, queued_.size() - done);
-    for (size_t i = 0; i < n; ++i) {
-      QueuedSend& q = queued_[done + i];
-      iov[i][0] = iovec{q.head, q.head_len};
-      iov[i][1] = iovec{const_cast<uint8_t*>(q.body), q.body_len};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_name = &q.to;
-      msgs[i].msg_hdr.msg_namelen = sizeof(q.to);
-      msgs[i].msg_hdr.msg_iov = iov[i];
-      msgs[i].msg_hdr.msg_iovlen = q.body_len == 0 ? 1 : 2;
-    }
-    const int sent = ::sendmmsg(udp_.native_handle(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
-    if (sent <= 0) {
-      // The first one failed (a full buffer drops it, as a network would):
-      // count it and go on with the rest.
-      ++shell_.udp_send_errors;
-      ++done;
-      continue;
-    }
-    done += static_cast<size_t>(sent);
-  }
-  queued_.clear();
+  if (!queued_.empty()) shell_.udp_send_errors += queued_.flush(udp_.native_handle());
 }
 
 void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, std::span<const uint8_t> body) {
@@ -405,25 +358,9 @@ void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, s
   // (a forwarded one) waits for the batch's sendmmsg; anything else (its
   // spans live for this call only) goes now, after what waits.
   const auto at = reinterpret_cast<uintptr_t>(body.data());
-  const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_ &&
-                        head.size() <= sizeof(QueuedSend::head);
-  if (in_batch) {
-    QueuedSend& q = queued_.emplace_back();
-    q.to = dst;
-    std::memcpy(q.head, head.data(), head.size());
-    q.head_len = head.size();
-    q.body = body.data();
-    q.body_len = body.size();
-    return;
-  }
-  flush_udp();
-  iovec iov[2] = {{const_cast<uint8_t*>(head.data()), head.size()}, {const_cast<uint8_t*>(body.data()), body.size()}};
-  msghdr msg{};
-  msg.msg_name = &dst;
-  msg.msg_namelen = sizeof(dst);
-  msg.msg_iov = iov;
-  msg.msg_iovlen = body.empty() ? 1 : 2;
-  if (::sendmsg(udp_.native_handle(), &msg, MSG_DONTWAIT) < 0) ++shell_.udp_send_errors;
+  const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_;
+  queued_.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, head, body);
+  if (!in_batch) flush_udp();
 }
 
 void RelayService::accept() {
@@ -618,7 +555,8 @@ struct RelayLinks::Link {
   std::unique_ptr<RelayClient> udp_client, tcp_client;
   udp::socket usock;
   tcp::socket tsock;
-  std::array<uint8_t, 64 * 1024> ubuf{}, tbuf{};
+  std::array<uint8_t, 64 * 1024> tbuf{};
+  UdpSendQueue uqueue;
   std::deque<std::string> tqueue;
   size_t tqueued = 0;
   bool twriting = false, tconnecting = false, tconnected = false;
@@ -725,6 +663,7 @@ void RelayLinks::refresh(crdt::Millis now) {
       if (!ec) l->usock.connect(udp::endpoint(addr, t.udp_port), ec);
       if (!ec) {
         l->usock.non_blocking(true, ec);
+        (void)enable_gro(l->usock.native_handle());
         udp_read(l);
         l->udp_client->connect(now);
       } else {
@@ -770,23 +709,11 @@ void RelayLinks::refresh(crdt::Millis now) {
 }
 
 void RelayLinks::send_udp(Link& l, const std::vector<std::string>& datagrams) {
-  constexpr size_t kBatch = 64;
-  iovec iov[kBatch];
-  mmsghdr msgs[kBatch];
-  for (size_t done = 0; done < datagrams.size();) {
-    const size_t n = std::min(kBatch, datagrams.size() - done);
-    for (size_t i = 0; i < n; ++i) {
-      const std::string& d = datagrams[done + i];
-      iov[i] = iovec{const_cast<char*>(d.data()), d.size()};
-      msgs[i] = mmsghdr{};
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    // The socket is connected to the lighthouse. A datagram that fails (a full
-    // buffer, an ICMP error) is dropped, as a network would: the next goes on.
-    const int sent = ::sendmmsg(l.usock.native_handle(), msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
-    done += sent > 0 ? static_cast<size_t>(sent) : 1;
-  }
+  // The socket is connected to the lighthouse. A burst of data frames of one
+  // size goes as GSO runs; a datagram that fails (a full buffer, an ICMP
+  // error) is dropped, as a network would.
+  for (const std::string& d : datagrams) l.uqueue.add(nullptr, 0, 0, {}, as_span(d));
+  (void)l.uqueue.flush(l.usock.native_handle());
 }
 
 void RelayLinks::flush_soon(Link& l) {
@@ -890,14 +817,19 @@ void RelayLinks::udp_read(const std::shared_ptr<Link>& l) {
       });
       return;
     }
+    // Up to 8 rounds of recvmmsg, 8 messages each of up to 64 KiB: with
+    // UDP_GRO a GSO run the lighthouse forwarded arrives as one.
+    static thread_local ReceiveBatch<sockaddr_in6, kGroControlBytes, 8, 65536> batch;
     const crdt::Millis now = unix_millis();
-    for (int i = 0; i < 256; ++i) {
-      boost::system::error_code e;
-      const size_t n = l->usock.receive(asio::buffer(l->ubuf), 0, e);
-      if (e) break;  // would block, or ICMP unreachable: the client retries
-      if (l->udp_client->state() != RelayClient::State::idle) {
-        l->udp_client->on_datagram(std::span<const uint8_t>(l->ubuf.data(), n), now);
+    for (int round = 0; round < 8; ++round) {
+      const int n = batch.receive(l->usock.native_handle());
+      if (n <= 0) break;  // would block, or ICMP unreachable: the client retries
+      for (int i = 0; i < n && l->udp_client->state() != RelayClient::State::idle; ++i) {
+        if (batch.truncated(i)) continue;
+        for_each_datagram(batch.message(i), batch.segment(i),
+                          [&](std::span<const uint8_t> d) { l->udp_client->on_datagram(d, now); });
       }
+      if (n < batch.count) break;
     }
     pump(*l, now);
     udp_read(l);

@@ -47,6 +47,7 @@
 #include "lighthouse/relay_client.h"
 #include "lighthouse/relay_server.h"
 #include "maintainer/daemon/node.h"
+#include "maintainer/daemon/udp_batch.h"
 #include "maintainer/wg/device.h"
 #include "proto/control.pb.h"
 
@@ -73,6 +74,8 @@ class LoopbackProxy {
  private:
   void wait();
   void drain();
+  void flush();
+  static constexpr size_t kCopies = 64, kCopySlot = 2048;  // a WireGuard datagram fits a slot
   Outbound outbound_;
   boost::asio::ip::udp::socket socket_;
   boost::asio::steady_timer retry_;  // after a wait error
@@ -81,6 +84,10 @@ class LoopbackProxy {
   std::unordered_map<uint32_t, crdt::PublicKey> peer_of_;
   uint32_t next_ = 0;
   uint64_t unknown_ = 0;
+  UdpSendQueue out_;  // to WireGuard, from copies_
+  std::vector<uint8_t> copies_ = std::vector<uint8_t>(kCopies * kCopySlot);
+  bool flush_posted_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // a posted flush checks it
   bool running_ = false;
 };
 
@@ -144,13 +151,6 @@ class RelayService final : public lighthouse::RelaySink {
   // Datagrams the core sends while a batch is handled go out with one
   // sendmmsg at its end; the body of a forwarded frame is the received
   // payload, still in the receive buffer then (no copy).
-  struct QueuedSend {
-    sockaddr_in6 to;
-    uint8_t head[16];
-    size_t head_len;
-    const uint8_t* body;
-    size_t body_len;
-  };
   void flush_udp();
   void accept();
   void read(const std::shared_ptr<Conn>& c);
@@ -176,7 +176,7 @@ class RelayService final : public lighthouse::RelaySink {
   std::map<crdt::PublicKey, std::pair<uint32_t, uint16_t>> local_;  // key -> (session, channel)
   std::function<void()> local_changed_;
   RelayShellStats shell_;
-  std::vector<QueuedSend> queued_;  // while a received batch is handled
+  UdpSendQueue queued_;  // while a received batch is handled
   uintptr_t batch_begin_ = 0, batch_end_ = 0;  // the receive buffer, while a batch is handled
   uint16_t udp_port_ = 0, tcp_port_ = 0;
   bool running_ = false;

@@ -1,0 +1,198 @@
+// UdpSendQueue and ReceiveBatch on real loopback sockets: GSO runs out,
+// GRO in, the cut back into datagrams, the source address, and the fallback
+// to one by one when the kernel refuses a GSO send.
+#include "maintainer/daemon/udp_batch.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace fm::maintainer {
+namespace {
+
+struct Socket {
+  int fd = -1;
+  uint16_t port = 0;
+  explicit Socket(bool gro = false) {
+    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    if (gro) {
+      EXPECT_TRUE(enable_gro(fd));
+    }
+  }
+  ~Socket() { ::close(fd); }
+  sockaddr_in address() const {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+  }
+};
+
+std::vector<uint8_t> bytes(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed * 31 + i);
+  return v;
+}
+
+struct Received {
+  std::vector<std::vector<uint8_t>> datagrams;
+  std::vector<uint32_t> sources;  // host order
+  int messages = 0;
+};
+
+// Reads until `want` datagrams have come (or a second passes).
+Received receive(int fd, size_t want) {
+  static ReceiveBatch<sockaddr_in, kGroControlBytes, 8, 65536> batch;
+  Received r;
+  while (r.datagrams.size() < want) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 1000) <= 0) break;
+    const int n = batch.receive(fd);
+    for (int i = 0; i < n; ++i) {
+      ++r.messages;
+      for_each_datagram(batch.message(i), batch.segment(i), [&](std::span<const uint8_t> d) {
+        r.datagrams.emplace_back(d.begin(), d.end());
+        r.sources.push_back(ntohl(batch.names[i].sin_addr.s_addr));
+      });
+    }
+  }
+  return r;
+}
+
+TEST(UdpSendQueueTest, ARunOfOneLengthGoesAsOneMessageAndAGroReaderCutsItBack) {
+  Socket from, to(/*gro=*/true);
+  const sockaddr_in dst = to.address();
+  const uint8_t head[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<std::vector<uint8_t>> bodies;
+  for (uint8_t i = 0; i < 10; ++i) bodies.push_back(bytes(1000, i));
+  bodies.push_back(bytes(300, 99));  // the last of a run may be shorter
+  UdpSendQueue q;
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, head, b);
+  EXPECT_EQ(q.flush(from.fd), 0u);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.messages_sent(), 1u);
+  EXPECT_EQ(q.datagrams_sent(), 11u);
+
+  const Received r = receive(to.fd, bodies.size());
+  ASSERT_EQ(r.datagrams.size(), bodies.size());
+  EXPECT_EQ(r.messages, 1);  // joined again on receive (UDP_GRO)
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    std::vector<uint8_t> want(head, head + 8);
+    want.insert(want.end(), bodies[i].begin(), bodies[i].end());
+    EXPECT_EQ(r.datagrams[i], want) << "datagram " << i;
+  }
+}
+
+TEST(UdpSendQueueTest, AReaderWithoutGroGetsTheDatagramsOneByOne) {
+  Socket from, to;
+  const sockaddr_in dst = to.address();
+  UdpSendQueue q;
+  std::vector<std::vector<uint8_t>> bodies;
+  for (uint8_t i = 0; i < 20; ++i) bodies.push_back(bytes(1200, i));
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  EXPECT_EQ(q.flush(from.fd), 0u);
+  EXPECT_EQ(q.messages_sent(), 1u);
+  const Received r = receive(to.fd, bodies.size());
+  EXPECT_EQ(r.datagrams, bodies);
+  EXPECT_EQ(r.messages, 20);
+}
+
+TEST(UdpSendQueueTest, ARunEndsAtAnotherDestinationOrALongerDatagram) {
+  Socket from, a(/*gro=*/true), b(/*gro=*/true);
+  const sockaddr_in to_a = a.address(), to_b = b.address();
+  const auto* sa = reinterpret_cast<const sockaddr*>(&to_a);
+  const auto* sb = reinterpret_cast<const sockaddr*>(&to_b);
+  const auto x = bytes(100, 1), y = bytes(100, 2), shorter = bytes(50, 3), z = bytes(100, 4), w = bytes(100, 5);
+  UdpSendQueue q;
+  q.add(sa, sizeof(to_a), 0, {}, x);
+  q.add(sa, sizeof(to_a), 0, {}, y);
+  q.add(sa, sizeof(to_a), 0, {}, shorter);  // ends the run: nothing may follow a short one
+  q.add(sa, sizeof(to_a), 0, {}, z);
+  q.add(sb, sizeof(to_b), 0, {}, w);  // another destination
+  q.add(sb, sizeof(to_b), 0, {}, x);
+  EXPECT_EQ(q.flush(from.fd), 0u);
+  EXPECT_EQ(q.messages_sent(), 3u);
+  EXPECT_EQ(q.datagrams_sent(), 6u);
+  EXPECT_EQ(receive(a.fd, 4).datagrams, (std::vector<std::vector<uint8_t>>{x, y, shorter, z}));
+  EXPECT_EQ(receive(b.fd, 2).datagrams, (std::vector<std::vector<uint8_t>>{w, x}));
+}
+
+TEST(UdpSendQueueTest, ARunIsSentFromTheAddressAsked) {
+  // As the relay proxy sends to WireGuard: from a peer's 127.128/9 address.
+  Socket to(/*gro=*/true);
+  const int from = ::socket(AF_INET, SOCK_DGRAM, 0);
+  const sockaddr_in dst = to.address();
+  const uint32_t peer = (127u << 24) | (128u << 16) | 7;
+  const uint32_t other = (127u << 24) | (128u << 16) | 8;
+  UdpSendQueue q;
+  const auto body = bytes(500, 1);
+  for (int i = 0; i < 5; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), peer, {}, body);
+  for (int i = 0; i < 3; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), other, {}, body);
+  EXPECT_EQ(q.flush(from), 0u);
+  EXPECT_EQ(q.messages_sent(), 2u);  // a run per source
+  const Received r = receive(to.fd, 8);
+  ASSERT_EQ(r.sources.size(), 8u);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(r.sources[i], i < 5 ? peer : other) << i;
+  ::close(from);
+}
+
+TEST(UdpSendQueueTest, WhenTheKernelRefusesAGsoSendTheDatagramsGoOneByOne) {
+  // A socket without UDP checksums cannot send GSO (EINVAL): the run is sent
+  // again one by one, and later runs of that length too.
+  Socket from, to;
+  const int on = 1;
+  ASSERT_EQ(::setsockopt(from.fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on)), 0);
+  const sockaddr_in dst = to.address();
+  std::vector<std::vector<uint8_t>> bodies;
+  for (uint8_t i = 0; i < 6; ++i) bodies.push_back(bytes(800, i));
+  UdpSendQueue q;
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  EXPECT_EQ(q.flush(from.fd), 0u);
+  EXPECT_EQ(q.messages_sent(), 6u);
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  EXPECT_EQ(q.flush(from.fd), 0u);
+  EXPECT_EQ(q.messages_sent(), 12u);
+  const Received r = receive(to.fd, 12);
+  ASSERT_EQ(r.datagrams.size(), 12u);
+  for (size_t i = 0; i < 12; ++i) EXPECT_EQ(r.datagrams[i], bodies[i % 6]) << i;
+}
+
+TEST(UdpSendQueueTest, ADatagramThatFailsIsCountedAndTheRestStillGo) {
+  // A destination with port 0 cannot be sent to (EINVAL on one datagram,
+  // not a GSO run): it is dropped and counted; the one after it arrives.
+  Socket from, to;
+  sockaddr_in bad = to.address();
+  bad.sin_port = 0;
+  const sockaddr_in good = to.address();
+  const auto one = bytes(100, 1), two = bytes(200, 2);
+  UdpSendQueue q;
+  q.add(reinterpret_cast<const sockaddr*>(&bad), sizeof(bad), 0, {}, one);
+  q.add(reinterpret_cast<const sockaddr*>(&good), sizeof(good), 0, {}, two);
+  EXPECT_EQ(q.flush(from.fd), 1u);
+  EXPECT_EQ(receive(to.fd, 1).datagrams, (std::vector<std::vector<uint8_t>>{two}));
+}
+
+TEST(ForEachDatagramTest, CutsAtTheSegmentSizeAndKeepsAShortTail) {
+  const auto m = bytes(25, 1);
+  std::vector<size_t> sizes;
+  for_each_datagram(std::span<const uint8_t>(m), 10, [&](std::span<const uint8_t> d) { sizes.push_back(d.size()); });
+  EXPECT_EQ(sizes, (std::vector<size_t>{10, 10, 5}));
+  sizes.clear();
+  for_each_datagram(std::span<const uint8_t>(m), 0, [&](std::span<const uint8_t> d) { sizes.push_back(d.size()); });
+  EXPECT_EQ(sizes, (std::vector<size_t>{25}));
+}
+
+}  // namespace
+}  // namespace fm::maintainer
