@@ -3,7 +3,9 @@
 
   nat_grid.py --watch T0 OUT IFACE...   every 0.2 s, each WireGuard device's
       UAPI socket (/var/run/wireguard/IFACE.sock): the first time each peer
-      has a handshake, "IFACE WG_KEY SECONDS_SINCE_T0" appended to OUT
+      has a handshake, "IFACE WG_KEY SECONDS_SINCE_T0" appended to OUT, and
+      the first time the device has sent the peer anything (tx_bytes > 0),
+      the same line ending in " tx"
   nat_grid.py CONF SNAP HANDSHAKES CHECK [ARGS]
       elapsed T0             seconds since T0, one decimal
       pairs connectable|blocked
@@ -70,6 +72,9 @@ def watch(t0, out_path, ifaces):
                     elif key == "last_handshake_time_sec" and peer and value != "0" and (ifname, peer) not in seen:
                         seen.add((ifname, peer))
                         out.write(f"{ifname} {peer} {now - t0:.2f}\n")
+                    elif key == "tx_bytes" and peer and value != "0" and (ifname, peer, "tx") not in seen:
+                        seen.add((ifname, peer, "tx"))
+                        out.write(f"{ifname} {peer} {now - t0:.2f} tx\n")
             time.sleep(0.2)
 
 
@@ -190,7 +195,9 @@ class Grid:
                     ok, d = self.end(n, lh)
                 self.check(ok, f"{n}-{lh}: the lighthouse is reached", d)
 
-    def first_handshakes(self):
+    def first_handshakes(self, kind=None):
+        """Per node pair, the first time either device had a handshake with
+        the other (kind None), or had sent it anything (kind "tx")."""
         by_if = {s["if"]: name for name, s in self.sites.items()}
         wg_name = {}
         for name in self.sites:
@@ -205,7 +212,7 @@ class Grid:
             lines = []
         for line in lines:
             parts = line.split()
-            if len(parts) != 3 or parts[0] not in by_if:
+            if len(parts) != (3 if kind is None else 4) or parts[0] not in by_if or parts[3:] not in ([], [kind]):
                 continue
             pair = frozenset([by_if[parts[0]], wg_name.get(parts[1], parts[1])])
             first[pair] = min(first.get(pair, float("inf")), float(parts[2]))
@@ -258,6 +265,7 @@ class Grid:
 
     def figures(self):
         first = self.first_handshakes()
+        first_tx = self.first_handshakes("tx")
         by_cell = {}
         for a, b in self.pairs():
             by_cell.setdefault(self.cell_of(a, b), []).append(first.get(frozenset([a, b])))
@@ -275,6 +283,11 @@ class Grid:
                 (f"{min(all_t):.1f}-{max(all_t):.1f} s" if all_t else "none") + \
                 (f", {len(by_cell[cell]) - len(all_t)} never" if len(all_t) < len(by_cell[cell]) else "") + ")"
             how = " relayed" if self.blocked(a, b) else ""
+            tx = first_tx.get(frozenset([a, b]))
+            if how and t is not None and tx is not None:
+                # The issue's figure: from the first packet either WireGuard
+                # sent the other to their first (relayed) handshake.
+                since += f", {max(0.0, t - tx):.1f} s after the first packet between them"
             if t is None:
                 print(f"figure: cell {cell} first{how} handshake none ({a}-{b}){rest}")
             else:
