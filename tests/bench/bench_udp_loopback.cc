@@ -1,9 +1,11 @@
 // bench_udp_loopback: the floor under the lighthouse's relay CPU figure
 // (docs/relay.md, "I/O figures"). A forwarder that does nothing but move
 // 1,400-byte UDP datagrams from one loopback socket to another, as a relay hop
-// does, at full speed: the CPU time of its thread per Gbit forwarded. Two
-// ways, in the same run: recvmmsg + sendmmsg in batches of 32, and one
-// recvmsg + sendmsg per datagram.
+// does, at full speed: the CPU time of its thread per Gbit forwarded. Three
+// ways, in the same run: recvmmsg + sendmmsg in batches of 32, one recvmsg +
+// sendmsg per datagram, and GSO runs of 32 in and out (the sender sends
+// them, the hop reads with UDP_GRO and forwards with the relay's own
+// UdpSendQueue), as the relay does when WireGuard's datagrams come in runs.
 //
 //   build/tests/bench/bench_udp_loopback [seconds per way = 3]
 //
@@ -12,6 +14,7 @@
 // time (CLOCK_THREAD_CPUTIME_ID), not the wall clock.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,10 +24,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <thread>
 #include <vector>
 
+#include "maintainer/daemon/udp_batch.h"
+
 namespace {
+
+using fm::maintainer::UdpSendQueue;
+enum class Way { batched, one_by_one, gso };
 
 constexpr size_t kPayload = 1400;
 constexpr int kBatch = 32;
@@ -60,9 +69,21 @@ struct Result {
   double cpu = 0;
 };
 
-// Sends to `to` from `fd` as fast as the socket takes it, in batches.
-void blast(int fd, const sockaddr_in& to, const std::atomic<bool>& stop) {
+// Sends to `to` from `fd` as fast as the socket takes it, in batches (or in
+// GSO runs of kBatch).
+void blast(int fd, const sockaddr_in& to, bool gso, const std::atomic<bool>& stop) {
   std::vector<uint8_t> payload(kPayload, 0x5a);
+  if (gso) {
+    std::vector<uint8_t> run(kPayload * kBatch, 0x5a);
+    UdpSendQueue q;
+    while (!stop.load(std::memory_order_relaxed)) {
+      for (int i = 0; i < kBatch; ++i) {
+        q.add(reinterpret_cast<const sockaddr*>(&to), sizeof(to), 0, {}, {run.data() + i * kPayload, kPayload});
+      }
+      if (q.flush(fd) > 0) std::this_thread::yield();
+    }
+    return;
+  }
   iovec iov[kBatch];
   mmsghdr msgs[kBatch];
   for (int i = 0; i < kBatch; ++i) {
@@ -94,15 +115,29 @@ void sink(int fd, const std::atomic<bool>& stop) {
   }
 }
 
-// The hop: from `in` to `out_to` through `out`, batched or one by one.
-Result forward(int in, int out, const sockaddr_in& out_to, bool batched, const std::atomic<bool>& stop) {
+// The hop: from `in` to `out_to` through `out`.
+Result forward(int in, int out, const sockaddr_in& out_to, Way way, const std::atomic<bool>& stop) {
   Result r;
   std::vector<uint8_t> buf(kBatch * 2048);
   iovec iov[kBatch];
   mmsghdr msgs[kBatch];
+  auto gro = std::make_unique<fm::maintainer::ReceiveBatch<sockaddr_in, fm::maintainer::kGroControlBytes, 8, 65536>>();
+  UdpSendQueue q;
+  if (way == Way::gso) (void)fm::maintainer::enable_gro(in);
   const double cpu0 = thread_cpu_seconds();
   while (!stop.load(std::memory_order_relaxed)) {
-    if (batched) {
+    if (way == Way::gso) {
+      pollfd p{in, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int n = gro->receive(in);
+      for (int i = 0; i < n; ++i) {
+        r.bytes += gro->message(i).size();
+        fm::maintainer::for_each_datagram(gro->message(i), gro->segment(i), [&](std::span<const uint8_t> d) {
+          q.add(reinterpret_cast<const sockaddr*>(&out_to), sizeof(out_to), 0, {}, d);
+        });
+      }
+      (void)q.flush(out);
+    } else if (way == Way::batched) {
       for (int i = 0; i < kBatch; ++i) {
         iov[i] = iovec{buf.data() + i * 2048, 2048};
         msgs[i] = mmsghdr{};
@@ -130,7 +165,7 @@ Result forward(int in, int out, const sockaddr_in& out_to, bool batched, const s
   return r;
 }
 
-Result run(bool batched, double seconds) {
+Result run(Way way, double seconds) {
   sockaddr_in src_addr, hop_addr, out_addr, dst_addr;
   const int src = bound_socket(&src_addr), hop = bound_socket(&hop_addr), out = bound_socket(&out_addr),
             dst = bound_socket(&dst_addr);
@@ -140,9 +175,9 @@ Result run(bool batched, double seconds) {
   }
   std::atomic<bool> stop{false};
   Result r;
-  std::thread hop_thread([&] { r = forward(hop, out, dst_addr, batched, stop); });
+  std::thread hop_thread([&] { r = forward(hop, out, dst_addr, way, stop); });
   std::thread sink_thread([&] { sink(dst, stop); });
-  std::thread blast_thread([&] { blast(src, hop_addr, stop); });
+  std::thread blast_thread([&] { blast(src, hop_addr, way == Way::gso, stop); });
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   blast_thread.join();
@@ -160,12 +195,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_udp_loopback [seconds per way > 0]\n");
     return 2;
   }
-  for (bool batched : {true, false}) {
-    const Result r = run(batched, seconds);
+  for (Way way : {Way::batched, Way::one_by_one, Way::gso}) {
+    const Result r = run(way, seconds);
     const double gbit = static_cast<double>(r.bytes) * 8 / 1e9;
+    const char* name = way == Way::batched      ? "recvmmsg+sendmmsg (32)"
+                       : way == Way::one_by_one ? "recvmsg+sendmsg (1)"
+                                                : "GRO in, GSO runs out (32)";
     std::printf("figure: loopback hop, %s: %.2f Gbit forwarded in %.1f s, forwarder %.2f core-s = %.3f core-s/Gbit\n",
-                batched ? "recvmmsg+sendmmsg (32)" : "recvmsg+sendmsg (1)", gbit, seconds, r.cpu,
-                gbit > 0 ? r.cpu / gbit : 0.0);
+                name, gbit, seconds, r.cpu, gbit > 0 ? r.cpu / gbit : 0.0);
   }
   return 0;
 }

@@ -8,7 +8,8 @@
 #                the relay sessions are TCP 443
 # and the lighthouse daemon's CPU (utime+stime from /proc) per Gbit relayed,
 # beside the floor under it measured in the same run: bench_udp_loopback (a
-# loopback UDP hop that does nothing else, recvmmsg+sendmmsg and one by one),
+# loopback UDP hop that does nothing else: recvmmsg+sendmmsg, one by one, and
+# GRO in with GSO runs out),
 # when it is built beside the fortmesh binary given.
 #
 #   tests/e2e/bench_relay.sh path/to/fortmesh [SECONDS=10]
