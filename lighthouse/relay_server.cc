@@ -217,6 +217,8 @@ void RelayServer::on_udp(const PeerAddr& src, std::span<const uint8_t> datagram,
     if (!opened->newest) return drop(Drop::bad_source);
     s.addr = src;
     ++stats_.rebinds;
+  } else if (opened->newest) {
+    s.addr.via = src.via;  // the client now reaches another of our addresses
   }
   s.last_heard = now;
   auto c = decode_control(as_span(opened->plaintext));

@@ -55,10 +55,19 @@ using Millis = crdt::Millis;
 struct PeerAddr {
   std::array<uint8_t, 16> ip{};
   uint16_t port = 0;
+  // Which of the lighthouse's own addresses the datagram came to (IPv6 or
+  // v4-mapped; all zero: not known), so that answers leave from it: a NAT in
+  // front of the client drops answers from any other. Set by the shell; not
+  // part of the address's identity (==, <, the hash ignore it).
+  std::array<uint8_t, 16> via{};
   static PeerAddr v4(uint32_t address, uint16_t port);  // address in host order
   bool is_v4() const;
   std::string to_string() const;
-  auto operator<=>(const PeerAddr&) const = default;
+  bool operator==(const PeerAddr& o) const { return ip == o.ip && port == o.port; }
+  auto operator<=>(const PeerAddr& o) const {
+    if (auto c = ip <=> o.ip; c != 0) return c;
+    return port <=> o.port;
+  }
 };
 struct PeerAddrHash {
   size_t operator()(const PeerAddr& a) const;

@@ -164,13 +164,13 @@ void LoopbackProxy::deliver(const crdt::PublicKey& peer, std::span<const uint8_t
   // to WireGuard in one system call (GSO runs per peer, UdpSendQueue).
   if (datagram.size() > kCopySlot) {
     flush();
-    out_.add(name, sizeof(to), it->second, {}, datagram);
+    out_.add(name, sizeof(to), UdpSource::ipv4(it->second), {}, datagram);
     flush();
     return;
   }
   uint8_t* copy = copies_.data() + out_.size() * kCopySlot;
   std::memcpy(copy, datagram.data(), datagram.size());
-  out_.add(name, sizeof(to), it->second, {}, {copy, datagram.size()});
+  out_.add(name, sizeof(to), UdpSource::ipv4(it->second), {}, {copy, datagram.size()});
   if (out_.size() == kCopies) {
     flush();
   } else if (!flush_posted_) {
@@ -233,6 +233,10 @@ Status RelayService::start() {
     if (ec) return Status::error(Code::unavailable, "relay UDP port " + std::to_string(options_.udp_port) + ": " + ec.message());
     udp_.non_blocking(true, ec);
     (void)enable_gro(udp_.native_handle());
+    const int on = 1;  // which of our addresses each datagram came to: answers leave from it
+    if (::setsockopt(udp_.native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) != 0) {
+      spdlog::warn("relay UDP: IPV6_RECVPKTINFO: {}; answers leave from the route's source address", std::strerror(errno));
+    }
     const int buf = 8 << 20;
     (void)::setsockopt(udp_.native_handle(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
     (void)::setsockopt(udp_.native_handle(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
@@ -318,7 +322,7 @@ void RelayService::udp_drain() {
   // UDP_GRO the kernel joins a sender's GSO run (RelayLinks sends them) into
   // one. What the core forwards for them goes out with one sendmmsg, in GSO
   // runs again (flush_udp).
-  static thread_local ReceiveBatch<sockaddr_in6, kGroControlBytes, 16, 65536> batch;
+  static thread_local ReceiveBatch<sockaddr_in6, kGroControlBytes + CMSG_SPACE(sizeof(in6_pktinfo)), 16, 65536> batch;
   batch_begin_ = reinterpret_cast<uintptr_t>(batch.bufs.data());
   batch_end_ = batch_begin_ + batch.bufs.size();
   struct EndBatch {
@@ -337,6 +341,7 @@ void RelayService::udp_drain() {
       PeerAddr src;
       std::memcpy(src.ip.data(), batch.names[i].sin6_addr.s6_addr, 16);
       src.port = ntohs(batch.names[i].sin6_port);
+      (void)received_at(batch.msgs[i].msg_hdr, &src.via);
       for_each_datagram(batch.message(i), batch.segment(i),
                         [&](std::span<const uint8_t> d) { core_->on_udp(src, d, now); });
     }
@@ -359,7 +364,11 @@ void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, s
   // spans live for this call only) goes now, after what waits.
   const auto at = reinterpret_cast<uintptr_t>(body.data());
   const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_;
-  queued_.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, head, body);
+  // From the address the peer reached us at (a multi-homed lighthouse, or
+  // one with several IPv6 addresses: a NAT drops answers from another).
+  const bool via_known = std::any_of(to.via.begin(), to.via.end(), [](uint8_t b) { return b != 0; });
+  queued_.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), via_known ? UdpSource::ipv6(to.via) : UdpSource{},
+              head, body);
   if (!in_batch) flush_udp();
 }
 
@@ -712,7 +721,7 @@ void RelayLinks::send_udp(Link& l, const std::vector<std::string>& datagrams) {
   // The socket is connected to the lighthouse. A burst of data frames of one
   // size goes as GSO runs; a datagram that fails (a full buffer, an ICMP
   // error) is dropped, as a network would.
-  for (const std::string& d : datagrams) l.uqueue.add(nullptr, 0, 0, {}, as_span(d));
+  for (const std::string& d : datagrams) l.uqueue.add(nullptr, 0, {}, {}, as_span(d));
   (void)l.uqueue.flush(l.usock.native_handle());
 }
 

@@ -35,11 +35,39 @@ size_t gro_segment_size(const msghdr& msg) {
   return 0;
 }
 
+bool received_at(const msghdr& msg, std::array<uint8_t, 16>* address) {
+  if (msg.msg_control == nullptr) return false;
+  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(in6_pktinfo))) {
+      in6_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+      std::memcpy(address->data(), info.ipi6_addr.s6_addr, 16);
+      return true;
+    }
+  }
+  return false;
+}
+
+UdpSource UdpSource::ipv4(uint32_t host_order) {
+  UdpSource s;
+  s.kind = Kind::v4;
+  const uint32_t n = htonl(host_order);
+  std::memcpy(s.address.data(), &n, 4);
+  return s;
+}
+
+UdpSource UdpSource::ipv6(const std::array<uint8_t, 16>& address) {
+  UdpSource s;
+  s.kind = Kind::v6;
+  s.address = address;
+  return s;
+}
+
 bool UdpSendQueue::Datagram::same_route(const Datagram& o) const {
   return to_len == o.to_len && from == o.from && std::memcmp(&to, &o.to, to_len) == 0;
 }
 
-void UdpSendQueue::add(const sockaddr* to, socklen_t to_len, uint32_t from, std::span<const uint8_t> head,
+void UdpSendQueue::add(const sockaddr* to, socklen_t to_len, const UdpSource& from, std::span<const uint8_t> head,
                        std::span<const uint8_t> body) {
   Datagram& d = queued_.emplace_back();
   d.to_len = to != nullptr ? std::min<socklen_t>(to_len, sizeof(d.to)) : 0;
@@ -70,7 +98,7 @@ size_t UdpSendQueue::run_end(size_t begin) const {
 size_t UdpSendQueue::flush(int fd) {
   constexpr size_t kMessages = 64;
   struct Control {
-    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(in_pktinfo))];
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(in6_pktinfo))];
   };
   static thread_local std::vector<iovec> iov;
   iov.resize(2 * queued_.size());
@@ -113,14 +141,22 @@ size_t UdpSendQueue::flush(int fd) {
         control_used += CMSG_SPACE(sizeof(uint16_t));
         c = CMSG_NXTHDR(&h, c);
       }
-      if (first.from != 0) {
+      if (first.from.kind == UdpSource::Kind::v4) {
         c->cmsg_level = IPPROTO_IP;
         c->cmsg_type = IP_PKTINFO;
         c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
         in_pktinfo info{};
-        info.ipi_spec_dst.s_addr = htonl(first.from);
+        std::memcpy(&info.ipi_spec_dst.s_addr, first.from.address.data(), 4);
         std::memcpy(CMSG_DATA(c), &info, sizeof(info));
         control_used += CMSG_SPACE(sizeof(in_pktinfo));
+      } else if (first.from.kind == UdpSource::Kind::v6) {
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+        in6_pktinfo info{};
+        std::memcpy(info.ipi6_addr.s6_addr, first.from.address.data(), 16);
+        std::memcpy(CMSG_DATA(c), &info, sizeof(info));
+        control_used += CMSG_SPACE(sizeof(in6_pktinfo));
       }
       h.msg_controllen = control_used;
       if (control_used == 0) h.msg_control = nullptr;

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -82,13 +83,29 @@ struct ReceiveBatch {
 // Room for the UDP_GRO control message.
 inline constexpr size_t kGroControlBytes = CMSG_SPACE(sizeof(int));
 
+// The local address a datagram came to (IPV6_PKTINFO, asked for with
+// IPV6_RECVPKTINFO; v4-mapped for IPv4 on a dual-stack socket); false if
+// the message has none.
+bool received_at(const msghdr& msg, std::array<uint8_t, 16>* address);
+
+// Where a datagram leaves from: the socket's choice, or one of this host's
+// addresses (IP_PKTINFO on an IPv4 socket; IPV6_PKTINFO on an IPv6 one,
+// where a v4-mapped address serves IPv4 destinations).
+struct UdpSource {
+  enum class Kind : uint8_t { any, v4, v6 };
+  Kind kind = Kind::any;
+  std::array<uint8_t, 16> address{};  // v4: the first 4 bytes, network order
+  static UdpSource ipv4(uint32_t host_order);
+  static UdpSource ipv6(const std::array<uint8_t, 16>& address);
+  bool operator==(const UdpSource&) const = default;
+};
+
 class UdpSendQueue {
  public:
   // Queues a datagram of `head` then `body`, to `to` (nullptr on a connected
-  // socket), sent from IPv4 address `from` (host order; 0: the socket's
-  // choice) with IP_PKTINFO. A `head` of up to 16 bytes is copied; a longer
-  // one, and `body`, must stay valid until flush.
-  void add(const sockaddr* to, socklen_t to_len, uint32_t from, std::span<const uint8_t> head,
+  // socket), sent from `from`. A `head` of up to 16 bytes is copied; a
+  // longer one, and `body`, must stay valid until flush.
+  void add(const sockaddr* to, socklen_t to_len, const UdpSource& from, std::span<const uint8_t> head,
            std::span<const uint8_t> body);
   bool empty() const { return queued_.empty(); }
   size_t size() const { return queued_.size(); }
@@ -104,7 +121,7 @@ class UdpSendQueue {
   struct Datagram {
     sockaddr_in6 to;  // big enough for sockaddr_in too
     socklen_t to_len;
-    uint32_t from;
+    UdpSource from;
     uint8_t head_copy[16];
     const uint8_t* head_long;  // nullptr: head_copy
     size_t head_len;

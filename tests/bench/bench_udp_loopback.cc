@@ -78,7 +78,7 @@ void blast(int fd, const sockaddr_in& to, bool gso, const std::atomic<bool>& sto
     UdpSendQueue q;
     while (!stop.load(std::memory_order_relaxed)) {
       for (int i = 0; i < kBatch; ++i) {
-        q.add(reinterpret_cast<const sockaddr*>(&to), sizeof(to), 0, {}, {run.data() + i * kPayload, kPayload});
+        q.add(reinterpret_cast<const sockaddr*>(&to), sizeof(to), {}, {}, {run.data() + i * kPayload, kPayload});
       }
       if (q.flush(fd) > 0) std::this_thread::yield();
     }
@@ -133,7 +133,7 @@ Result forward(int in, int out, const sockaddr_in& out_to, Way way, const std::a
       for (int i = 0; i < n; ++i) {
         r.bytes += gro->message(i).size();
         fm::maintainer::for_each_datagram(gro->message(i), gro->segment(i), [&](std::span<const uint8_t> d) {
-          q.add(reinterpret_cast<const sockaddr*>(&out_to), sizeof(out_to), 0, {}, d);
+          q.add(reinterpret_cast<const sockaddr*>(&out_to), sizeof(out_to), {}, {}, d);
         });
       }
       (void)q.flush(out);

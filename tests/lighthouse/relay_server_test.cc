@@ -469,6 +469,51 @@ TEST_F(RelayServerTest, AnAuthenticatedControlFrameFromANewAddressMovesTheBindin
   EXPECT_EQ(drops(r_, Drop::bad_control), 1u);
 }
 
+TEST_F(RelayServerTest, WhatIsSentToAClientLeavesFromTheAddressItReached) {
+  // The shell puts the lighthouse address each datagram came to in `via`;
+  // the core keeps it with the session and sends everything from it.
+  auto mapped = [](uint8_t last) {
+    std::array<uint8_t, 16> v{};
+    v[10] = v[11] = 0xff;
+    v[12] = 203, v[13] = 0, v[14] = 113, v[15] = last;
+    return v;
+  };
+  PeerAddr at_a = addr(1), at_b = addr(2);
+  at_a.via = mapped(1);
+  at_b.via = mapped(2);
+  auto a = std::make_unique<Client>(r_, test_key(1), at_a, Transport::udp, 1);
+  auto b = std::make_unique<Client>(r_, test_key(2), at_b, Transport::udp, 2);
+  ASSERT_EQ(a->connect(), AuthError::ok);
+  ASSERT_EQ(b->connect(), AuthError::ok);
+  EXPECT_EQ(r_.server->session_of(a->key())->addr.via, mapped(1));
+  const uint16_t ca = a->open(b->key());
+  b->controls();
+  auto via_of_last_to = [&](const PeerAddr& to) {
+    std::optional<std::array<uint8_t, 16>> via;
+    for (const auto& sent : r_.sink.out) {
+      if (sent.to == to) via = sent.to.via;
+    }
+    return via;
+  };
+  a->send_data(ca, "to b");
+  EXPECT_EQ(via_of_last_to(at_b), mapped(2)) << "forwarded from the address b reached";
+  b->data();
+  // a now reaches another of our addresses (same source): its next
+  // authenticated control frame moves the answers there; data frames do not.
+  PeerAddr moved = at_a;
+  moved.via = mapped(7);
+  a->move_to(moved);
+  a->send_data(ca, "data");
+  EXPECT_EQ(r_.server->session_of(a->key())->addr.via, mapped(1));
+  Control ping;
+  ping.kind = Control::Kind::ping;
+  ping.ping = 1;
+  a->send_control(ping);
+  EXPECT_EQ(via_of_last_to(at_a), mapped(7)) << "the pong";
+  EXPECT_EQ(r_.server->session_of(a->key())->addr.via, mapped(7));
+  EXPECT_EQ(r_.server->stats().rebinds, 0u) << "the same source address: no rebind";
+}
+
 TEST_F(RelayServerTest, ReplayedControlFramesAreDropped) {
   auto a = connected(1);
   Control ping;

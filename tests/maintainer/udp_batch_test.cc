@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,7 @@ TEST(UdpSendQueueTest, ARunOfOneLengthGoesAsOneMessageAndAGroReaderCutsItBack) {
   for (uint8_t i = 0; i < 10; ++i) bodies.push_back(bytes(1000, i));
   bodies.push_back(bytes(300, 99));  // the last of a run may be shorter
   UdpSendQueue q;
-  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, head, b);
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), {}, head, b);
   EXPECT_EQ(q.flush(from.fd), 0u);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.messages_sent(), 1u);
@@ -101,7 +102,7 @@ TEST(UdpSendQueueTest, AReaderWithoutGroGetsTheDatagramsOneByOne) {
   UdpSendQueue q;
   std::vector<std::vector<uint8_t>> bodies;
   for (uint8_t i = 0; i < 20; ++i) bodies.push_back(bytes(1200, i));
-  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), {}, {}, b);
   EXPECT_EQ(q.flush(from.fd), 0u);
   EXPECT_EQ(q.messages_sent(), 1u);
   const Received r = receive(to.fd, bodies.size());
@@ -116,12 +117,12 @@ TEST(UdpSendQueueTest, ARunEndsAtAnotherDestinationOrALongerDatagram) {
   const auto* sb = reinterpret_cast<const sockaddr*>(&to_b);
   const auto x = bytes(100, 1), y = bytes(100, 2), shorter = bytes(50, 3), z = bytes(100, 4), w = bytes(100, 5);
   UdpSendQueue q;
-  q.add(sa, sizeof(to_a), 0, {}, x);
-  q.add(sa, sizeof(to_a), 0, {}, y);
-  q.add(sa, sizeof(to_a), 0, {}, shorter);  // ends the run: nothing may follow a short one
-  q.add(sa, sizeof(to_a), 0, {}, z);
-  q.add(sb, sizeof(to_b), 0, {}, w);  // another destination
-  q.add(sb, sizeof(to_b), 0, {}, x);
+  q.add(sa, sizeof(to_a), {}, {}, x);
+  q.add(sa, sizeof(to_a), {}, {}, y);
+  q.add(sa, sizeof(to_a), {}, {}, shorter);  // ends the run: nothing may follow a short one
+  q.add(sa, sizeof(to_a), {}, {}, z);
+  q.add(sb, sizeof(to_b), {}, {}, w);  // another destination
+  q.add(sb, sizeof(to_b), {}, {}, x);
   EXPECT_EQ(q.flush(from.fd), 0u);
   EXPECT_EQ(q.messages_sent(), 3u);
   EXPECT_EQ(q.datagrams_sent(), 6u);
@@ -138,14 +139,55 @@ TEST(UdpSendQueueTest, ARunIsSentFromTheAddressAsked) {
   const uint32_t other = (127u << 24) | (128u << 16) | 8;
   UdpSendQueue q;
   const auto body = bytes(500, 1);
-  for (int i = 0; i < 5; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), peer, {}, body);
-  for (int i = 0; i < 3; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), other, {}, body);
+  for (int i = 0; i < 5; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), UdpSource::ipv4(peer), {}, body);
+  for (int i = 0; i < 3; ++i) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), UdpSource::ipv4(other), {}, body);
   EXPECT_EQ(q.flush(from), 0u);
   EXPECT_EQ(q.messages_sent(), 2u);  // a run per source
   const Received r = receive(to.fd, 8);
   ASSERT_EQ(r.sources.size(), 8u);
   for (int i = 0; i < 8; ++i) EXPECT_EQ(r.sources[i], i < 5 ? peer : other) << i;
   ::close(from);
+}
+
+TEST(UdpSendQueueTest, ADualStackSocketAnswersFromTheAddressADatagramCameTo) {
+  // As the lighthouse answers: its socket is [::]:port; a client sent to
+  // 127.0.0.9, not the address the route back would choose (127.0.0.1).
+  const int relay = ::socket(AF_INET6, SOCK_DGRAM, 0);
+  const int off = 0, on = 1;
+  ASSERT_EQ(::setsockopt(relay, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+  ASSERT_EQ(::setsockopt(relay, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)), 0);
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  ASSERT_EQ(::bind(relay, reinterpret_cast<sockaddr*>(&any), sizeof(any)), 0);
+  socklen_t len = sizeof(any);
+  ::getsockname(relay, reinterpret_cast<sockaddr*>(&any), &len);
+  Socket client;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = any.sin6_port;
+  to.sin_addr.s_addr = htonl((127u << 24) | 9);
+  ASSERT_EQ(::sendto(client.fd, "hi", 2, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 2);
+
+  static ReceiveBatch<sockaddr_in6, CMSG_SPACE(sizeof(in6_pktinfo)), 1, 2048> batch;
+  pollfd p{relay, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 1000), 1);
+  ASSERT_EQ(batch.receive(relay), 1);
+  std::array<uint8_t, 16> via{};
+  ASSERT_TRUE(received_at(batch.msgs[0].msg_hdr, &via));
+  const std::array<uint8_t, 16> mapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 9};
+  EXPECT_EQ(via, mapped);
+
+  UdpSendQueue q;
+  const uint8_t answer[3] = {'y', 'o', '!'};
+  const sockaddr_in6 back = batch.names[0];
+  q.add(reinterpret_cast<const sockaddr*>(&back), sizeof(back), UdpSource::ipv6(via), {}, answer);
+  q.add(reinterpret_cast<const sockaddr*>(&back), sizeof(back), {}, {}, answer);  // the route's choice
+  EXPECT_EQ(q.flush(relay), 0u);
+  const Received r = receive(client.fd, 2);
+  ASSERT_EQ(r.sources.size(), 2u);
+  EXPECT_EQ(r.sources[0], (127u << 24) | 9);
+  EXPECT_EQ(r.sources[1], (127u << 24) | 1);
+  ::close(relay);
 }
 
 TEST(UdpSendQueueTest, WhenTheKernelRefusesAGsoSendTheDatagramsGoOneByOne) {
@@ -158,10 +200,10 @@ TEST(UdpSendQueueTest, WhenTheKernelRefusesAGsoSendTheDatagramsGoOneByOne) {
   std::vector<std::vector<uint8_t>> bodies;
   for (uint8_t i = 0; i < 6; ++i) bodies.push_back(bytes(800, i));
   UdpSendQueue q;
-  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), {}, {}, b);
   EXPECT_EQ(q.flush(from.fd), 0u);
   EXPECT_EQ(q.messages_sent(), 6u);
-  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), 0, {}, b);
+  for (const auto& b : bodies) q.add(reinterpret_cast<const sockaddr*>(&dst), sizeof(dst), {}, {}, b);
   EXPECT_EQ(q.flush(from.fd), 0u);
   EXPECT_EQ(q.messages_sent(), 12u);
   const Received r = receive(to.fd, 12);
@@ -178,8 +220,8 @@ TEST(UdpSendQueueTest, ADatagramThatFailsIsCountedAndTheRestStillGo) {
   const sockaddr_in good = to.address();
   const auto one = bytes(100, 1), two = bytes(200, 2);
   UdpSendQueue q;
-  q.add(reinterpret_cast<const sockaddr*>(&bad), sizeof(bad), 0, {}, one);
-  q.add(reinterpret_cast<const sockaddr*>(&good), sizeof(good), 0, {}, two);
+  q.add(reinterpret_cast<const sockaddr*>(&bad), sizeof(bad), {}, {}, one);
+  q.add(reinterpret_cast<const sockaddr*>(&good), sizeof(good), {}, {}, two);
   EXPECT_EQ(q.flush(from.fd), 1u);
   EXPECT_EQ(receive(to.fd, 1).datagrams, (std::vector<std::vector<uint8_t>>{two}));
 }

@@ -42,13 +42,12 @@ for n in lh a b; do
 done
 # The lighthouse is enrolled at 10.0.1.1; b reaches that address over its
 # own link (a host route; lh answers for any of its addresses), and neither
-# a nor b has a route to the other's subnet. lh's route to b's link names
-# 10.0.1.1 as its source: the relay's UDP socket answers from the address
-# the route picks, not from the one a datagram came to (docs/relay.md,
-# "Running a lighthouse").
+# a nor b has a route to the other's subnet. lh's route back to b would pick
+# 10.0.2.1 as the source: the relay answers b from 10.0.1.1, the address b's
+# datagrams came to (IPV6_PKTINFO; docs/relay.md, "Its address"), or b's
+# UDP session would fail.
 $ip -n a route add 10.0.2.1/32 via 10.0.1.1
 $ip -n b route add 10.0.1.1/32 via 10.0.2.1
-$ip -n lh route replace 10.0.2.0/24 dev lh1 src 10.0.1.1
 
 $fm org init --name vm-relay --state-dir /tmp/a >/dev/null
 $fm enroll "$($fm pubkey --state-dir /tmp/lh)" --name lh --role lighthouse --endpoint 10.0.1.1:51820 \
