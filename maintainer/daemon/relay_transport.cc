@@ -363,7 +363,8 @@ void RelayService::send_udp(const PeerAddr& to, std::span<const uint8_t> head, s
   // (a forwarded one) waits for the batch's sendmmsg; anything else (its
   // spans live for this call only) goes now, after what waits.
   const auto at = reinterpret_cast<uintptr_t>(body.data());
-  const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_;
+  const bool in_batch = batch_begin_ != 0 && at >= batch_begin_ && at + body.size() <= batch_end_ &&
+                        head.size() <= UdpSendQueue::kHeadCopied;
   // From the address the peer reached us at (a multi-homed lighthouse, or
   // one with several IPv6 addresses: a NAT drops answers from another).
   const bool via_known = std::any_of(to.via.begin(), to.via.end(), [](uint8_t b) { return b != 0; });

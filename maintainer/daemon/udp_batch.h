@@ -102,9 +102,10 @@ struct UdpSource {
 
 class UdpSendQueue {
  public:
+  static constexpr size_t kHeadCopied = 16;  // a head up to this long is copied
   // Queues a datagram of `head` then `body`, to `to` (nullptr on a connected
-  // socket), sent from `from`. A `head` of up to 16 bytes is copied; a
-  // longer one, and `body`, must stay valid until flush.
+  // socket), sent from `from`. A `head` of up to kHeadCopied bytes is
+  // copied; a longer one, and `body`, must stay valid until flush.
   void add(const sockaddr* to, socklen_t to_len, const UdpSource& from, std::span<const uint8_t> head,
            std::span<const uint8_t> body);
   bool empty() const { return queued_.empty(); }
@@ -122,7 +123,7 @@ class UdpSendQueue {
     sockaddr_in6 to;  // big enough for sockaddr_in too
     socklen_t to_len;
     UdpSource from;
-    uint8_t head_copy[16];
+    uint8_t head_copy[kHeadCopied];
     const uint8_t* head_long;  // nullptr: head_copy
     size_t head_len;
     const uint8_t* body;
