@@ -77,6 +77,11 @@ void add_daemon_commands(CLI::App& app, Context& ctx, std::vector<Command>& out)
                       "with --lighthouse: the relay's TCP port, for networks that let only TCP 443 out (0: off)")
       ->default_str("443")
       ->check(CLI::Range(0, 65535));
+  run_cmd->add_option("--relay-proxy", daemon->relay_proxy,
+                      "how relayed peers' datagrams meet WireGuard here: shared (one socket on lo, IP_PKTINFO),\n"
+                      "per-peer (a socket per relayed peer), or auto (shared if a check at start passes)")
+      ->default_str("auto")
+      ->check(CLI::IsMember({"auto", "shared", "per-peer"}));
   run_cmd->add_option("--metrics-listen", daemon->metrics_listen,
                       "ADDR:PORT to serve Prometheus metrics on (GET /metrics; docs/metrics.md); default: off");
   run_cmd->add_option("--log-level", daemon->log_level, "trace, debug, info, warn, error")

@@ -4,7 +4,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/write.hpp>
@@ -27,7 +29,8 @@ using lighthouse::Transport;
 namespace {
 
 constexpr uint32_t kProxyBase = (127u << 24) | (128u << 16);  // 127.128.0.0/9
-constexpr uint32_t kProxyCount = (1u << 23) - 2;             // .0.0 and the broadcast left out
+constexpr uint32_t kProxyCount = (1u << 23) - 3;             // .0.0, the check's address and the broadcast left out
+constexpr uint32_t kProxyProbe = kProxyBase + kProxyCount + 1;  // 127.255.255.254: LoopbackProxy::shared_works
 
 std::span<const uint8_t> as_span(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -54,8 +57,33 @@ LoopbackProxy::LoopbackProxy(asio::io_context& io, Outbound outbound)
     : outbound_(std::move(outbound)), socket_(io), retry_(io) {}
 LoopbackProxy::~LoopbackProxy() { stop(); }
 
-Status LoopbackProxy::start(uint16_t wireguard_port) {
+Status LoopbackProxy::start(uint16_t wireguard_port, ProxyMode mode) {
   wireguard_port_ = wireguard_port;
+  if (mode != ProxyMode::per_peer) {
+    Status st = start_shared();
+    if (st && mode == ProxyMode::automatic && !shared_works()) {
+      st = Status::error(Code::unavailable, "a datagram from a 127.128.0.0/9 address did not come back as sent");
+    }
+    if (st) {
+      mode_ = ProxyMode::shared;
+      running_ = true;
+      wait();
+      spdlog::info("relay proxy on 127.128.0.0/9 port {} (lo), for WireGuard port {}", port_, wireguard_port_);
+      return Status::ok();
+    }
+    boost::system::error_code ec;
+    socket_.close(ec);
+    if (mode == ProxyMode::shared) return st;
+    spdlog::warn("relay proxy: the shared loopback socket does not work here ({}); one socket per relayed peer",
+                 st.message());
+  }
+  mode_ = ProxyMode::per_peer;
+  running_ = true;
+  spdlog::info("relay proxy: a socket per relayed peer on 127.128.0.0/9, for WireGuard port {}", wireguard_port_);
+  return Status::ok();
+}
+
+Status LoopbackProxy::start_shared() {
   boost::system::error_code ec;
   socket_.open(udp::v4(), ec);
   if (ec) return Status::error(Code::unavailable, "relay proxy socket: " + ec.message());
@@ -74,10 +102,60 @@ Status LoopbackProxy::start(uint16_t wireguard_port) {
   if (ec) return Status::error(Code::unavailable, "relay proxy bind: " + ec.message());
   socket_.non_blocking(true, ec);
   port_ = socket_.local_endpoint(ec).port();
-  running_ = true;
-  wait();
-  spdlog::info("relay proxy on 127.128.0.0/9 port {} (lo), for WireGuard port {}", port_, wireguard_port_);
   return Status::ok();
+}
+
+bool LoopbackProxy::shared_works() {
+  // A socket in WireGuard's place: a datagram it sends to a proxy address
+  // must arrive naming that address (IP_PKTINFO), and one sent from that
+  // address (ipi_spec_dst) must reach it from there.
+  const int wg = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (wg < 0) return false;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{wg};
+  sockaddr_in wg_addr{};
+  wg_addr.sin_family = AF_INET;
+  wg_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(wg_addr);
+  if (::bind(wg, reinterpret_cast<sockaddr*>(&wg_addr), sizeof(wg_addr)) != 0 ||
+      ::getsockname(wg, reinterpret_cast<sockaddr*>(&wg_addr), &len) != 0) {
+    return false;
+  }
+  const uint32_t probe = kProxyProbe;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port_);
+  to.sin_addr.s_addr = htonl(probe);
+  const char hello[] = "fortmesh relay proxy check";
+  if (::sendto(wg, hello, sizeof(hello), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)) < 0) return false;
+  pollfd p{socket_.native_handle(), POLLIN, 0};
+  if (::poll(&p, 1, 200) != 1) return false;
+  static thread_local ReceiveBatch<sockaddr_in, CMSG_SPACE(sizeof(in_pktinfo)), 1, 2048> one;
+  if (one.receive(socket_.native_handle()) != 1) return false;
+  bool named = false;
+  msghdr& msg = one.msgs[0].msg_hdr;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof(info));
+      named = ntohl(info.ipi_addr.s_addr) == probe;
+    }
+  }
+  if (!named) return false;
+  UdpSendQueue back;
+  back.add(reinterpret_cast<const sockaddr*>(&wg_addr), sizeof(wg_addr), UdpSource::ipv4(probe), {},
+           {reinterpret_cast<const uint8_t*>(hello), sizeof(hello)});
+  if (back.flush(socket_.native_handle()) != 0) return false;
+  pollfd q{wg, POLLIN, 0};
+  if (::poll(&q, 1, 200) != 1) return false;
+  char got[64];
+  sockaddr_in from{};
+  socklen_t from_len = sizeof(from);
+  const ssize_t n = ::recvfrom(wg, got, sizeof(got), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+  return n == static_cast<ssize_t>(sizeof(hello)) && ntohl(from.sin_addr.s_addr) == probe &&
+         ntohs(from.sin_port) == port_;
 }
 
 void LoopbackProxy::stop() {
@@ -85,13 +163,22 @@ void LoopbackProxy::stop() {
   retry_.cancel();
   boost::system::error_code ec;
   socket_.close(ec);
+  for (auto& [address, ps] : sockets_) ps->socket.close(ec);
+  sockets_.clear();
 }
 
 wg::Endpoint LoopbackProxy::endpoint_of(const crdt::PublicKey& peer) {
   auto [it, fresh] = address_of_.try_emplace(peer, 0);
   if (fresh) {
     it->second = kProxyBase + 1 + (next_++ % kProxyCount);
-    if (auto old = peer_of_.find(it->second); old != peer_of_.end()) address_of_.erase(old->second);
+    if (auto old = peer_of_.find(it->second); old != peer_of_.end()) {
+      address_of_.erase(old->second);
+      if (auto ps = sockets_.find(it->second); ps != sockets_.end()) {
+        boost::system::error_code ec;
+        ps->second->socket.close(ec);
+        sockets_.erase(ps);
+      }
+    }
     peer_of_[it->second] = peer;
   }
   wg::Endpoint e;
@@ -102,7 +189,56 @@ wg::Endpoint LoopbackProxy::endpoint_of(const crdt::PublicKey& peer) {
   e.address[14] = static_cast<uint8_t>(a >> 8);
   e.address[15] = static_cast<uint8_t>(a);
   e.port = port_;
+  if (mode_ == ProxyMode::per_peer && running_) {
+    const PeerSocket* ps = peer_socket(a);
+    e.port = ps != nullptr ? ps->port : 0;
+  }
   return e;
+}
+
+LoopbackProxy::PeerSocket* LoopbackProxy::peer_socket(uint32_t address) {
+  if (auto it = sockets_.find(address); it != sockets_.end()) return it->second.get();
+  // Bound to the peer's own address, connected to WireGuard's port: what
+  // WireGuard sends to that endpoint arrives here, and what is sent here
+  // reaches WireGuard from it. No IP_PKTINFO needed.
+  auto ps = std::make_shared<PeerSocket>(socket_.get_executor());
+  ps->peer = peer_of_.at(address);
+  boost::system::error_code ec;
+  ps->socket.open(udp::v4(), ec);
+  if (!ec) ps->socket.bind(udp::endpoint(asio::ip::address_v4(address), 0), ec);
+  if (!ec) ps->socket.connect(udp::endpoint(asio::ip::address_v4::loopback(), wireguard_port_), ec);
+  if (!ec) ps->socket.non_blocking(true, ec);
+  if (ec) {
+    spdlog::error("relay proxy: a socket at {}: {}; the peer is not relayed", asio::ip::address_v4(address).to_string(),
+                  ec.message());
+    return nullptr;
+  }
+  ps->port = ps->socket.local_endpoint(ec).port();
+  sockets_[address] = ps;
+  wait_peer(ps);
+  return ps.get();
+}
+
+void LoopbackProxy::wait_peer(const std::shared_ptr<PeerSocket>& ps) {
+  ps->socket.async_wait(udp::socket::wait_read, [this, ps](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || !running_ || !ps->socket.is_open()) return;
+    if (ec) {  // never the end of the peer's socket: wait 10 ms, go on
+      spdlog::debug("relay proxy (per peer): {}; again in 10 ms", ec.message());
+      auto again = std::make_shared<asio::steady_timer>(ps->socket.get_executor(), std::chrono::milliseconds(10));
+      again->async_wait([this, ps, again](const boost::system::error_code& e) {
+        if (!e && running_) wait_peer(ps);
+      });
+      return;
+    }
+    static thread_local std::vector<uint8_t> buf(65536);
+    for (int i = 0; i < 64; ++i) {
+      boost::system::error_code e;
+      const size_t n = ps->socket.receive(asio::buffer(buf), 0, e);
+      if (e) break;  // would block, or ICMP unreachable (WireGuard's port closed for a moment)
+      if (n > 0) outbound_(ps->peer, std::span<const uint8_t>(buf.data(), n));
+    }
+    wait_peer(ps);
+  });
 }
 
 void LoopbackProxy::wait() {
@@ -154,6 +290,13 @@ void LoopbackProxy::deliver(const crdt::PublicKey& peer, std::span<const uint8_t
   if (!running_) return;
   auto it = address_of_.find(peer);
   if (it == address_of_.end()) (void)endpoint_of(peer), it = address_of_.find(peer);
+  if (mode_ == ProxyMode::per_peer) {
+    // The fallback: one datagram, one system call (a full buffer drops it).
+    if (PeerSocket* ps = peer_socket(it->second)) {
+      (void)::send(ps->socket.native_handle(), datagram.data(), datagram.size(), MSG_DONTWAIT);
+    }
+    return;
+  }
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(wireguard_port_);

@@ -9,7 +9,8 @@
 //    what the relay brings for the peer is sent to the local WireGuard port
 //    from the peer's address (IP_PKTINFO's ipi_spec_dst), so WireGuard sees
 //    it come from the endpoint it was given. The same for the kernel backend
-//    and wireguard-go.
+//    and wireguard-go. Where that one socket does not work (a check at
+//    start), a socket per relayed peer bound to its address instead.
 //  - RelayService (`fortmesh run --lighthouse`): a UDP socket (default 51822)
 //    and a TCP listener (default 443) around a RelayServer; membership is the
 //    Node's replica now; a 100 ms tick (revocation closes sessions within the
@@ -56,14 +57,21 @@ namespace fm::maintainer {
 inline constexpr uint16_t kDefaultRelayUdpPort = 51822;
 inline constexpr uint16_t kDefaultRelayTcpPort = 443;
 
+// How the proxy meets WireGuard: one socket for all relayed peers (lo,
+// IP_PKTINFO), or, where that does not work, a socket per relayed peer bound
+// to its 127.128.0.0/9 address and connected to WireGuard's port. automatic:
+// the shared one if a check at start finds it works.
+enum class ProxyMode { automatic, shared, per_peer };
+
 class LoopbackProxy {
  public:
   using Outbound = std::function<void(const crdt::PublicKey& peer, std::span<const uint8_t> datagram)>;
   LoopbackProxy(boost::asio::io_context& io, Outbound outbound);
   ~LoopbackProxy();
   // Binds; datagrams from the relay go to 127.0.0.1:`wireguard_port`.
-  [[nodiscard]] Status start(uint16_t wireguard_port);
+  [[nodiscard]] Status start(uint16_t wireguard_port, ProxyMode mode = ProxyMode::automatic);
   void stop();
+  ProxyMode mode() const { return mode_; }  // shared or per_peer once started
   // `peer`'s proxy endpoint (given on first ask, kept while the daemon runs).
   wg::Endpoint endpoint_of(const crdt::PublicKey& peer);
   // A datagram from the relay for WireGuard, sent from `peer`'s address.
@@ -72,9 +80,20 @@ class LoopbackProxy {
   uint64_t unknown() const { return unknown_; }  // to a proxy address that names no peer
 
  private:
+  struct PeerSocket {
+    boost::asio::ip::udp::socket socket;
+    crdt::PublicKey peer{};
+    uint16_t port = 0;
+    explicit PeerSocket(const boost::asio::any_io_executor& ex) : socket(ex) {}
+  };
+  Status start_shared();
+  bool shared_works();
   void wait();
   void drain();
   void flush();
+  // per_peer: the socket at `address` (host order), made on first ask; nullptr if it cannot be.
+  PeerSocket* peer_socket(uint32_t address);
+  void wait_peer(const std::shared_ptr<PeerSocket>& ps);
   static constexpr size_t kCopies = 64, kCopySlot = 2048;  // a WireGuard datagram fits a slot
   Outbound outbound_;
   boost::asio::ip::udp::socket socket_;
@@ -84,6 +103,8 @@ class LoopbackProxy {
   std::unordered_map<uint32_t, crdt::PublicKey> peer_of_;
   uint32_t next_ = 0;
   uint64_t unknown_ = 0;
+  ProxyMode mode_ = ProxyMode::automatic;
+  std::unordered_map<uint32_t, std::shared_ptr<PeerSocket>> sockets_;  // per_peer: by address
   UdpSendQueue out_;  // to WireGuard, from copies_
   std::vector<uint8_t> copies_ = std::vector<uint8_t>(kCopies * kCopySlot);
   bool flush_posted_ = false;

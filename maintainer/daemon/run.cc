@@ -204,7 +204,10 @@ Status run_daemon(const DaemonOptions& options) {
       if (relay && relay->from_wireguard(peer, d)) return;
       if (links) links->from_wireguard(peer, d);
     });
-    if (Status st = proxy->start(options.listen_port); !st) {
+    const ProxyMode mode = options.relay_proxy == "shared"     ? ProxyMode::shared
+                           : options.relay_proxy == "per-peer" ? ProxyMode::per_peer
+                                                               : ProxyMode::automatic;
+    if (Status st = proxy->start(options.listen_port, mode); !st) {
       spdlog::warn("{}; no relayed paths", st.message());
       proxy.reset();
     }
@@ -367,6 +370,7 @@ Status run_daemon(const DaemonOptions& options) {
       if (next->lighthouse != current.lighthouse) restart.push_back("lighthouse");
       if (next->relay_udp_port != current.relay_udp_port) restart.push_back("relay-udp");
       if (next->relay_tcp_port != current.relay_tcp_port) restart.push_back("relay-tcp");
+      if (next->relay_proxy != current.relay_proxy) restart.push_back("relay-proxy");
       if (const size_t n = names.refresh(); n > 0) done.push_back(std::to_string(n) + " DNS name(s) resolved again");
       const std::string said = done.empty() ? "nothing changed that applies while running" : join(done, "; ");
       spdlog::info("SIGHUP: reloaded {}: {}", current.config_file.empty() ? "the command line" : current.config_file, said);

@@ -45,6 +45,10 @@ struct DaemonOptions {
   bool lighthouse = false;
   uint16_t relay_udp_port = 51822;
   uint16_t relay_tcp_port = 443;
+  // How relayed peers' datagrams meet WireGuard on this host (docs/relay.md):
+  // "auto" (one shared socket if a check at start finds it works, else one
+  // per peer), "shared" or "per-peer".
+  std::string relay_proxy = "auto";
   // trace, debug, info, warn, error (SIGHUP applies a new one).
   std::string log_level = "info";
   // The config file these options were read from (empty: none), and how to

@@ -8,6 +8,8 @@
 #
 #   1. s1 <-> s2 are relayed over UDP: `peers --json` on both shows path
 #      relayed, relay "lh udp", and ping -6 over the overlay works both ways.
+#      s1's proxy is the shared socket, s2's the fallback (a socket per
+#      relayed peer, --relay-proxy per-peer).
 #      Figure: the time from the daemons' start to the first relayed ping.
 #   2. t1 reaches everyone over its TCP relay session: its lighthouse peer is
 #      relayed "lh tcp" (a local channel to the lighthouse's own WireGuard),
@@ -77,7 +79,10 @@ fi
 step "start the daemons (userspace WireGuard)"
 T0=$(date +%s.%N)
 mesh_start lh --wg-backend userspace --log-level debug --lighthouse --metrics-listen 127.0.0.1:9464
-for h in root s1 s2 t1; do mesh_start "$h" --wg-backend userspace --log-level debug; done
+# s2 meets its WireGuard through a socket per relayed peer (the fallback),
+# s1 through the shared one: s1 <-> s2 covers both.
+for h in root s1 t1; do mesh_start "$h" --wg-backend userspace --log-level debug; done
+mesh_start s2 --wg-backend userspace --log-level debug --relay-proxy per-peer
 ping_one() { nat_exec "$1" ping -6 -c 1 -W 1 -p "$3" "${OVERLAY[$2]}" >/dev/null 2>&1; }
 MARK=f0e1d2c3b4a5968778695a4b3c2d1e0f  # ping -p pattern: inner plaintext to look for
 
@@ -98,6 +103,8 @@ T_PING=$(date +%s.%N)
 wait_for 10 ping_one s2 s1 "$MARK" || fail "s2 cannot ping s1 over the relay"
 wait_for 10 is_path s1 s2 "relayed lh udp" || fail "s1's path to s2 is '$(path_of s1 s2)', not 'relayed lh udp'"
 wait_for 10 is_path s2 s1 "relayed lh udp" || fail "s2's path to s1 is '$(path_of s2 s1)', not 'relayed lh udp'"
+grep -q "a socket per relayed peer" "$MESH_DIR/s2.log" || fail "s2's relay proxy is not per peer"
+grep -q "relay proxy on 127.128.0.0/9 port" "$MESH_DIR/s1.log" || fail "s1's relay proxy is not the shared socket"
 echo "   figure: first relayed ping s1 -> s2 $(python3 -c "print(f'{$T_PING - $T0:.1f}')") s after the daemons started"
 fm s1 peers | sed 's/^/   s1: /'
 

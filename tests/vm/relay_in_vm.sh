@@ -8,7 +8,9 @@
 #   1. a <-> b go relayed through lh over UDP (`peers --json`: path
 #      "relayed", relay "lh udp") and ping each other over the overlay: the
 #      kernel's WireGuard sends to the loopback proxy address (127.128.0.0/9)
-#      and takes the answers from it (IP_PKTINFO), both ways.
+#      and takes the answers from it, both ways: on a through the shared
+#      proxy socket (IP_PKTINFO), on b through its fallback, a socket per
+#      relayed peer (--relay-proxy per-peer).
 #   2. a (the root) revokes b: a's peer to b is removed and the lighthouse
 #      closes b's session; a's pings to b stop.
 #
@@ -58,7 +60,10 @@ $fm join /tmp/b.join --state-dir /tmp/b >/dev/null
 $ip netns exec lh $fm run --wg-backend kernel --interface wgl --state-dir /tmp/lh --lighthouse \
   --log-level debug >/tmp/lh.log 2>&1 &
 $ip netns exec a $fm run --wg-backend kernel --interface wga --state-dir /tmp/a --log-level debug >/tmp/a.log 2>&1 &
-$ip netns exec b $fm run --wg-backend kernel --interface wgb --state-dir /tmp/b --log-level debug >/tmp/b.log 2>&1 &
+# b meets its kernel WireGuard through a socket per relayed peer (the
+# fallback), a through the shared socket.
+$ip netns exec b $fm run --wg-backend kernel --interface wgb --state-dir /tmp/b --log-level debug \
+  --relay-proxy per-peer >/tmp/b.log 2>&1 &
 
 addr_of() { $fm members --json --state-dir /tmp/a | grep -A4 "\"name\": \"$1\"" | sed -n 's/.*"address": "\(.*\)".*/\1/p'; }
 a_addr=$(addr_of root)
@@ -74,6 +79,8 @@ wait_for 30 ping6_from b "$a_addr" || fail "b cannot ping a through the relay"
 wait_for 10 relayed a b || fail "a's path to b: $(peer_of a b)"
 wait_for 10 relayed b root || fail "b's path to a (root): $(peer_of b root)"
 echo "relayed ping both ways over kernel WireGuard: $(peer_of a b | sed -n 's/.*"endpoint": "\([^"]*\)".*/endpoint \1/p')"
+grep -q "a socket per relayed peer" /tmp/b.log || fail "b's relay proxy is not per peer"
+grep -q "relay proxy on 127.128.0.0/9 port" /tmp/a.log || fail "a's relay proxy is not the shared socket"
 relay_line() { $fm status --state-dir /tmp/lh | grep "^$1 "; }
 relay_line relay | grep -q "sessions 2 udp" || fail "lighthouse: $(relay_line relay)"
 relay_line relayed | grep -q "udp [1-9][0-9]* packets" || fail "lighthouse: $(relay_line relayed)"
