@@ -20,18 +20,9 @@ namespace fm::maintainer {
 namespace {
 
 struct FakeWireGuard {
+  uint16_t port = 0;  // before fd: set by fd's initializer
   int fd = -1;
-  uint16_t port = 0;
-  FakeWireGuard() {
-    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
+  FakeWireGuard() : fd(fm::test::loopback_udp_socket(&port)) { EXPECT_GE(fd, 0); }
   ~FakeWireGuard() { ::close(fd); }
   void send_to(const wg::Endpoint& e, const std::string& d) const {
     sockaddr_in to{};

@@ -3,6 +3,8 @@
 // to one by one when the kernel refuses a GSO send.
 #include "maintainer/daemon/udp_batch.h"
 
+#include "tests/util/testutil.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -19,14 +21,8 @@ struct Socket {
   int fd = -1;
   uint16_t port = 0;
   explicit Socket(bool gro = false) {
-    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
+    fd = fm::test::loopback_udp_socket(&port);
+    EXPECT_GE(fd, 0);
     if (gro) {
       EXPECT_TRUE(enable_gro(fd));
     }
