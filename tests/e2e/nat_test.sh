@@ -55,7 +55,9 @@ for s in "${SITES[@]}"; do
   PORT[$name]=$port
   tcp=()
   [ "$name" != r1 ] || tcp=(443)  # for nat_block_udp's "TCP untouched"
-  nat_exec "$name" "$PY" -I -S "$here/nat_probe.py" agent "$MESH_DIR/$name.ctl" "$port" \
+  # Not through the nat_exec function: in the background it would run in a
+  # subshell, and the cleanup's TERM to $! would leave the agent running.
+  ip netns exec "$(ns_of "$name")" "$PY" -I -S "$here/nat_probe.py" agent "$MESH_DIR/$name.ctl" "$port" \
     "${tcp[@]}" >>"$MESH_DIR/$name.log" 2>&1 &
   MESH_PID[$name]=$!
 done
