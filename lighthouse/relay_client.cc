@@ -214,6 +214,17 @@ void RelayClient::drop_channel(const netauth::PublicKey& peer) {
 void RelayClient::on_control(const Control& c, Millis now) {
   switch (c.kind) {
     case Control::Kind::opened: {
+      // A lighthouse opens channels only between active members. One that
+      // says otherwise (its key stolen, say) is not followed: the channel is
+      // closed at once, and nothing is kept or delivered for the key.
+      if (view_ == nullptr || view_->status(c.peer) != netauth::MemberStatus::active) {
+        ++dropped_;
+        Control close;
+        close.kind = Control::Kind::close_channel;
+        close.channel = c.channel;
+        send_control(close);
+        return;
+      }
       drop_channel(c.peer);
       if (auto old = by_channel_.find(c.channel); old != by_channel_.end()) channels_.erase(old->second);
       channels_[c.peer] = c.channel;

@@ -57,7 +57,8 @@ class RelayClient {
   using DataHandler = std::function<void(const netauth::PublicKey& peer, std::span<const uint8_t> payload)>;
 
   // `self`, `view` and `random` must outlive the client. `view` says whether
-  // the lighthouse's key is an active member (conn_auth asks).
+  // a key is an active member: the lighthouse's (conn_auth asks), and each
+  // peer a channel opens to (one to any other key is closed unused).
   RelayClient(const netauth::KeyPair* self, const netauth::Bytes32& org_id, const netauth::PublicKey& lighthouse,
               netauth::MembershipView* view, Random* random, RelayClientConfig config = {});
   ~RelayClient();

@@ -73,6 +73,7 @@ Status LoopbackProxy::start(uint16_t wireguard_port, ProxyMode mode) {
     }
     boost::system::error_code ec;
     socket_.close(ec);
+    port_ = 0;
     if (mode == ProxyMode::shared) return st;
     spdlog::warn("relay proxy: the shared loopback socket does not work here ({}); one socket per relayed peer",
                  st.message());
@@ -134,16 +135,7 @@ bool LoopbackProxy::shared_works() {
   if (::poll(&p, 1, 200) != 1) return false;
   static thread_local ReceiveBatch<sockaddr_in, CMSG_SPACE(sizeof(in_pktinfo)), 1, 2048> one;
   if (one.receive(socket_.native_handle()) != 1) return false;
-  bool named = false;
-  msghdr& msg = one.msgs[0].msg_hdr;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      in_pktinfo info;
-      std::memcpy(&info, CMSG_DATA(c), sizeof(info));
-      named = ntohl(info.ipi_addr.s_addr) == probe;
-    }
-  }
-  if (!named) return false;
+  if (received_at_v4(one.msgs[0].msg_hdr) != probe) return false;
   UdpSendQueue back;
   back.add(reinterpret_cast<const sockaddr*>(&wg_addr), sizeof(wg_addr), UdpSource::ipv4(probe), {},
            {reinterpret_cast<const uint8_t*>(hello), sizeof(hello)});
@@ -197,11 +189,14 @@ wg::Endpoint LoopbackProxy::endpoint_of(const crdt::PublicKey& peer) {
 }
 
 LoopbackProxy::PeerSocket* LoopbackProxy::peer_socket(uint32_t address) {
-  if (auto it = sockets_.find(address); it != sockets_.end()) return it->second.get();
+  auto& ps = sockets_[address];
+  if (ps && ps->socket.is_open()) return ps.get();
+  const auto now = std::chrono::steady_clock::now();
+  if (ps && now < ps->retry_at) return nullptr;  // it failed (EMFILE, say): again once a second, not per datagram
   // Bound to the peer's own address, connected to WireGuard's port: what
   // WireGuard sends to that endpoint arrives here, and what is sent here
   // reaches WireGuard from it. No IP_PKTINFO needed.
-  auto ps = std::make_shared<PeerSocket>(socket_.get_executor());
+  ps = std::make_shared<PeerSocket>(socket_.get_executor());
   ps->peer = peer_of_.at(address);
   boost::system::error_code ec;
   ps->socket.open(udp::v4(), ec);
@@ -209,12 +204,15 @@ LoopbackProxy::PeerSocket* LoopbackProxy::peer_socket(uint32_t address) {
   if (!ec) ps->socket.connect(udp::endpoint(asio::ip::address_v4::loopback(), wireguard_port_), ec);
   if (!ec) ps->socket.non_blocking(true, ec);
   if (ec) {
-    spdlog::error("relay proxy: a socket at {}: {}; the peer is not relayed", asio::ip::address_v4(address).to_string(),
-                  ec.message());
+    spdlog::error("relay proxy: a socket at {}: {}; the peer is not relayed, again in 1 s",
+                  asio::ip::address_v4(address).to_string(), ec.message());
+    boost::system::error_code ignored;
+    ps->socket.close(ignored);
+    ps->retry_at = now + std::chrono::seconds(1);
+    ++socket_failures_;
     return nullptr;
   }
   ps->port = ps->socket.local_endpoint(ec).port();
-  sockets_[address] = ps;
   wait_peer(ps);
   return ps.get();
 }
@@ -266,16 +264,7 @@ void LoopbackProxy::drain() {
     const int n = batch.receive(socket_.native_handle());
     if (n <= 0) return;  // EAGAIN, or an error the next datagram may not have
     for (int i = 0; i < n; ++i) {
-      msghdr& msg = batch.msgs[i].msg_hdr;
-      uint32_t dst = 0;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-          in_pktinfo info;
-          std::memcpy(&info, CMSG_DATA(c), sizeof(info));
-          dst = ntohl(info.ipi_addr.s_addr);
-        }
-      }
-      auto it = peer_of_.find(dst);
+      auto it = peer_of_.find(received_at_v4(batch.msgs[i].msg_hdr));
       if (it == peer_of_.end() || batch.message(i).empty() || batch.truncated(i)) {
         ++unknown_;
         continue;

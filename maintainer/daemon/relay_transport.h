@@ -34,6 +34,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <netinet/in.h>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -78,12 +79,14 @@ class LoopbackProxy {
   void deliver(const crdt::PublicKey& peer, std::span<const uint8_t> datagram);
   uint16_t port() const { return port_; }
   uint64_t unknown() const { return unknown_; }  // to a proxy address that names no peer
+  uint64_t socket_failures() const { return socket_failures_; }  // per_peer: sockets that could not be made
 
  private:
   struct PeerSocket {
     boost::asio::ip::udp::socket socket;
     crdt::PublicKey peer{};
     uint16_t port = 0;
+    std::chrono::steady_clock::time_point retry_at{};  // after a failed open
     explicit PeerSocket(const boost::asio::any_io_executor& ex) : socket(ex) {}
   };
   Status start_shared();
@@ -102,7 +105,7 @@ class LoopbackProxy {
   std::map<crdt::PublicKey, uint32_t> address_of_;  // host order
   std::unordered_map<uint32_t, crdt::PublicKey> peer_of_;
   uint32_t next_ = 0;
-  uint64_t unknown_ = 0;
+  uint64_t unknown_ = 0, socket_failures_ = 0;
   ProxyMode mode_ = ProxyMode::automatic;
   std::unordered_map<uint32_t, std::shared_ptr<PeerSocket>> sockets_;  // per_peer: by address
   UdpSendQueue out_;  // to WireGuard, from copies_

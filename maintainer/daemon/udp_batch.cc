@@ -16,6 +16,21 @@ namespace {
 constexpr size_t kMaxSegments = 64;
 constexpr size_t kMaxGsoBytes = 65000;
 
+// The payload of the first control message of `level`/`type` in `msg` that
+// holds at least sizeof(T), copied into *out; false if there is none.
+template <typename T>
+bool control_data(const msghdr& msg, int level, int type, T* out) {
+  if (msg.msg_control == nullptr) return false;
+  auto* m = const_cast<msghdr*>(&msg);
+  for (cmsghdr* c = CMSG_FIRSTHDR(m); c != nullptr; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == level && c->cmsg_type == type && c->cmsg_len >= CMSG_LEN(sizeof(T))) {
+      std::memcpy(out, CMSG_DATA(c), sizeof(T));
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 bool enable_gro(int fd) {
@@ -24,28 +39,20 @@ bool enable_gro(int fd) {
 }
 
 size_t gro_segment_size(const msghdr& msg) {
-  if (msg.msg_control == nullptr) return 0;
-  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
-    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int size = 0;
-      std::memcpy(&size, CMSG_DATA(c), sizeof(size));
-      return size > 0 ? static_cast<size_t>(size) : 0;
-    }
-  }
-  return 0;
+  int size = 0;
+  return control_data(msg, SOL_UDP, UDP_GRO, &size) && size > 0 ? static_cast<size_t>(size) : 0;
 }
 
 bool received_at(const msghdr& msg, std::array<uint8_t, 16>* address) {
-  if (msg.msg_control == nullptr) return false;
-  for (const cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), const_cast<cmsghdr*>(c))) {
-    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(in6_pktinfo))) {
-      in6_pktinfo info;
-      std::memcpy(&info, CMSG_DATA(c), sizeof(info));
-      std::memcpy(address->data(), info.ipi6_addr.s6_addr, 16);
-      return true;
-    }
-  }
-  return false;
+  in6_pktinfo info;
+  if (!control_data(msg, IPPROTO_IPV6, IPV6_PKTINFO, &info)) return false;
+  std::memcpy(address->data(), info.ipi6_addr.s6_addr, 16);
+  return true;
+}
+
+uint32_t received_at_v4(const msghdr& msg) {
+  in_pktinfo info;
+  return control_data(msg, IPPROTO_IP, IP_PKTINFO, &info) ? ntohl(info.ipi_addr.s_addr) : 0;
 }
 
 UdpSource UdpSource::ipv4(uint32_t host_order) {

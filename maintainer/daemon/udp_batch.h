@@ -87,6 +87,9 @@ inline constexpr size_t kGroControlBytes = CMSG_SPACE(sizeof(int));
 // IPV6_RECVPKTINFO; v4-mapped for IPv4 on a dual-stack socket); false if
 // the message has none.
 bool received_at(const msghdr& msg, std::array<uint8_t, 16>* address);
+// The same on an IPv4 socket (IP_PKTINFO's ipi_addr, asked for with
+// IP_PKTINFO), in host order; 0 if the message has none.
+uint32_t received_at_v4(const msghdr& msg);
 
 // Where a datagram leaves from: the socket's choice, or one of this host's
 // addresses (IP_PKTINFO on an IPv4 socket; IPV6_PKTINFO on an IPv6 one,

@@ -56,16 +56,17 @@ bool is_loopback(const netauth::Address& a) {
   return a == netauth::Address{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 }
 
+bool on_local_network(const netauth::Address& a, std::span<const LocalNetwork> here) {
+  return std::any_of(here.begin(), here.end(), [&](const LocalNetwork& n) { return n.contains(a); });
+}
+
 std::vector<Endpoint> rank_candidates(const PeerEndpoints& peer, std::span<const LocalNetwork> here) {
-  auto on_our_subnet = [&](const Endpoint& e) {
-    return std::any_of(here.begin(), here.end(), [&](const LocalNetwork& n) { return n.contains(e.address); });
-  };
   std::vector<Endpoint> out;
   auto add = [&](const Endpoint& e) {
     if (!is_loopback(e.address) && std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   };
   for (const auto& e : peer.local) {
-    if (on_our_subnet(e)) add(e);
+    if (on_local_network(e.address, here)) add(e);
   }
   for (const auto& e : peer.advertised) add(e);
   for (const auto& e : peer.local) {

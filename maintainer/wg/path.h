@@ -70,6 +70,9 @@ struct LocalNetwork {
   bool operator==(const LocalNetwork&) const = default;
 };
 
+// Whether `a` is on one of `here`.
+bool on_local_network(const netauth::Address& a, std::span<const LocalNetwork> here);
+
 // A peer's endpoints by how it knows them (its signed record; a lighthouse's
 // enrolled endpoints count as advertised).
 struct PeerEndpoints {

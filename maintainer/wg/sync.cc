@@ -40,9 +40,8 @@ std::vector<wg::DesiredPeer> WireGuardSync::desired(const std::vector<crdt::Memb
       for (const auto& e : rec->reflected) add(known.reflected, e);
     }
     auto on_our_networks = [&] {
-      return std::any_of(known.local.begin(), known.local.end(), [&](const wg::Endpoint& e) {
-        return std::any_of(local_.begin(), local_.end(), [&](const wg::LocalNetwork& n) { return n.contains(e.address); });
-      });
+      return std::any_of(known.local.begin(), known.local.end(),
+                         [&](const wg::Endpoint& e) { return wg::on_local_network(e.address, local_); });
     };
     const bool relay_first = own_nat_ == crdt::NatClass::symmetric && rec != nullptr &&
                              rec->nat == crdt::NatClass::symmetric && known.advertised.empty() && !on_our_networks();

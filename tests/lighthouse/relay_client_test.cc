@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "tests/lighthouse/relay_harness.h"
 
 namespace fm::lighthouse {
@@ -15,16 +17,24 @@ using namespace fm::lighthouse::test;
 using fm::test::test_key;
 using Kind = RelayClient::Event::Kind;
 
-class LighthouseView final : public netauth::MembershipView {
+// What a node's replica says: the relay's table, except keys it has not
+// learned of (`unknown`).
+class NodeView final : public netauth::MembershipView {
  public:
-  MemberStatus status(const PublicKey& key) override { return key == lh ? MemberStatus::active : MemberStatus::not_member; }
-  PublicKey lh{};
+  MemberStatus status(const PublicKey& key) override {
+    if (unknown.contains(key)) return MemberStatus::not_member;
+    return members->standing(key, *now);
+  }
+  FakeMembership* members = nullptr;
+  const Millis* now = nullptr;
+  std::set<PublicKey> unknown;
 };
 
 struct Node {
   Node(Relay& r, uint8_t n, Transport t, RelayClientConfig cfg)
       : key(test_key(n)), addr(test::addr(n)), conn(n), transport(t), random(100 + n) {
-    view.lh = r.lh.public_key;
+    view.members = &r.members;
+    view.now = &r.now;
     cfg.transport = t;
     client = std::make_unique<RelayClient>(&key, r.org, r.lh.public_key, &view, &random, cfg);
     client->on_data([this](const PublicKey& from, std::span<const uint8_t> p) { got.emplace_back(from, str(p)); });
@@ -33,7 +43,7 @@ struct Node {
   PeerAddr addr;
   ConnId conn;
   Transport transport;
-  LighthouseView view;
+  NodeView view;
   FakeRandom random;
   std::unique_ptr<RelayClient> client;
   std::vector<std::pair<PublicKey, std::string>> got;
@@ -202,6 +212,27 @@ TEST_F(RelayClientTest, TwoMembersOpenAChannelAndExchangeDatagrams) {
   ASSERT_EQ(a.got.size(), 1u);
   EXPECT_EQ(a.got[0].second, "back");
   EXPECT_FALSE(a.client->send(test_key(3).public_key, span_of(wg))) << "no channel to 3";
+}
+
+TEST_F(RelayClientTest, AChannelToAKeyThisNodeDoesNotKnowAsAMemberIsClosedUnused) {
+  // The relay says b is a member; a's replica does not (a lighthouse with a
+  // stolen key could open channels to any key): a keeps nothing for it.
+  Node& a = node(1);
+  Node& b = node(2);
+  a.view.unknown.insert(b.key.public_key);
+  start(a);
+  start(b);
+  deliver();
+  b.client->open(a.key.public_key, r_.now);
+  deliver();
+  EXPECT_FALSE(a.client->channel_of(b.key.public_key));
+  EXPECT_EQ(count(a, Kind::channel_open), 0);
+  EXPECT_GE(a.client->dropped(), 1u);
+  EXPECT_FALSE(b.client->channel_of(a.key.public_key)) << "a closed it at the relay";
+  EXPECT_GE(count(b, Kind::channel_closed), 1);
+  EXPECT_FALSE(b.client->send(a.key.public_key, span_of(std::string("x"))));
+  deliver();
+  EXPECT_TRUE(a.got.empty());
 }
 
 TEST_F(RelayClientTest, AnOpenRefusedBecauseThePeerIsAbsentIsAskedAgain) {

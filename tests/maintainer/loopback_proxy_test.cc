@@ -9,8 +9,11 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <sys/resource.h>
+
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "maintainer/daemon/relay_transport.h"
@@ -97,6 +100,38 @@ TEST_P(LoopbackProxyTest, EachPeersDatagramsGoBothWaysAtItsOwnEndpoint) {
 
 INSTANTIATE_TEST_SUITE_P(BothWays, LoopbackProxyTest, ::testing::Values(ProxyMode::shared, ProxyMode::per_peer),
                          [](const auto& info) { return info.param == ProxyMode::shared ? "Shared" : "PerPeer"; });
+
+TEST(LoopbackProxyModeTest, APeerSocketThatCannotBeMadeIsTriedOnceASecondNotPerDatagram) {
+  boost::asio::io_context io;
+  FakeWireGuard wg;
+  LoopbackProxy proxy(io, [](const crdt::PublicKey&, std::span<const uint8_t>) {});
+  ASSERT_TRUE(proxy.start(wg.port, ProxyMode::per_peer));
+  const auto a = fm::test::test_key(1).public_key;
+  const std::string d = "from a";
+  const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(d.data()), d.size()};
+  // No file descriptor left (EMFILE): 100 datagrams for a, one attempt.
+  rlimit was{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &was), 0);
+  const int lowest_free = ::dup(0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit tight = was;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new descriptor fits
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  for (int i = 0; i < 100; ++i) proxy.deliver(a, bytes);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &was), 0);
+  EXPECT_EQ(proxy.socket_failures(), 1u);
+  EXPECT_EQ(proxy.endpoint_of(a).port, 0) << "no socket: no endpoint to offer yet";
+  EXPECT_FALSE(wg.receive(io)) << "nothing was sent";
+  // A second later it is made, and the peer is relayed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  proxy.deliver(a, bytes);
+  auto got = wg.receive(io);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->first, d);
+  EXPECT_EQ(got->second, text(proxy.endpoint_of(a)));
+  EXPECT_EQ(proxy.socket_failures(), 1u);
+}
 
 TEST(LoopbackProxyModeTest, TheSharedSocketIsChosenWhereItWorks) {
   // On Linux with 127.0.0.0/8 on lo (here, and CI): the check at start passes.

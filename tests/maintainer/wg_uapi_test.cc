@@ -295,28 +295,7 @@ TEST(UapiClient, AResetPeerStartsAHandshakeAtOnce) {
   setup.listen_port = 0;
   setup.peers = {add};
   ASSERT_TRUE(client.set(setup).is_ok());
-  auto tx = [&]() -> uint64_t {
-    auto d = client.get();
-    return d && d->peers.size() == 1 ? d->peers[0].tx_bytes : UINT64_MAX;
-  };
-  auto poke_and_wait = [&](uint64_t until) {  // a packet into the tunnel; tx after up to 1 s
-    (void)wg.exec("echo x > /dev/udp/fd00::1/9");
-    for (int i = 0; i < 20 && tx() < until; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return tx();
-  };
-  EXPECT_EQ(poke_and_wait(148), 148u) << "the first packet starts a handshake";
-  EXPECT_EQ(poke_and_wait(296), 148u) << "the next one within 5 s does not";
-  DeviceUpdate reset;
-  add.reset = true;
-  reset.peers = {add};
-  ASSERT_TRUE(client.set(reset).is_ok());
-  EXPECT_EQ(tx(), 0u) << "a new peer: its counters start again";
-  auto d = client.get();
-  ASSERT_TRUE(d.is_ok());
-  ASSERT_EQ(d->peers.size(), 1u);
-  EXPECT_EQ(d->peers[0].endpoint, add.endpoint);
-  EXPECT_EQ(d->peers[0].allowed_ips, add.allowed_ips);
-  EXPECT_EQ(poke_and_wait(148), 148u) << "and its first packet starts a handshake at once";
+  expect_reset_starts_a_handshake(client, add, [&] { (void)wg.exec("echo x > /dev/udp/fd00::1/9"); });
 }
 
 }  // namespace
